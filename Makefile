@@ -1,0 +1,50 @@
+# ml-integrity developer interface. Every target creates what it needs.
+#   make demo   sign, verify, tamper and refuse a bundled example
+#   make test   lint (ruff, mypy --strict) and the whole test suite
+#   make bench  the benchmarks in bench/ (ratios against baselines in the same run)
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: all dev venv lint reformat test test-deps pytest demo bench clean
+
+all: test
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv dev: $(VENV)/.installed
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+reformat: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff format src tests bench
+
+# git-lfs, the LFS test server, the Sigstore test double: see tests/tools/install.sh
+test-deps: $(VENV)/.installed
+	bash tests/tools/install.sh
+
+pytest: $(VENV)/.installed
+	$(VENV)/bin/pytest $(T)
+
+test: lint test-deps
+	$(VENV)/bin/pytest $(T)
+
+demo: $(VENV)/.installed
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples/demo.sh
+
+bench: $(VENV)/.installed test-deps
+	$(PY) bench/hashing.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist .cache
