@@ -52,7 +52,7 @@ class Result:
 
 
 @pytest.fixture
-def cli() -> "CLI":
+def cli() -> CLI:
     return CLI()
 
 
