@@ -16,3 +16,20 @@ if ((${#need_apt[@]})); then
         exit 3
     fi
 fi
+
+# --- giftless: a real Git LFS HTTP server for tests/lfs (own virtualenv) ----
+# giftless 0.6.2's wheel declares no dependencies; this is its working set
+# (see shared notes/git_lfs.md §7): marshmallow<4 and PyJWT<2.10 are required.
+GIFTLESS_VENV=.cache/giftless-venv
+GIFTLESS_PINS=(
+    "giftless==0.6.2" "figcan==0.0.4" "Flask==2.3.3" "Flask-Classful==0.16.0"
+    "flask-marshmallow==0.15.0" "marshmallow==3.26.2" "webargs==8.7.1" "Werkzeug==3.1.9"
+    "PyYAML" "python-dotenv" "python-dateutil" "cachetools" "PyJWT==2.9.0" "waitress==3.0.2"
+)
+GIFTLESS_STAMP="$GIFTLESS_VENV/.installed-$(printf '%s\n' "${GIFTLESS_PINS[@]}" | sha256sum | cut -c1-12)"
+if [ ! -e "$GIFTLESS_STAMP" ]; then
+    rm -rf "$GIFTLESS_VENV"
+    python3 -m venv "$GIFTLESS_VENV"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 "$GIFTLESS_VENV/bin/pip" install --quiet "${GIFTLESS_PINS[@]}"
+    touch "$GIFTLESS_STAMP"
+fi
