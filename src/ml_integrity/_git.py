@@ -165,9 +165,7 @@ class Git:
         env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
         """``git -C root ARGS``; raises ToolError on a non-zero exit when ``check``."""
-        return _run(
-            ["git", *args], cwd=self.root, env=self.env(env), input=input, check=check
-        )
+        return _run(["git", *args], cwd=self.root, env=self.env(env), input=input, check=check)
 
     def text(self, args: Sequence[str], **kw: object) -> str:
         out = self.run(args, **kw)  # type: ignore[arg-type]
@@ -253,12 +251,14 @@ class Git:
         args = ["ls-tree", "-z", "-l"]
         if recursive:
             args.append("-r")
-        raw = self.run([*args, "--end-of-options", treeish, "--", *paths]).stdout
+        raw = self.run([*args, treeish, "--", *paths]).stdout
         out = []
         for rec in _split_z(raw):
             meta, _, path = rec.partition(b"\t")
             mode, typ, oid, size = meta.decode().split()
-            out.append(TreeEntry(mode, typ, oid, -1 if size == "-" else int(size), _decode_path(path)))
+            out.append(
+                TreeEntry(mode, typ, oid, -1 if size == "-" else int(size), _decode_path(path))
+            )
         return out
 
     def cat_file(self) -> CatFileBatch:
@@ -329,9 +329,11 @@ class CatFileBatch:
     def _read_one(out: IO[bytes], name: str) -> tuple[str, bytes] | None:
         header = out.readline()
         if not header:
-            raise ToolError("git cat-file --batch stopped unexpectedly", command=["git", "cat-file"])
+            raise ToolError(
+                "git cat-file --batch stopped unexpectedly", command=["git", "cat-file"]
+            )
         parts = header.rstrip(b"\n").split(b" ")
-        if len(parts) == 2 and parts[1] == b"missing" or len(parts) != 3:
+        if (len(parts) == 2 and parts[1] == b"missing") or len(parts) != 3:
             return None
         size = int(parts[2])
         data = out.read(size)
@@ -363,7 +365,9 @@ class CatFileBatch:
 
             def feed() -> None:
                 try:
-                    stdin.write(b"".join(n.encode("utf-8", "surrogateescape") + b"\n" for n in names))
+                    stdin.write(
+                        b"".join(n.encode("utf-8", "surrogateescape") + b"\n" for n in names)
+                    )
                     stdin.flush()
                 except (BrokenPipeError, OSError):
                     pass
@@ -394,3 +398,16 @@ class CatFileBatch:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def run_script(argv: Sequence[str], *, cwd: Path, stdin: bytes | None = None) -> int:
+    """Run a hook script (or ``git lfs HOOK``) with our stdout/stderr; its exit code.
+
+    The environment is passed on unchanged: a chained hook must see what git
+    gave us (``GIT_DIR``, ``GIT_INDEX_FILE``...).
+    """
+    try:
+        proc = subprocess.run(list(argv), cwd=cwd, input=stdin, check=False)
+    except OSError as exc:
+        raise ToolError(f"cannot run {argv[0]}: {exc}", path=argv[0]) from exc
+    return proc.returncode

@@ -189,7 +189,7 @@ class LfsStore:
             return None
         self.quarantine_dir.mkdir(parents=True, exist_ok=True)
         dst = self.quarantine_path(oid)
-        _write_atomic(dst.with_name(oid + ".json"), json.dumps(record, indent=2).encode() + b"\n")
+        write_atomic(dst.with_name(oid + ".json"), json.dumps(record, indent=2).encode() + b"\n")
         os.replace(src, dst)
         return dst
 
@@ -216,7 +216,7 @@ def _check_oid(oid: str) -> None:
         raise ValueError(f"not a sha256 oid: {oid!r}")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
@@ -319,7 +319,9 @@ class SmudgeGate(Protocol):
         """``None`` to let git-lfs smudge ``path``; a Refusal otherwise."""
         ...
 
-    def refused(self, path: str, oid: str, size: int, refusal: Refusal, meta: Mapping[str, str]) -> None:
+    def refused(
+        self, path: str, oid: str, size: int, refusal: Refusal, meta: Mapping[str, str]
+    ) -> None:
         """Called once per refused file: quarantine the object, say so loudly."""
         ...
 
@@ -549,7 +551,9 @@ class FilterProxy:
             self.gout.write(FLUSH)
             write_list(self.gout, trailer)
 
-    def _smudge_raw(self, lines: list[str], meta: dict[str, str], path: str, spool: IO[bytes]) -> None:
+    def _smudge_raw(
+        self, lines: list[str], meta: dict[str, str], path: str, spool: IO[bytes]
+    ) -> None:
         """Content that is not a pointer (a file committed without LFS): check its digest."""
         with spool:
             spool.seek(0)
@@ -574,7 +578,9 @@ class FilterProxy:
             cin.flush()
             self._copy_response(cout)
 
-    def _refuse(self, path: str, pointer: Pointer, refusal: Refusal, meta: Mapping[str, str]) -> None:
+    def _refuse(
+        self, path: str, pointer: Pointer, refusal: Refusal, meta: Mapping[str, str]
+    ) -> None:
         self.refusals += 1
         self.gate.refused(path, pointer.oid, pointer.size, refusal, meta)
         if self.gate.strict:
@@ -757,7 +763,9 @@ class TransferAgent:
             else:
                 raise ToolError("transfer agent not initialised")
         except (ToolError, UsageError) as exc:
-            self._send({"event": "complete", "oid": oid, "error": {"code": 2, "message": exc.message}})
+            self._send(
+                {"event": "complete", "oid": oid, "error": {"code": 2, "message": exc.message}}
+            )
 
     def _progress(self, oid: str) -> Callable[[int, int], None]:
         def report(done: int, since_last: int) -> None:
@@ -812,7 +820,11 @@ class _HttpTransfer:
         for attempt in range(2):
             try:
                 resp = self.session.post(
-                    self.url + "/objects/batch", json=body, headers=headers, auth=self._auth, timeout=60
+                    self.url + "/objects/batch",
+                    json=body,
+                    headers=headers,
+                    auth=self._auth,
+                    timeout=60,
                 )
             except requests.RequestException as exc:
                 raise ToolError(f"LFS batch request to {self.url} failed: {exc}") from exc
@@ -900,13 +912,18 @@ class _HttpTransfer:
                     timeout=60,
                 )
             if resp.status_code not in (200, 201):
-                raise ToolError(f"upload of {oid} failed: HTTP {resp.status_code}", stderr=resp.text[:500])
+                raise ToolError(
+                    f"upload of {oid} failed: HTTP {resp.status_code}", stderr=resp.text[:500]
+                )
             verify = actions.get("verify")
             if verify:
                 resp = self.session.post(
                     verify["href"],
                     json={"oid": oid, "size": size},
-                    headers={"Content-Type": "application/vnd.git-lfs+json", **(verify.get("header") or {})},
+                    headers={
+                        "Content-Type": "application/vnd.git-lfs+json",
+                        **(verify.get("header") or {}),
+                    },
                     timeout=60,
                 )
                 if resp.status_code != 200:
@@ -951,4 +968,6 @@ def run_git_lfs(
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``git lfs ARGS`` with its output going to our stdout/stderr."""
     require_git_lfs()
-    return subprocess.run(["git", "lfs", *args], cwd=cwd, env=None if env is None else dict(env), check=False)
+    return subprocess.run(
+        ["git", "lfs", *args], cwd=cwd, env=None if env is None else dict(env), check=False
+    )

@@ -35,11 +35,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from ._git import Git
-from ._lfs import LfsStore, Pointer, Refusal, parse_pointer, sha256_file
+from ._lfs import (
+    Endpoint,
+    LfsStore,
+    Pointer,
+    Refusal,
+    endpoint_from_url,
+    parse_pointer,
+    sha256_file,
+    write_atomic,
+)
 from .errors import Error, IntegrityError, ManifestDiff
 
 if TYPE_CHECKING:
     from .manifest import Manifest
+    from .signing import Signer
     from .verifying import BundleVerifier
 
 __all__ = [
@@ -136,7 +146,9 @@ class TreeVerdict:
 class Repository:
     """A git work tree with Git LFS content."""
 
-    def __init__(self, git: Git, *, verifier_factory: Callable[[Path], BundleVerifier] | None = None) -> None:
+    def __init__(
+        self, git: Git, *, verifier_factory: Callable[[Path], BundleVerifier] | None = None
+    ) -> None:
         self.git = git
         self.root = git.root
         self._cat = git.cat_file()
@@ -144,6 +156,7 @@ class Repository:
         self._verifier_factory = verifier_factory
         self._verifier: BundleVerifier | None = None
         self._trust_key: str | None = None
+        self._settings: dict[str, str] | None = None
         self._store: LfsStore | None = None
 
     @classmethod
@@ -164,7 +177,9 @@ class Repository:
     @property
     def store(self) -> LfsStore:
         if self._store is None:
-            self._store = LfsStore.for_git_dir(self.git.common_dir, self.git.config_get("lfs.storage"))
+            self._store = LfsStore.for_git_dir(
+                self.git.common_dir, self.git.config_get("lfs.storage")
+            )
         return self._store
 
     @property
@@ -202,7 +217,9 @@ class Repository:
     def _sizes(self, oids: list[str]) -> dict[str, int]:
         if not oids:
             return {}
-        raw = self.git.run(["cat-file", "--batch-check"], input="\n".join(set(oids)).encode() + b"\n")
+        raw = self.git.run(
+            ["cat-file", "--batch-check"], input="\n".join(set(oids)).encode() + b"\n"
+        )
         out = {}
         for line in raw.stdout.decode().splitlines():
             parts = line.split()
@@ -241,47 +258,107 @@ class Repository:
                 entries.append(Entry(path, pointer.size, pointer.oid))
         return Manifest(tuple(entries))
 
+    def update_manifest(self) -> bool:
+        """Write ``.ml-integrity/manifest.json`` from the index and stage it.
+
+        For the pre-commit hook: honours ``GIT_INDEX_FILE`` (``commit -a`` and
+        ``commit PATH`` build a temporary index). Returns True when it changed.
+        """
+        manifest = self.manifest_from_index()
+        data = manifest.to_json()
+        if self._cat.read(f":{MANIFEST_PATH}") == data:
+            return False
+        write_atomic(self.root / MANIFEST_PATH, data)
+        self.git.run(["add", "--", MANIFEST_PATH])
+        return True
+
+    def sign_index(self, signer: Signer, *, name: str = "manifest") -> tuple[Manifest, Path]:
+        """Sign the manifest of the index; write and stage the manifest and the bundle."""
+        from . import oms
+
+        manifest = self.manifest_from_index()
+        statement = oms.build_statement(manifest, model_name=self.root.name)
+        bundle = signer.sign_statement(statement)
+        bundle_path = self.root / META_DIR / f"{name}.sig"
+        write_atomic(self.root / MANIFEST_PATH, manifest.to_json())
+        write_atomic(bundle_path, bundle.encode("utf-8"))
+        self.git.run(["add", "--", MANIFEST_PATH, f"{META_DIR}/{name}.sig"])
+        return manifest, bundle_path
+
+    # -- LFS endpoints --------------------------------------------------------------
+
+    def lfs_endpoint(self, remote: str) -> Endpoint:
+        """The LFS endpoint git-lfs uses for ``remote`` (a name or a URL)."""
+        candidates = ["lfs.url", f"remote.{remote}.lfsurl"]
+        for key in candidates:
+            value = self.git.config_get(key)
+            if value:
+                return endpoint_from_url(value, self.root)
+        lfsconfig = self.root / ".lfsconfig"
+        if lfsconfig.is_file():
+            for key in candidates:
+                out = self.git.run(["config", "-f", str(lfsconfig), "--get", key], check=False)
+                if out.returncode == 0 and out.stdout.strip():
+                    return endpoint_from_url(out.stdout.decode().strip(), self.root)
+        url = self.git.config_get(f"remote.{remote}.url") or remote
+        return endpoint_from_url(url, self.root)
+
     # -- trust and signatures ---------------------------------------------------------
+
+    def trust_settings(self) -> dict[str, str]:
+        """The ``ml-integrity.*`` git config (lower-case keys): where trust comes from."""
+        if self._settings is None:
+            out = self.git.run(["config", "-z", "--get-regexp", r"^ml-integrity\."], check=False)
+            settings: dict[str, str] = {}
+            for rec in out.stdout.split(b"\0"):
+                if rec:
+                    key, _, value = rec.decode("utf-8", "surrogateescape").partition("\n")
+                    settings[key.lower()] = value
+            self._settings = settings
+        return self._settings
 
     def _verifier_for(self) -> BundleVerifier:
         if self._verifier is None:
             if self._verifier_factory is not None:
                 self._verifier = self._verifier_factory(self.root)
             else:
-                from .trust import verifier_from_git_config
+                from .trust import verifier_from_settings
 
-                self._verifier = verifier_from_git_config(self.root)
+                self._verifier = verifier_from_settings(self.trust_settings(), base=self.root)
         return self._verifier
 
     def trust_key(self) -> str:
-        """A fingerprint of the trust roots in git config (keys the cache)."""
+        """A fingerprint of the trust roots in git config and their files (keys the cache)."""
         if self._trust_key is None:
             h = hashlib.sha256()
-            for key in ("ml-integrity.publicKey", "ml-integrity.policy", "ml-integrity.identity"):
-                value = self.git.config_get(key)
+            for key, value in sorted(self.trust_settings().items()):
                 h.update(f"{key}={value}\n".encode())
-                if value:
-                    p = Path(value).expanduser()
-                    if not p.is_absolute():
-                        p = self.root / p
-                    try:
+                p = Path(value).expanduser()
+                if not p.is_absolute():
+                    p = self.root / p
+                try:
+                    if p.is_file():
                         h.update(p.read_bytes())
-                    except OSError:
-                        h.update(b"<unreadable>")
+                except OSError:
+                    pass
             self._trust_key = h.hexdigest()
         return self._trust_key
 
     def signature_blobs(self, source: str) -> list[tuple[str, str]]:
         """(path, blob oid) of the ``.ml-integrity/*.sig`` bundles of a source."""
         if source == INDEX:
-            rows = [(e.path, e.oid) for e in self.git.ls_files_stage([META_DIR + "/"]) if e.stage == 0]
+            rows = [
+                (e.path, e.oid) for e in self.git.ls_files_stage([META_DIR + "/"]) if e.stage == 0
+            ]
         else:
             rows = [
                 (t.path, t.oid)
                 for t in self.git.ls_tree(source, [META_DIR + "/"], recursive=False)
                 if t.type == "blob"
             ]
-        return sorted((p, o) for p, o in rows if p.endswith(".sig") and "/" not in p[len(META_DIR) + 1 :])
+        return sorted(
+            (p, o) for p, o in rows if p.endswith(".sig") and "/" not in p[len(META_DIR) + 1 :]
+        )
 
     def verified_digests(self, source: str) -> VerifiedDigests:
         """The path -> digest map that the valid bundles of ``source`` sign."""
@@ -296,7 +373,9 @@ class Repository:
         try:
             sigs = self.signature_blobs(source)
         except Error as exc:
-            return VerifiedDigests(label, error=f"cannot read {META_DIR}/ of {label}: {exc.message}")
+            return VerifiedDigests(
+                label, error=f"cannot read {META_DIR}/ of {label}: {exc.message}"
+            )
         if not sigs:
             return VerifiedDigests(label, error=f"{label} has no signature ({META_DIR}/*.sig)")
         key = hashlib.sha256(
@@ -378,7 +457,11 @@ class Repository:
     # -- verdicts ----------------------------------------------------------------------
 
     def check_tree(
-        self, source: str = "HEAD", *, rehash: bool = False, progress: Callable[[int, int], None] | None = None
+        self,
+        source: str = "HEAD",
+        *,
+        rehash: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> TreeVerdict:
         """Pointer-level check of ``source`` against its signatures (no download).
 
@@ -443,7 +526,13 @@ class Repository:
     def quarantine(self, oid: str, path: str, reason: str, source: str) -> Path | None:
         return self.store.quarantine(
             oid,
-            {"oid": oid, "path": path, "reason": reason, "source": source, "time": int(time.time())},
+            {
+                "oid": oid,
+                "path": path,
+                "reason": reason,
+                "source": source,
+                "time": int(time.time()),
+            },
         )
 
 
