@@ -400,14 +400,22 @@ class CatFileBatch:
         self.close()
 
 
-def run_script(argv: Sequence[str], *, cwd: Path, stdin: bytes | None = None) -> int:
+def run_script(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    stdin: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+) -> int:
     """Run a hook script (or ``git lfs HOOK``) with our stdout/stderr; its exit code.
 
     The environment is passed on unchanged: a chained hook must see what git
     gave us (``GIT_DIR``, ``GIT_INDEX_FILE``...).
     """
     try:
-        proc = subprocess.run(list(argv), cwd=cwd, input=stdin, check=False)
+        proc = subprocess.run(
+            list(argv), cwd=cwd, input=stdin, env=None if env is None else dict(env), check=False
+        )
     except OSError as exc:
         raise ToolError(f"cannot run {argv[0]}: {exc}", path=argv[0]) from exc
     return proc.returncode

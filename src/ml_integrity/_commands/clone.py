@@ -20,7 +20,7 @@ the commit checked out; refused files stay LFS pointers and the command fails.
 examples:
   ml-integrity clone https://example.com/org/models.git --key release.pub
   ml-integrity clone ../models.git work --key release.pub --strict
-  ml-integrity clone URL DIR --key release.pub -- --branch v2 --depth 1
+  ml-integrity clone URL DIR --key release.pub -b v2 --git-arg=--depth=1
 
 exit codes: 0 cloned and verified; 1 something was refused; 2 usage; 3 git failed.
 """
@@ -41,7 +41,15 @@ def register(subparsers: Any) -> None:
         "--cert-chain", type=Path, metavar="CA", help="trusted root certificate(s) (PEM)"
     )
     parser.add_argument("--strict", action="store_true", help="abort on any refused file")
-    parser.add_argument("git_args", nargs="*", metavar="ARGS", help="after --: passed to git clone")
+    parser.add_argument("-b", "--branch", metavar="BRANCH", help="check out BRANCH (git clone -b)")
+    parser.add_argument(
+        "--git-arg",
+        dest="git_args",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one more argument for git clone, e.g. --git-arg=--depth=1; repeatable",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -71,18 +79,16 @@ def run(args: argparse.Namespace) -> int:
         config["ml-integrity.certChain"] = str(args.cert_chain.resolve())
     if args.strict:
         config["ml-integrity.strict"] = "true"
-    git_args = [a for a in args.git_args if a != "--"] if args.git_args else []
+    git_args = list(args.git_args)
+    if args.branch:
+        git_args += ["--branch", args.branch]
     with tempfile.TemporaryDirectory(prefix="ml-integrity-template-") as template:
         hooks.install_hooks(Path(template) / "hooks", {})
         argv = ["git", "clone", f"--template={template}"]
         for key, value in config.items():
             argv += ["-c", f"{key}={value}"]
         argv += [*git_args, "--", args.url, str(directory)]
-        import os
-
-        os.environ.clear()
-        os.environ.update(clean_env())
-        rc = run_script(argv, cwd=Path.cwd())
+        rc = run_script(argv, cwd=Path.cwd(), env=clean_env())
     if not (directory / ".git").exists():
         raise ToolError(f"git clone failed (exit {rc})", hint="see git's message above")
     git = Git(directory.resolve())

@@ -67,13 +67,7 @@ def run(args: argparse.Namespace) -> int:
                 hint="check out a signed commit, or sign this one (ml-integrity sign-repo); "
                 "trust comes from git config ml-integrity.publicKey",
             )
-        moved_out, moved_back = [], []
-        for path, pointer in before.pointers.items():
-            if path in before.refused:
-                if repo.quarantine(pointer.oid, path, before.refused[path], "HEAD"):
-                    moved_out.append(path)
-            elif repo.store.release(pointer.oid):
-                moved_back.append(path)
+        moved_back = prepare_store(repo, before)
         for path in moved_back:
             print(
                 f"ml-integrity: {path}: signed now, object moved back from quarantine",
@@ -110,3 +104,32 @@ def run(args: argparse.Namespace) -> int:
             f"signed by {', '.join(sorted(set(after.verified.signers))) or 'nobody: no LFS files'})"
         )
     return 0
+
+
+def prepare_store(repo: Any, before: Any) -> list[str]:
+    """Make the store hold exactly what ``git lfs pull`` may check out.
+
+    Objects of refused files leave the store (quarantine); objects of files
+    still to be checked out are hashed first (a corrupt one is quarantined,
+    so git-lfs downloads it again); a quarantined object that is now signed
+    and intact goes back. Returns the paths whose object came back.
+    """
+    from .._lfs import sha256_file
+
+    moved_back = []
+    for path, pointer in before.pointers.items():
+        oid = pointer.oid
+        if path in before.refused:
+            repo.quarantine(oid, path, before.refused[path], "HEAD")
+            continue
+        if path not in before.left_as_pointer:
+            continue
+        obj = repo.store.object_path(oid)
+        if obj.is_file():
+            if sha256_file(obj) != oid:
+                repo.quarantine(oid, path, "corrupt local object", "HEAD")
+            continue
+        held = repo.store.quarantine_path(oid)
+        if held.is_file() and sha256_file(held) == oid and repo.store.release(oid):
+            moved_back.append(path)
+    return moved_back
