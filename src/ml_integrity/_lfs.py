@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -900,17 +900,17 @@ class _HttpTransfer:
         if not up:
             return  # the server already has it
         try:
-            with open(path, "rb") as f:
+            with open(path, "rb") as f:  # a file body: streamed, with its Content-Length
                 resp = self.session.put(
                     up["href"],
-                    data=_iter_file(f, progress),
+                    data=f,
                     headers={
                         "Content-Type": "application/octet-stream",
-                        "Content-Length": str(size),
                         **(up.get("header") or {}),
                     },
                     timeout=60,
                 )
+            progress(size, size)
             if resp.status_code not in (200, 201):
                 raise ToolError(
                     f"upload of {oid} failed: HTTP {resp.status_code}", stderr=resp.text[:500]
@@ -930,14 +930,6 @@ class _HttpTransfer:
                     raise ToolError(f"verification of upload {oid} failed: HTTP {resp.status_code}")
         except (requests.RequestException, OSError) as exc:
             raise ToolError(f"upload of {oid} failed: {exc}") from exc
-
-
-def _iter_file(f: IO[bytes], progress: Callable[[int, int], None]) -> Iterator[bytes]:
-    done = 0
-    while chunk := f.read(1 << 20):
-        done += len(chunk)
-        progress(done, len(chunk))
-        yield chunk
 
 
 def git_credential_fill(url: str, *, cwd: Path, env: Mapping[str, str]) -> dict[str, str]:

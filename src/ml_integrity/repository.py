@@ -270,6 +270,13 @@ class Repository:
             return False
         write_atomic(self.root / MANIFEST_PATH, data)
         self.git.run(["add", "--", MANIFEST_PATH])
+        index = os.environ.get("GIT_INDEX_FILE", "") if self.git.keep_index else ""
+        real = self.git.git_dir / "index.lock"
+        if os.path.basename(index).startswith("next-index-") and real.is_file():
+            # `git commit PATH`: git commits a temporary index and then installs
+            # index.lock as the index; stage the manifest there too, or the
+            # committed manifest would show as changed afterwards.
+            self.git.run(["add", "--", MANIFEST_PATH], env={"GIT_INDEX_FILE": str(real)})
         return True
 
     def sign_index(self, signer: Signer, *, name: str = "manifest") -> tuple[Manifest, Path]:

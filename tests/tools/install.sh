@@ -25,6 +25,7 @@ GIFTLESS_PINS=(
     "giftless==0.6.2" "figcan==0.0.4" "Flask==2.3.3" "Flask-Classful==0.16.0"
     "flask-marshmallow==0.15.0" "marshmallow==3.26.2" "webargs==8.7.1" "Werkzeug==3.1.9"
     "PyYAML" "python-dotenv" "python-dateutil" "cachetools" "PyJWT==2.9.0" "waitress==3.0.2"
+    "typing-extensions"
 )
 GIFTLESS_STAMP="$GIFTLESS_VENV/.installed-$(printf '%s\n' "${GIFTLESS_PINS[@]}" | sha256sum | cut -c1-12)"
 if [ ! -e "$GIFTLESS_STAMP" ]; then

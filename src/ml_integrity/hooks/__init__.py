@@ -177,8 +177,8 @@ def install(git: Git, *, scope: str = "local", strict: bool | None = None) -> In
             saved_config[key] = _config_values(git, key, scope)
         current = _config_values(git, key, scope)
         if current != [value]:
-            git.config_unset(key, scope=scope)
-            git.config_set(key, value, scope=scope)
+            # --replace-all keeps the key where it was in the file
+            git.run(["config", f"--{scope}", "--replace-all", key, value])
         report.config[key] = value
 
     if scope == "global":
@@ -192,9 +192,9 @@ def install(git: Git, *, scope: str = "local", strict: bool | None = None) -> In
     write_atomic(record_path, json.dumps(record, indent=2, sort_keys=True).encode() + b"\n")
     if scope == "global":
         report.notes.append(
-            "`git lfs install` now warns that filter.lfs.process is not git-lfs's own: "
-            "that is expected; use `git lfs install --skip-repo` to refresh git-lfs's settings, "
-            "never `--force` (it would remove the verification)"
+            "`git lfs install` now says that filter.lfs.process is not git-lfs's own and exits 2 "
+            "without changing anything: that is expected. Never run `git lfs install --force` "
+            "(it removes the verification); if someone did, run `ml-integrity install --global` again"
         )
     return report
 
@@ -253,8 +253,11 @@ def uninstall(git: Git, *, scope: str = "local") -> InstallReport:
         return report
     saved_config: dict[str, list[str]] = record.get("config", {})  # type: ignore[assignment]
     for key, values in saved_config.items():
-        git.config_unset(key, scope=scope)
-        for value in values:
+        if not values:
+            git.config_unset(key, scope=scope)
+            continue
+        git.run(["config", f"--{scope}", "--replace-all", key, values[0]])
+        for value in values[1:]:
             git.run(["config", f"--{scope}", "--add", key, value])
         report.config[key] = values[0] if values else "(unset)"
     hooks_dir = Path(str(record.get("hooks_dir", "")))
