@@ -485,7 +485,7 @@ class FilterProxy:
             return
         pointer = parse_pointer(content)
         if pointer is None:
-            spool = tempfile.SpooledTemporaryFile(_SPOOL_LIMIT, dir=self.tmp_dir)
+            spool = self._spool()
             spool.write(content)
             self._smudge_raw(lines, meta, path, spool)
             return
@@ -495,6 +495,11 @@ class FilterProxy:
             return
         self._forward_and_check(lines, content, path, pointer, meta)
 
+    def _spool(self) -> IO[bytes]:
+        """A buffer that stays in memory for small content and spills to the LFS tmp dir."""
+        tmp = None if self.tmp_dir is None else str(self.tmp_dir)
+        return tempfile.SpooledTemporaryFile(_SPOOL_LIMIT, dir=tmp)
+
     def _read_small(self, stream: IO[bytes]) -> tuple[bytes, IO[bytes] | None]:
         """The request content; spooled (second item) when not pointer-sized."""
         buf = bytearray()
@@ -503,7 +508,7 @@ class FilterProxy:
             if spool is None:
                 buf += pkt
                 if len(buf) >= MAX_POINTER_SIZE:
-                    spool = tempfile.SpooledTemporaryFile(_SPOOL_LIMIT, dir=self.tmp_dir)
+                    spool = self._spool()
                     spool.write(buf)
             else:
                 spool.write(pkt)
@@ -525,7 +530,7 @@ class FilterProxy:
             return
         h = hashlib.sha256()
         size = 0
-        with tempfile.SpooledTemporaryFile(_SPOOL_LIMIT, dir=self.tmp_dir) as spool:
+        with self._spool() as spool:
             while (pkt := read_pkt(cout)) is not None:
                 h.update(pkt)
                 size += len(pkt)

@@ -513,7 +513,8 @@ class Repository:
                 digest = sha256_file(obj)
                 if digest != pointer.oid:
                     verdict.rehash_failed[path] = (
-                        f"the local LFS object {obj.name[:12]}... is corrupt (sha256 {digest[:12]}...)"
+                        f"the local LFS object {obj.name[:12]}... is corrupt "
+                        f"(sha256 {digest[:12]}...)"
                     )
             done += pointer.size
             f = self.root / path

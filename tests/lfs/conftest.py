@@ -69,18 +69,20 @@ def run(
     )
     assert "Traceback" not in proc.stderr, proc.stderr
     if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-        )
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return Proc(proc.returncode, proc.stdout, proc.stderr)
 
 
-def mi(*args: str | Path, cwd: Path, env: Mapping[str, str] | None = None, check: bool = False) -> Proc:
+def mi(
+    *args: str | Path, cwd: Path, env: Mapping[str, str] | None = None, check: bool = False
+) -> Proc:
     """Run ``python -m ml_integrity`` (the interpreter of this test run)."""
     return run([sys.executable, "-m", "ml_integrity", *args], cwd, env, check=check)
 
 
-def git(*args: str | Path, cwd: Path, env: Mapping[str, str] | None = None, check: bool = True) -> Proc:
+def git(
+    *args: str | Path, cwd: Path, env: Mapping[str, str] | None = None, check: bool = True
+) -> Proc:
     return run(["git", *args], cwd, env, check=check)
 
 
@@ -109,9 +111,7 @@ def sha256(data: bytes) -> str:
 def base_env(home: Path) -> dict[str, str]:
     """An isolated environment for git (used by session fixtures)."""
     env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GIT_", "ML_INTEGRITY_", "XDG_"))
+        k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "ML_INTEGRITY_", "XDG_"))
     }
     home.mkdir(parents=True, exist_ok=True)
     gitconfig = home / ".gitconfig"
@@ -156,7 +156,9 @@ class World:
         return sha256(CONTENT[name])
 
 
-def build_world(root: Path, env: dict[str, str], remote_url: str | None = None, lfs_url: str | None = None) -> World:
+def build_world(
+    root: Path, env: dict[str, str], remote_url: str | None = None, lfs_url: str | None = None
+) -> World:
     from ml_integrity import _keys
 
     key = root / "signer.pem"
@@ -168,7 +170,7 @@ def build_world(root: Path, env: dict[str, str], remote_url: str | None = None, 
     git("init", "-q", author, cwd=root, env=env)
     git("lfs", "track", "*.bin", cwd=author, env=env)
     if lfs_url:
-        (author / ".lfsconfig").write_text(f'[lfs]\n\turl = {lfs_url}\n')
+        (author / ".lfsconfig").write_text(f"[lfs]\n\turl = {lfs_url}\n")
         git("config", f"lfs.{lfs_url}.locksverify", "false", cwd=author, env=env)
     mi("init", cwd=author, env=env, check=True)
     git("config", "ml-integrity.publicKey", pub, cwd=author, env=env)
@@ -254,8 +256,10 @@ def giftless(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Giftless]:
             req = urllib.request.Request(
                 f"{url}/test/probe.git/info/lfs/objects/batch",
                 data=b'{"operation":"download","objects":[]}',
-                headers={"Content-Type": "application/vnd.git-lfs+json",
-                         "Accept": "application/vnd.git-lfs+json"},
+                headers={
+                    "Content-Type": "application/vnd.git-lfs+json",
+                    "Accept": "application/vnd.git-lfs+json",
+                },
             )
             urllib.request.urlopen(req, timeout=2).read()
             break

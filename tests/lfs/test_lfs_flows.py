@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from conftest import (
     CONTENT,
     EVIL,
@@ -64,7 +65,12 @@ def test_filter_passes_delay_capability(world: World, tmp_path: Path) -> None:
     """Without delay, git-lfs downloads one file at a time (25x slower clones)."""
     dest = tmp_path / "traced"
     r = mi(
-        "clone", world.remote, dest, "--key", world.pub, cwd=tmp_path,
+        "clone",
+        world.remote,
+        dest,
+        "--key",
+        world.pub,
+        cwd=tmp_path,
         env={**world.env, "GIT_TRACE_PACKET": "1"} | _test_env(),
     )
     assert r.returncode == 0, r.output
@@ -76,7 +82,7 @@ def test_filter_passes_delay_capability(world: World, tmp_path: Path) -> None:
 def _test_env() -> dict[str, str]:
     import os
 
-    return {k: v for k, v in os.environ.items()}
+    return dict(os.environ)
 
 
 @pytest.mark.parametrize("strict", [False, True], ids=["lenient", "strict"])

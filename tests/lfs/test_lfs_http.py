@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import CONTENT, EVIL, Giftless, World, git, is_pointer, lfs_object, mi, replace_bytes, sha256
+from conftest import (
+    CONTENT,
+    EVIL,
+    Giftless,
+    World,
+    git,
+    is_pointer,
+    lfs_object,
+    mi,
+    replace_bytes,
+    sha256,
+)
 
 EVIL_OID = sha256(EVIL)
 
@@ -29,7 +40,16 @@ def test_http_good_clone_and_tampered_lfs_pull(http_world: World, tmp_path: Path
     env_skip = {"GIT_LFS_SKIP_SMUDGE": "1"}
     import os
 
-    git("checkout", "-q", "-b", "t", "origin/tampered", cwd=dest, env={**os.environ, **env_skip}, check=False)
+    git(
+        "checkout",
+        "-q",
+        "-b",
+        "t",
+        "origin/tampered",
+        cwd=dest,
+        env={**os.environ, **env_skip},
+        check=False,
+    )
     r = git("lfs", "pull", cwd=dest, check=False)
     assert r.returncode == 2, r.output
     assert "ml-integrity refused" in r.output
@@ -39,7 +59,9 @@ def test_http_good_clone_and_tampered_lfs_pull(http_world: World, tmp_path: Path
 
 def test_http_tampered_clone_is_refused(http_world: World, tmp_path: Path) -> None:
     dest = tmp_path / "c"
-    r = mi("clone", http_world.remote, dest, "--key", http_world.pub, "-b", "tampered", cwd=tmp_path)
+    r = mi(
+        "clone", http_world.remote, dest, "--key", http_world.pub, "-b", "tampered", cwd=tmp_path
+    )
     assert r.returncode == 1, r.output
     assert "REFUSED a.bin" in r.stderr
     assert is_pointer(dest / "a.bin")
@@ -47,7 +69,9 @@ def test_http_tampered_clone_is_refused(http_world: World, tmp_path: Path) -> No
     assert not lfs_object(dest / ".git", EVIL_OID).exists()
 
 
-def test_http_corrupted_server_object(http_world: World, giftless: Giftless, tmp_path: Path) -> None:
+def test_http_corrupted_server_object(
+    http_world: World, giftless: Giftless, tmp_path: Path
+) -> None:
     oid = sha256(CONTENT["data/c.bin"])
     obj = giftless.object_path("models", oid)
     good = obj.read_bytes()

@@ -17,7 +17,9 @@ def local_config(repo: Path) -> str:
 
 def snapshot_hooks(repo: Path) -> dict[str, bytes]:
     hooks = repo / ".git" / "hooks"
-    return {p.name: p.read_bytes() for p in sorted(hooks.iterdir()) if not p.name.endswith(".sample")}
+    return {
+        p.name: p.read_bytes() for p in sorted(hooks.iterdir()) if not p.name.endswith(".sample")
+    }
 
 
 def test_install_chains_existing_hook_and_uninstall_restores_exactly(tmp_path: Path) -> None:
@@ -36,8 +38,11 @@ def test_install_chains_existing_hook_and_uninstall_restores_exactly(tmp_path: P
     r = mi("install", cwd=repo)
     assert r.returncode == 0, r.output
     assert "hook post-checkout: chained" in r.stdout
-    assert (repo / ".git/hooks/post-checkout.pre-ml-integrity").read_text() == custom.read_text().replace(
-        custom.read_text(), lfs_hook + 'echo "custom $*" >> "$(git rev-parse --git-dir)/custom.log"\n'
+    assert (
+        repo / ".git/hooks/post-checkout.pre-ml-integrity"
+    ).read_text() == custom.read_text().replace(
+        custom.read_text(),
+        lfs_hook + 'echo "custom $*" >> "$(git rev-parse --git-dir)/custom.log"\n',
     )
     assert "ml_integrity filter-process" in git("config", "filter.lfs.process", cwd=repo).stdout
     assert git("config", "lfs.standalonetransferagent", cwd=repo).stdout.strip() == "ml-integrity"
@@ -154,7 +159,9 @@ def test_global_install_verifies_plain_git_clone(world: World, tmp_path: Path) -
     r = git("clone", "-q", world.remote, tmp_path / "ok", cwd=tmp_path, check=False)
     assert r.returncode == 0, r.output
     assert (tmp_path / "ok" / "a.bin").read_bytes() == CONTENT["a.bin"]
-    r = git("clone", "-q", "-b", "tampered", world.remote, tmp_path / "bad", cwd=tmp_path, check=False)
+    r = git(
+        "clone", "-q", "-b", "tampered", world.remote, tmp_path / "bad", cwd=tmp_path, check=False
+    )
     assert "REFUSED a.bin" in r.stderr
     assert is_pointer(tmp_path / "bad" / "a.bin")
     # git lfs install afterwards (refreshing git-lfs's global settings)

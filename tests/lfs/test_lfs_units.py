@@ -92,8 +92,13 @@ def test_pkt_line_roundtrip_and_splitting() -> None:
 
 
 def test_endpoints(tmp_path: Path) -> None:
-    assert endpoint_from_url("https://h/org/repo", tmp_path).url == "https://h/org/repo.git/info/lfs"
-    assert endpoint_from_url("https://h/org/repo.git/", tmp_path).url == "https://h/org/repo.git/info/lfs"
+    assert (
+        endpoint_from_url("https://h/org/repo", tmp_path).url == "https://h/org/repo.git/info/lfs"
+    )
+    assert (
+        endpoint_from_url("https://h/org/repo.git/", tmp_path).url
+        == "https://h/org/repo.git/info/lfs"
+    )
     lfs = "http://127.0.0.1:9/x/y.git/info/lfs"
     assert endpoint_from_url(lfs, tmp_path).url == lfs
     local = endpoint_from_url("../remote.git", tmp_path / "work")

@@ -79,8 +79,8 @@ def _own_check(name: str, hook_args: list[str], git: Any) -> int:
             if name == "pre-commit":
                 if (repo.root / META_DIR).is_dir() and repo.update_manifest():
                     print(
-                        f"ml-integrity: updated {META_DIR}/manifest.json from the staged LFS files; "
-                        "sign it before pushing (ml-integrity sign-repo --key KEY)",
+                        f"ml-integrity: updated {META_DIR}/manifest.json from the staged LFS "
+                        "files; sign it before pushing (ml-integrity sign-repo --key KEY)",
                         file=sys.stderr,
                     )
                 return 0

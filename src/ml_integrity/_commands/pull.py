@@ -45,9 +45,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--rehash", action="store_true", help="also hash the work-tree files and local objects"
     )
-    parser.add_argument(
-        "lfs_args", nargs="*", metavar="ARGS", help="passed to git lfs pull"
-    )
+    parser.add_argument("lfs_args", nargs="*", metavar="ARGS", help="passed to git lfs pull")
     add_json_flag(parser)
     parser.set_defaults(handler=run)
 

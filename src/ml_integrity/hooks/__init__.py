@@ -181,10 +181,7 @@ def install(git: Git, *, scope: str = "local", strict: bool | None = None) -> In
             git.run(["config", f"--{scope}", "--replace-all", key, value])
         report.config[key] = value
 
-    if scope == "global":
-        hooks_dir = _global_hooks_dir(git, record)
-    else:
-        hooks_dir = git.git_path("hooks")
+    hooks_dir = _global_hooks_dir(git, record) if scope == "global" else git.git_path("hooks")
     record["hooks_dir"] = str(hooks_dir)
     saved_hooks: dict[str, str] = record["hooks"]  # type: ignore[assignment]
     report.hooks = install_hooks(hooks_dir, saved_hooks)
@@ -194,7 +191,8 @@ def install(git: Git, *, scope: str = "local", strict: bool | None = None) -> In
         report.notes.append(
             "`git lfs install` now says that filter.lfs.process is not git-lfs's own and exits 2 "
             "without changing anything: that is expected. Never run `git lfs install --force` "
-            "(it removes the verification); if someone did, run `ml-integrity install --global` again"
+            "(it removes the verification); if someone did, run `ml-integrity install --global` "
+            "again"
         )
     return report
 
