@@ -312,6 +312,9 @@ def _lzma_alone_ok(head: bytes) -> bool:
     return 4096 <= dict_size <= 1 << 31
 
 
+_ZLIB_TYPE = type(zlib.decompressobj())
+
+
 def _new_decompressor(
     fmt: Format,
 ) -> zlib._Decompress | bz2.BZ2Decompressor | lzma.LZMADecompressor:
@@ -331,7 +334,7 @@ def _new_decompressor(
 def _drain(
     d: zlib._Decompress | bz2.BZ2Decompressor | lzma.LZMADecompressor, data: bytes, step: int
 ) -> Iterator[bytes]:
-    if isinstance(d, zlib._Decompress):
+    if isinstance(d, _ZLIB_TYPE):
         out = d.decompress(data, step)
         yield out
         while not d.eof and (d.unconsumed_tail or len(out) == step):
