@@ -125,7 +125,7 @@ class Reader:
             return True
         if self._eof:
             return False
-        parts = [self._buf[self._pos :]]
+        self._buf = self._buf[self._pos :]
         self._base += self._pos
         self._pos = 0
         while avail < n and not self._eof:
@@ -133,9 +133,8 @@ class Reader:
             if not data:
                 self._eof = True
                 break
-            parts.append(data)
+            self._buf += data
             avail += len(data)
-        self._buf = b"".join(parts)
         return avail >= n
 
     def peek(self, n: int) -> bytes:

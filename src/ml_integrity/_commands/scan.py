@@ -36,7 +36,7 @@ _EPILOG = """\
 examples:
   ml-integrity scan models/                      # every file under models/
   ml-integrity scan --pickle allowlist model.pt  # accept plain torch checkpoints
-  ml-integrity scan --allow-sha256 3f2a...e1 legacy.pkl
+  ml-integrity scan --allow-sha256 3f2a...e1 --allow-sha256 9b0c...77 legacy/ (repeatable)
   ml-integrity scan --json . > scan.json
   ml-integrity scan --sarif scan.sarif .         # for github/codeql-action/upload-sarif
 
@@ -62,11 +62,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--allow-sha256",
-        nargs="+",
-        action="extend",
+        action="append",
         default=[],
         metavar="HEX",
-        help="sha256 of a reviewed file that is allowed whatever it contains",
+        help="sha256 of a reviewed file that is allowed whatever it contains (repeatable)",
     )
     parser.add_argument(
         "--lfs-missing",
