@@ -151,6 +151,11 @@ class Reader:
         return out
 
     def read_exact(self, n: int, what: str = "data") -> bytes:
+        pos = self._pos
+        end = pos + n
+        if end <= len(self._buf):
+            self._pos = end
+            return self._buf[pos:end]
         out = self.read(n)
         if len(out) != n:
             raise ParseError(f"truncated {what} at offset {self.tell()}")

@@ -361,7 +361,6 @@ class _Walker:
         self.meta: list[list[object]] = []
         self.memo: dict[int, object] = {}
         self.op = 0
-        self.table: dict[int, Callable[[], bool | None]] = self._table()
 
     # stack helpers
     def pop(self) -> object:
@@ -392,7 +391,13 @@ class _Walker:
         return self.r.readline(MAX_LINE)[:-1]
 
     def uint(self, n: int) -> int:
-        return int.from_bytes(self.r.read_exact(n, "opcode argument"), "little")
+        r = self.r
+        pos = r._pos
+        end = pos + n
+        if end <= len(r._buf):
+            r._pos = end
+            return int.from_bytes(r._buf[pos:end], "little")
+        return int.from_bytes(r.read_exact(n, "opcode argument"), "little")
 
     def payload(self, n: int, kind: str) -> object:
         if n < 0:
@@ -464,86 +469,8 @@ class _Walker:
             self.issue("unsafe-build", f"{opcode} modifies the imported object {target.qualname}")
 
     # opcode handlers ------------------------------------------------------------------
-    def _table(self) -> dict[int, Callable[[], bool | None]]:
-        t: dict[int, Callable[[], bool | None]] = {}
-        push = self.stack_push
 
-        def const(v: object) -> Callable[[], None]:
-            return lambda: push(v)
-
-        t[0x80] = self.proto
-        t[0x95] = lambda: self.r.skip(8)  # FRAME: a length hint; the frame holds opcodes
-        t[ord(".")] = self.stop
-        t[ord("(")] = self.mark
-        t[ord("0")] = self.pop_op
-        t[ord("1")] = self.pop_mark_op
-        t[ord("2")] = lambda: push(self.top())
-        t[ord("N")] = const(None)
-        t[0x88] = const(True)
-        t[0x89] = const(False)
-        t[ord("I")] = self.int_line
-        t[ord("J")] = lambda: push(struct.unpack("<i", self.r.read_exact(4))[0])
-        t[ord("K")] = lambda: push(self.uint(1))
-        t[ord("M")] = lambda: push(self.uint(2))
-        t[ord("L")] = self.long_line
-        t[0x8A] = lambda: self.long_bin(self.uint(1))
-        t[0x8B] = lambda: self.long_bin(struct.unpack("<i", self.r.read_exact(4))[0])
-        t[ord("F")] = lambda: push(float(self.line()))
-        t[ord("G")] = lambda: push(struct.unpack(">d", self.r.read_exact(8))[0])
-        t[ord("S")] = self.string_line
-        t[ord("T")] = lambda: push(
-            self.payload(struct.unpack("<i", self.r.read_exact(4))[0], "str8")
-        )
-        t[ord("U")] = lambda: push(self.payload(self.uint(1), "str8"))
-        t[ord("B")] = lambda: push(self.payload(self.uint(4), "bytes"))
-        t[ord("C")] = lambda: push(self.payload(self.uint(1), "bytes"))
-        t[0x8E] = lambda: push(self.payload(self.uint(8), "bytes"))
-        t[0x96] = lambda: push(self.payload(self.uint(8), "bytearray"))
-        t[ord("V")] = lambda: push(codecs.decode(self.line(), "raw-unicode-escape"))
-        t[ord("X")] = lambda: push(self.payload(self.uint(4), "str"))
-        t[0x8C] = lambda: push(self.payload(self.uint(1), "str"))
-        t[0x8D] = lambda: push(self.payload(self.uint(8), "str"))
-        t[ord(")")] = const(())
-        t[ord("t")] = lambda: push(tuple(self.pop_mark()))
-        t[0x85] = self.tuple1
-        t[0x86] = self.tuple2
-        t[0x87] = self.tuple3
-        t[ord("]")] = lambda: push(PList())
-        t[ord("l")] = lambda: push(PList(self.pop_mark()))
-        t[ord("}")] = lambda: push(PDict())
-        t[ord("d")] = self.dict_op
-        t[0x8F] = lambda: push(PSet())
-        t[0x91] = lambda: push(PSet(self.pop_mark()))
-        t[ord("a")] = self.append
-        t[ord("e")] = self.appends
-        t[ord("s")] = self.setitem
-        t[ord("u")] = self.setitems
-        t[0x90] = self.additems
-        t[ord("p")] = lambda: self.put(int(self.line()))
-        t[ord("q")] = lambda: self.put(self.uint(1))
-        t[ord("r")] = lambda: self.put(self.uint(4))
-        t[0x94] = lambda: self.put(len(self.memo))
-        t[ord("g")] = lambda: self.get(int(self.line()))
-        t[ord("h")] = lambda: self.get(self.uint(1))
-        t[ord("j")] = lambda: self.get(self.uint(4))
-        t[ord("c")] = self.global_op
-        t[0x93] = self.stack_global
-        t[ord("i")] = self.inst
-        t[ord("o")] = self.obj
-        t[0x81] = self.newobj
-        t[0x92] = self.newobj_ex
-        t[ord("R")] = self.reduce
-        t[ord("b")] = self.build
-        t[ord("P")] = self.persid
-        t[ord("Q")] = self.binpersid
-        t[0x82] = lambda: self.ext(self.uint(1))
-        t[0x83] = lambda: self.ext(self.uint(2))
-        t[0x84] = lambda: self.ext(self.uint(4))
-        t[0x97] = const(Opaque("an out-of-band buffer"))
-        t[0x98] = self.readonly_buffer
-        return t
-
-    def stack_push(self, v: object) -> None:
+    def push(self, v: object) -> None:
         self.stack.append(v)
 
     def pop_mark_op(self) -> None:
@@ -852,19 +779,27 @@ class _Walker:
     # the loop ----------------------------------------------------------------------
     def run(self) -> Analysis:
         r = self.r
-        table = self.table
+        table = _TABLE
         n = 0
         try:
             while True:
-                self.op = r.tell()
-                b = r.read(1)
-                if not b:
-                    raise _Fail("truncated pickle (no STOP opcode)")
-                handler = table.get(b[0])
+                pos = r._pos
+                buf = r._buf
+                if pos < len(buf):  # fast path: the opcode byte is buffered
+                    code = buf[pos]
+                    r._pos = pos + 1
+                    self.op = r._base + pos
+                else:
+                    self.op = r.tell()
+                    b = r.read(1)
+                    if not b:
+                        raise _Fail("truncated pickle (no STOP opcode)")
+                    code = b[0]
+                handler = table.get(code)
                 if handler is None:
-                    raise _Fail(f"unknown opcode 0x{b[0]:02x}")
+                    raise _Fail(f"unknown opcode 0x{code:02x}")
                 n += 1
-                if handler():
+                if handler(self):
                     break
         except ParseError as exc:
             self.issue("malformed", f"pickle does not parse: {exc.message}")
@@ -875,6 +810,86 @@ class _Walker:
         self.a.end = r.tell()
         self.a.opcodes = n
         return self.a
+
+
+def _build_table() -> dict[int, Callable[[_Walker], bool | None]]:
+    t: dict[int, Callable[[_Walker], bool | None]] = {}
+
+    def const(v: object) -> Callable[[_Walker], None]:
+        return lambda w: w.push(v)
+
+    t[0x80] = _Walker.proto
+    t[0x95] = lambda w: w.r.skip(8)  # FRAME: a length hint; the frame holds opcodes
+    t[ord(".")] = _Walker.stop
+    t[ord("(")] = _Walker.mark
+    t[ord("0")] = _Walker.pop_op
+    t[ord("1")] = _Walker.pop_mark_op
+    t[ord("2")] = lambda w: w.push(w.top())
+    t[ord("N")] = const(None)
+    t[0x88] = const(True)
+    t[0x89] = const(False)
+    t[ord("I")] = _Walker.int_line
+    t[ord("J")] = lambda w: w.push(struct.unpack("<i", w.r.read_exact(4))[0])
+    t[ord("K")] = lambda w: w.push(w.uint(1))
+    t[ord("M")] = lambda w: w.push(w.uint(2))
+    t[ord("L")] = _Walker.long_line
+    t[0x8A] = lambda w: w.long_bin(w.uint(1))
+    t[0x8B] = lambda w: w.long_bin(struct.unpack("<i", w.r.read_exact(4))[0])
+    t[ord("F")] = lambda w: w.push(float(w.line()))
+    t[ord("G")] = lambda w: w.push(struct.unpack(">d", w.r.read_exact(8))[0])
+    t[ord("S")] = _Walker.string_line
+    t[ord("T")] = lambda w: w.push(w.payload(struct.unpack("<i", w.r.read_exact(4))[0], "str8"))
+    t[ord("U")] = lambda w: w.push(w.payload(w.uint(1), "str8"))
+    t[ord("B")] = lambda w: w.push(w.payload(w.uint(4), "bytes"))
+    t[ord("C")] = lambda w: w.push(w.payload(w.uint(1), "bytes"))
+    t[0x8E] = lambda w: w.push(w.payload(w.uint(8), "bytes"))
+    t[0x96] = lambda w: w.push(w.payload(w.uint(8), "bytearray"))
+    t[ord("V")] = lambda w: w.push(codecs.decode(w.line(), "raw-unicode-escape"))
+    t[ord("X")] = lambda w: w.push(w.payload(w.uint(4), "str"))
+    t[0x8C] = lambda w: w.push(w.payload(w.uint(1), "str"))
+    t[0x8D] = lambda w: w.push(w.payload(w.uint(8), "str"))
+    t[ord(")")] = const(())
+    t[ord("t")] = lambda w: w.push(tuple(w.pop_mark()))
+    t[0x85] = _Walker.tuple1
+    t[0x86] = _Walker.tuple2
+    t[0x87] = _Walker.tuple3
+    t[ord("]")] = lambda w: w.push(PList())
+    t[ord("l")] = lambda w: w.push(PList(w.pop_mark()))
+    t[ord("}")] = lambda w: w.push(PDict())
+    t[ord("d")] = _Walker.dict_op
+    t[0x8F] = lambda w: w.push(PSet())
+    t[0x91] = lambda w: w.push(PSet(w.pop_mark()))
+    t[ord("a")] = _Walker.append
+    t[ord("e")] = _Walker.appends
+    t[ord("s")] = _Walker.setitem
+    t[ord("u")] = _Walker.setitems
+    t[0x90] = _Walker.additems
+    t[ord("p")] = lambda w: w.put(int(w.line()))
+    t[ord("q")] = lambda w: w.put(w.uint(1))
+    t[ord("r")] = lambda w: w.put(w.uint(4))
+    t[0x94] = lambda w: w.put(len(w.memo))
+    t[ord("g")] = lambda w: w.get(int(w.line()))
+    t[ord("h")] = lambda w: w.get(w.uint(1))
+    t[ord("j")] = lambda w: w.get(w.uint(4))
+    t[ord("c")] = _Walker.global_op
+    t[0x93] = _Walker.stack_global
+    t[ord("i")] = _Walker.inst
+    t[ord("o")] = _Walker.obj
+    t[0x81] = _Walker.newobj
+    t[0x92] = _Walker.newobj_ex
+    t[ord("R")] = _Walker.reduce
+    t[ord("b")] = _Walker.build
+    t[ord("P")] = _Walker.persid
+    t[ord("Q")] = _Walker.binpersid
+    t[0x82] = lambda w: w.ext(w.uint(1))
+    t[0x83] = lambda w: w.ext(w.uint(2))
+    t[0x84] = lambda w: w.ext(w.uint(4))
+    t[0x97] = const(Opaque("an out-of-band buffer"))
+    t[0x98] = _Walker.readonly_buffer
+    return t
+
+
+_TABLE = _build_table()
 
 
 def analyze(

@@ -339,7 +339,11 @@ class _FileScan:
         except ParseError as exc:
             if not nested:
                 self.add("malformed", exc.message, chain)
-        if top and fmt is not Format.ZIP and isinstance(reader, FileReader):
+        if (
+            top
+            and not head.startswith((b"PK\x03\x04", b"PK\x05\x06"))
+            and isinstance(reader, FileReader)
+        ):
             self._zip_view(reader, chain, depth)
         return fmt
 

@@ -107,10 +107,7 @@ PROTO4 = b"\x80\x04"
 
 def reduce_call(module: str, name: str, *args: bytes, proto: int = 2) -> bytes:
     """``module.name(*args)`` as GLOBAL/STACK_GLOBAL + tuple + REDUCE."""
-    if proto >= 4:
-        g = uni(module) + uni(name) + b"\x93"
-    else:
-        g = glob(module, name)
+    g = uni(module) + uni(name) + b"\x93" if proto >= 4 else glob(module, name)
     return g + b"(" + b"".join(args) + b"tR"
 
 
@@ -237,7 +234,6 @@ def state_dict_pickle(params: bool = False) -> tuple[bytes, list[tuple[str, int]
 
 def checkpoint_pickle() -> tuple[bytes, list[tuple[str, int]]]:
     """{'epoch': numpy int64 scalar, 'model': state_dict}, as training loops save it."""
-    sd, storages = state_dict_pickle()
     p = TorchPickler()
     p.out += b"}"
     p.put()
@@ -319,7 +315,9 @@ def hide_entry(path: Path, name: str, payload: bytes) -> None:
     raw = name.encode()
     crc = zlib.crc32(payload)
     local = (
-        struct.pack("<4s5H3I2H", b"PK\x03\x04", 20, 0, 0, 0, 0, crc, len(payload), len(payload), len(raw), 0)
+        struct.pack(
+            "<4s5H3I2H", b"PK\x03\x04", 20, 0, 0, 0, 0, crc, len(payload), len(payload), len(raw), 0
+        )
         + raw
         + payload
     )
@@ -418,7 +416,9 @@ def onnx_bytes() -> bytes:
     node = pb_field(1, 2, b"x") + pb_field(2, 2, b"y") + pb_field(4, 2, b"Identity")
     vi_x = pb_field(1, 2, b"x")
     vi_y = pb_field(1, 2, b"y")
-    graph = pb_field(1, 2, node) + pb_field(2, 2, b"g") + pb_field(11, 2, vi_x) + pb_field(12, 2, vi_y)
+    graph = (
+        pb_field(1, 2, node) + pb_field(2, 2, b"g") + pb_field(11, 2, vi_x) + pb_field(12, 2, vi_y)
+    )
     opset = pb_field(2, 0, pb_varint(17))
     return (
         pb_field(1, 0, pb_varint(8))
@@ -430,7 +430,9 @@ def onnx_bytes() -> bytes:
 
 def png_bytes() -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     raw = b"".join(b"\0" + bytes([x * 16, 0, 255 - x * 16]) * 4 for x in range(4))
     return (
@@ -520,7 +522,12 @@ def build(root: Path) -> list[Case]:
     u_os = bad("unsafe-global", "os.system")
 
     # unlisted callables, by each opcode that imports or calls
-    c.add("os.system protocol 0", f"{mal}/p0_os_system.pkl", b"cos\nsystem\n(S'echo harmless'\ntR.", u_os)
+    c.add(
+        "os.system protocol 0",
+        f"{mal}/p0_os_system.pkl",
+        b"cos\nsystem\n(S'echo harmless'\ntR.",
+        u_os,
+    )
     c.add("os.system protocol 2", f"{mal}/p2_os_system.pkl", os_system(2), u_os)
     c.add("os.system protocol 4", f"{mal}/p4_os_system.bin", os_system(4), u_os)
     c.add(
@@ -551,8 +558,18 @@ def build(root: Path) -> list[Case]:
         + xuni("echo harmless")
         + b"tR."
     )
-    c.add("getattr(__import__('os'), 'system')(...)", f"{mal}/getattr.pkl", getattr_chain, bad("unsafe-call"))
-    c.add("builtins.getattr is unlisted", f"{mal}/getattr2.pkl", getattr_chain, bad("unsafe-global", "builtins.getattr"))
+    c.add(
+        "getattr(__import__('os'), 'system')(...)",
+        f"{mal}/getattr.pkl",
+        getattr_chain,
+        bad("unsafe-call"),
+    )
+    c.add(
+        "builtins.getattr is unlisted",
+        f"{mal}/getattr2.pkl",
+        getattr_chain,
+        bad("unsafe-global", "builtins.getattr"),
+    )
     c.add(
         "runpy._run_code",
         f"{mal}/runpy.pkl",
@@ -562,7 +579,11 @@ def build(root: Path) -> list[Case]:
     c.add(
         "pkgutil.resolve_name then call",
         f"{mal}/resolve_name.pkl",
-        PROTO2 + reduce_call("pkgutil", "resolve_name", xuni("os:system")) + b"(" + xuni("echo") + b"tR.",
+        PROTO2
+        + reduce_call("pkgutil", "resolve_name", xuni("os:system"))
+        + b"("
+        + xuni("echo")
+        + b"tR.",
         bad("unsafe-global", "pkgutil.resolve_name"),
     )
     c.add(
@@ -585,21 +606,51 @@ def build(root: Path) -> list[Case]:
     )
     # STACK_GLOBAL names resolved through the memo, and computed ones
     memo_names = (
-        PROTO4 + uni("os") + b"\x94" + uni("system") + b"\x94" + b"0" + b"0"
-        + b"h\x00h\x01\x93" + b"(" + uni("echo harmless") + b"tR."
+        PROTO4
+        + uni("os")
+        + b"\x94"
+        + uni("system")
+        + b"\x94"
+        + b"0"
+        + b"0"
+        + b"h\x00h\x01\x93"
+        + b"("
+        + uni("echo harmless")
+        + b"tR."
     )
     c.add("STACK_GLOBAL names from memo GET", f"{mal}/memo_names.pkl", memo_names, u_os)
     memo_overwrite = (
-        PROTO4 + uni("collections") + b"\x94" + uni("OrderedDict") + b"\x94"
-        + uni("os") + b"q\x00" + uni("system") + b"q\x01" + b"00" + b"00"
+        PROTO4
+        + uni("collections")
+        + b"\x94"
+        + uni("OrderedDict")
+        + b"\x94"
+        + uni("os")
+        + b"q\x00"
+        + uni("system")
+        + b"q\x01"
+        + b"00"
+        + b"00"
         + b"h\x00h\x01\x93)R."
     )
-    c.add("memo index overwritten (PUT over MEMOIZE)", f"{mal}/memo_overwrite.pkl", memo_overwrite, u_os)
+    c.add(
+        "memo index overwritten (PUT over MEMOIZE)",
+        f"{mal}/memo_overwrite.pkl",
+        memo_overwrite,
+        u_os,
+    )
     computed = (
         PROTO4 + uni("os") + reduce_call("builtins", "str", uni("system"), proto=4) + b"\x93)R."
     )
-    c.add("STACK_GLOBAL name from a REDUCE result", f"{mal}/computed_name.pkl", computed, bad("unresolved-global"))
-    computed_allowed = PROTO4 + uni("os") + reduce_call("collections", "OrderedDict", proto=4) + b"\x93."
+    c.add(
+        "STACK_GLOBAL name from a REDUCE result",
+        f"{mal}/computed_name.pkl",
+        computed,
+        bad("unresolved-global"),
+    )
+    computed_allowed = (
+        PROTO4 + uni("os") + reduce_call("collections", "OrderedDict", proto=4) + b"\x93."
+    )
     c.add(
         "STACK_GLOBAL name from an allowlisted call",
         f"{mal}/computed_name2.pkl",
@@ -622,8 +673,16 @@ def build(root: Path) -> list[Case]:
     c.add(
         "BUILD sets __setstate__",
         f"{mal}/build_setstate.pkl",
-        PROTO2 + reduce_call("collections", "OrderedDict") + b"}" + xuni("__setstate__")
-        + glob("builtins", "dict") + b"sb" + b"}" + xuni("x") + kint(1) + b"sb.",
+        PROTO2
+        + reduce_call("collections", "OrderedDict")
+        + b"}"
+        + xuni("__setstate__")
+        + glob("builtins", "dict")
+        + b"sb"
+        + b"}"
+        + xuni("x")
+        + kint(1)
+        + b"sb.",
         bad("unsafe-build", "__setstate__"),
     )
     c.add(
@@ -684,13 +743,19 @@ def build(root: Path) -> list[Case]:
     c.add(
         ".npy object array inside a bytes constant",
         f"{mal}/nested_npy.pkl",
-        PROTO4 + binbytes(npy_bytes("|O", (1,), object_array_pickle(reduce_call("os", "system", xuni("echo"))))) + b".",
+        PROTO4
+        + binbytes(
+            npy_bytes("|O", (1,), object_array_pickle(reduce_call("os", "system", xuni("echo"))))
+        )
+        + b".",
         bad("unsafe-global", "os.system"),
     )
     c.add(
         "latin-1 text through _codecs.encode",
         f"{mal}/codecs_nested.pkl",
-        PROTO2 + reduce_call("_codecs", "encode", xuni(os_system().decode("latin-1")), xuni("latin1")) + b".",
+        PROTO2
+        + reduce_call("_codecs", "encode", xuni(os_system().decode("latin-1")), xuni("latin1"))
+        + b".",
         bad("unsafe-global", "os.system"),
     )
     # parse failures after something ran
@@ -706,7 +771,12 @@ def build(root: Path) -> list[Case]:
         os_system()[:-1] + b"\xff.",
         bad("malformed", "unknown opcode"),
     )
-    c.add("PROTO then garbage", f"{mal}/garbage.pkl", b"\x80\x02" + bytes(range(200, 256)), bad("malformed"))
+    c.add(
+        "PROTO then garbage",
+        f"{mal}/garbage.pkl",
+        b"\x80\x02" + bytes(range(200, 256)),
+        bad("malformed"),
+    )
     c.add(
         "stacked pickles: benign first, malicious second",
         f"{mal}/stacked.pkl",
@@ -720,42 +790,73 @@ def build(root: Path) -> list[Case]:
     def dup(path: Path) -> None:
         torch_zip(path, sd, storages, extra=[("archive/data.pkl", evil)])
 
-    c.add("torch zip, duplicate data.pkl (benign first)", f"{mal}/dup_entry.pt", dup, bad("unsafe-global", "os.system"))
+    c.add(
+        "torch zip, duplicate data.pkl (benign first)",
+        f"{mal}/dup_entry.pt",
+        dup,
+        bad("unsafe-global", "os.system"),
+    )
 
     def badcrc(path: Path) -> None:
         torch_zip(path, evil, storages)
         patch_crc(path, "archive/data.pkl")
 
-    c.add("torch zip, bad CRC on data.pkl", f"{mal}/bad_crc.pt", badcrc, bad("unsafe-global", "os.system"))
+    c.add(
+        "torch zip, bad CRC on data.pkl",
+        f"{mal}/bad_crc.pt",
+        badcrc,
+        bad("unsafe-global", "os.system"),
+    )
 
     def mismatch(path: Path) -> None:
         torch_zip(path, sd, storages, extra=[("archive/data/999", evil)])
         rename_local(path, "archive/data/999", "archive/data.pkl")
 
-    c.add("torch zip, local name differs from central", f"{mal}/name_mismatch.pt", mismatch, bad("unsafe-global", "os.system"))
+    c.add(
+        "torch zip, local name differs from central",
+        f"{mal}/name_mismatch.pt",
+        mismatch,
+        bad("unsafe-global", "os.system"),
+    )
 
     def hidden(path: Path) -> None:
         torch_zip(path, sd, storages)
         hide_entry(path, "archive/data.pkl", evil)
 
-    c.add("torch zip, entry only in local headers", f"{mal}/hidden_entry.pt", hidden, bad("unsafe-global", "local header"))
+    c.add(
+        "torch zip, entry only in local headers",
+        f"{mal}/hidden_entry.pt",
+        hidden,
+        bad("unsafe-global", "local header"),
+    )
 
     def deflated(path: Path) -> None:
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
             z.writestr("model/data.pkl", evil)
             z.writestr("model/version", b"3\n")
 
-    c.add("torch zip, deflated data.pkl", f"{mal}/deflated.pt", deflated, bad("unsafe-global", "os.system"))
+    c.add(
+        "torch zip, deflated data.pkl",
+        f"{mal}/deflated.pt",
+        deflated,
+        bad("unsafe-global", "os.system"),
+    )
+
     def polyglot(path: Path) -> None:
         buf = path.with_suffix(".zip-part")
         torch_zip(buf, evil, [])
         path.write_bytes(PROTO2 + b"}." + buf.read_bytes())
         buf.unlink()
 
-    c.add("pickle with a zip appended (polyglot)", f"{mal}/polyglot.pkl", polyglot, bad("unsafe-global", "zip view"))
+    c.add(
+        "pickle with a zip appended (polyglot)",
+        f"{mal}/polyglot.pkl",
+        polyglot,
+        bad("unsafe-global", "zip view"),
+    )
     # legacy torch
     magic = PROTO2 + b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little") + b"."
-    legacy_tail = PROTO2 + kint(1001) + b"." + PROTO2 + b"}." 
+    legacy_tail = PROTO2 + kint(1001) + b"." + PROTO2 + b"}."
     c.add(
         "legacy torch stacked pickles, malicious object",
         f"{mal}/legacy.pt",
@@ -777,16 +878,33 @@ def build(root: Path) -> list[Case]:
 
     c.add("legacy torch tar", f"{mal}/legacy_tar.pt", legacy_tar, bad("unsafe-global", "os.system"))
     # compression wrappers
-    c.add("gzip wrapper", f"{mal}/model.pkl.gz", gzip.compress(evil), bad("unsafe-global", "gzip stream"))
-    c.add("bz2 wrapper", f"{mal}/model.pkl.bz2", bz2.compress(evil), bad("unsafe-global", "bzip2 stream"))
-    c.add("xz wrapper", f"{mal}/model.pkl.xz", lzma.compress(evil), bad("unsafe-global", "xz stream"))
+    c.add(
+        "gzip wrapper",
+        f"{mal}/model.pkl.gz",
+        gzip.compress(evil),
+        bad("unsafe-global", "gzip stream"),
+    )
+    c.add(
+        "bz2 wrapper",
+        f"{mal}/model.pkl.bz2",
+        bz2.compress(evil),
+        bad("unsafe-global", "bzip2 stream"),
+    )
+    c.add(
+        "xz wrapper", f"{mal}/model.pkl.xz", lzma.compress(evil), bad("unsafe-global", "xz stream")
+    )
     c.add(
         "lzma-alone wrapper",
         f"{mal}/model.pkl.lzma",
         lzma.compress(evil, format=lzma.FORMAT_ALONE),
         bad("unsafe-global", "lzma stream"),
     )
-    c.add("zlib wrapper (joblib compress)", f"{mal}/model.joblib.z", zlib.compress(evil), bad("unsafe-global", "zlib stream"))
+    c.add(
+        "zlib wrapper (joblib compress)",
+        f"{mal}/model.joblib.z",
+        zlib.compress(evil),
+        bad("unsafe-global", "zlib stream"),
+    )
     c.add(
         "gzip second member",
         f"{mal}/two_members.gz",
@@ -808,7 +926,12 @@ def build(root: Path) -> list[Case]:
         max_depth=2,
     )
     # misleading extensions
-    c.add("pickle named .safetensors", f"{mal}/model.safetensors", evil, bad("unsafe-global", "os.system"))
+    c.add(
+        "pickle named .safetensors",
+        f"{mal}/model.safetensors",
+        evil,
+        bad("unsafe-global", "os.system"),
+    )
     c.add("pickle named .png", f"{mal}/image.png", evil, bad("unsafe-global", "os.system"))
     # numpy
     c.add(
@@ -821,32 +944,73 @@ def build(root: Path) -> list[Case]:
     def npz(path: Path) -> None:
         with zipfile.ZipFile(path, "w") as z:
             z.writestr("weights.npy", npy_bytes("<f4", (2,), struct.pack("<2f", 1, 2)))
-            z.writestr("objects.npy", npy_bytes("|O", (1,), object_array_pickle(reduce_call("os", "system", xuni("echo")))))
+            z.writestr(
+                "objects.npy",
+                npy_bytes(
+                    "|O", (1,), object_array_pickle(reduce_call("os", "system", xuni("echo")))
+                ),
+            )
 
-    c.add(".npz with an object-array member", f"{mal}/arrays.npz", npz, bad("unsafe-global", "objects.npy"))
+    c.add(
+        ".npz with an object-array member",
+        f"{mal}/arrays.npz",
+        npz,
+        bad("unsafe-global", "objects.npy"),
+    )
     c.add(
         "structured .npy with an object field",
         f"{mal}/structured.npy",
-        npy_bytes([("a", "<f4"), ("b", "|O")], (1,), object_array_pickle(reduce_call("os", "system", xuni("echo")))),  # type: ignore[arg-type]
+        npy_bytes(
+            [("a", "<f4"), ("b", "|O")],
+            (1,),
+            object_array_pickle(reduce_call("os", "system", xuni("echo"))),
+        ),  # type: ignore[arg-type]
         bad("unsafe-global", "os.system"),
     )
-    c.add("unparseable .npy header", f"{mal}/broken.npy", b"\x93NUMPY\x01\x00\x10\x00{'descr': __imp", bad("malformed"))
+    c.add(
+        "unparseable .npy header",
+        f"{mal}/broken.npy",
+        b"\x93NUMPY\x01\x00\x10\x00{'descr': __imp",
+        bad("malformed"),
+    )
     # Keras
-    c.add("Keras .keras with a Lambda layer", f"{mal}/lambda.keras", lambda p: keras_zip(p, [DENSE, LAMBDA]), bad("keras-lambda"))
+    c.add(
+        "Keras .keras with a Lambda layer",
+        f"{mal}/lambda.keras",
+        lambda p: keras_zip(p, [DENSE, LAMBDA]),
+        bad("keras-lambda"),
+    )
     c.add(
         "Keras .keras with a foreign-module function",
         f"{mal}/foreign.keras",
-        lambda p: keras_zip(p, [DENSE, {"module": "keras.layers", "class_name": "Activation", "config": {"activation": FOREIGN}}]),
+        lambda p: keras_zip(
+            p,
+            [
+                DENSE,
+                {
+                    "module": "keras.layers",
+                    "class_name": "Activation",
+                    "config": {"activation": FOREIGN},
+                },
+            ],
+        ),
         bad("keras-foreign-module", "os"),
     )
     c.add(
         "Keras .keras calling keras.utils.get_file",
         f"{mal}/get_file.keras",
-        lambda p: keras_zip(p, [{"module": "keras.utils", "class_name": "function", "config": "get_file"}]),
+        lambda p: keras_zip(
+            p, [{"module": "keras.utils", "class_name": "function", "config": "get_file"}]
+        ),
         bad("keras-foreign-module", "get_file"),
     )
     # safetensors that lies
-    c.add("safetensors with overlapping offsets", f"{mal}/bad.safetensors", safetensors_bytes(ok=False), bad("malformed"))
+    c.add(
+        "safetensors with overlapping offsets",
+        f"{mal}/bad.safetensors",
+        safetensors_bytes(ok=False),
+        bad("malformed"),
+    )
     c.add(
         "safetensors header length past the end",
         f"{mal}/short.safetensors",
@@ -858,11 +1022,26 @@ def build(root: Path) -> list[Case]:
     def mode(block: Expect, allow: Expect = SAFE) -> tuple[Expect, Expect]:
         return block, allow
 
-    c.add("torch state_dict checkpoint", f"{ben}/state_dict.pt", lambda p: torch_zip(p, sd, storages), mode(BLOCKED))
+    c.add(
+        "torch state_dict checkpoint",
+        f"{ben}/state_dict.pt",
+        lambda p: torch_zip(p, sd, storages),
+        mode(BLOCKED),
+    )
     sdp, st2 = state_dict_pickle(params=True)
-    c.add("torch Parameters", f"{ben}/params.pth", lambda p: torch_zip(p, sdp, st2, prefix="params"), mode(BLOCKED))
+    c.add(
+        "torch Parameters",
+        f"{ben}/params.pth",
+        lambda p: torch_zip(p, sdp, st2, prefix="params"),
+        mode(BLOCKED),
+    )
     ck, _ = checkpoint_pickle()
-    c.add("training checkpoint with a numpy scalar", f"{ben}/checkpoint.ckpt", lambda p: torch_zip(p, ck, []), mode(BLOCKED))
+    c.add(
+        "training checkpoint with a numpy scalar",
+        f"{ben}/checkpoint.ckpt",
+        lambda p: torch_zip(p, ck, []),
+        mode(BLOCKED),
+    )
 
     def big_torch(path: Path) -> None:
         with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
@@ -871,16 +1050,39 @@ def build(root: Path) -> list[Case]:
                 z.writestr(f"archive/data/{key}", b"\x80\x02\x00" * 50_000)
             z.writestr("archive/version", b"3\n")
 
-    c.add("torch zip whose tensor data starts like a pickle", f"{ben}/tensors_like_pickle.pt", big_torch, mode(BLOCKED))
+    c.add(
+        "torch zip whose tensor data starts like a pickle",
+        f"{ben}/tensors_like_pickle.pt",
+        big_torch,
+        mode(BLOCKED),
+    )
     c.add(
         "legacy torch stacked pickles",
         f"{ben}/legacy.pt",
-        magic + legacy_tail + sd + PROTO2 + b"(" + b"".join(xuni(k) for k, _ in storages) + b"l." + struct.pack("<q", 2) + b"\x80\x02\0\0\0\0\0\0",
+        magic
+        + legacy_tail
+        + sd
+        + PROTO2
+        + b"("
+        + b"".join(xuni(k) for k, _ in storages)
+        + b"l."
+        + struct.pack("<q", 2)
+        + b"\x80\x02\0\0\0\0\0\0",
         mode(BLOCKED),
     )
     c.add("protocol 0 pickle of a list", f"{ben}/list_p0.pkl", b"(lp0\nI1\naI2\na.", mode(BLOCKED))
-    c.add(".npy float array", f"{ben}/floats.npy", npy_bytes("<f4", (3,), struct.pack("<3f", 1, 2, 3)), mode(SAFE))
-    c.add(".npy object array of ints", f"{ben}/objects_ok.npy", npy_bytes("|O", (1,), object_array_pickle(kint(7))), mode(Expect("unsafe", "pickle-blocked", "object array")))
+    c.add(
+        ".npy float array",
+        f"{ben}/floats.npy",
+        npy_bytes("<f4", (3,), struct.pack("<3f", 1, 2, 3)),
+        mode(SAFE),
+    )
+    c.add(
+        ".npy object array of ints",
+        f"{ben}/objects_ok.npy",
+        npy_bytes("|O", (1,), object_array_pickle(kint(7))),
+        mode(Expect("unsafe", "pickle-blocked", "object array")),
+    )
     c.add("safetensors", f"{ben}/model.safetensors", safetensors_bytes(), mode(SAFE))
     c.add("GGUF", f"{ben}/model.gguf", gguf_bytes(), mode(SAFE))
     c.add("ONNX", f"{ben}/model.onnx", onnx_bytes(), mode(SAFE))
@@ -888,12 +1090,29 @@ def build(root: Path) -> list[Case]:
     c.add("CSV starting with c", f"{ben}/cols.csv", b"col_a,col_b\n1,2\n3,4\n", mode(SAFE))
     c.add("CSV starting with i", f"{ben}/ids.csv", b"id,name\n1,ada\n", mode(SAFE))
     c.add("CSV starting with P", f"{ben}/prices.csv", b"Price,Qty\n1.5,2\n", mode(SAFE))
-    c.add("JSON", f"{ben}/config.json", json.dumps({"lr": 0.1, "layers": [1, 2]}).encode(), mode(SAFE))
+    c.add(
+        "JSON", f"{ben}/config.json", json.dumps({"lr": 0.1, "layers": [1, 2]}).encode(), mode(SAFE)
+    )
     c.add("empty file", f"{ben}/empty.bin", b"", mode(SAFE))
-    c.add("Keras .keras with Dense layers", f"{ben}/dense.keras", lambda p: keras_zip(p, [DENSE, DENSE]), mode(SAFE))
+    c.add(
+        "Keras .keras with Dense layers",
+        f"{ben}/dense.keras",
+        lambda p: keras_zip(p, [DENSE, DENSE]),
+        mode(SAFE),
+    )
     c.add("gzip of a CSV", f"{ben}/table.csv.gz", gzip.compress(b"a,b\n1,2\n" * 1000), mode(SAFE))
-    c.add("tar of data files", f"{ben}/data.tar", lambda p: _tar(p, {"a.csv": b"x,y\n", "w.safetensors": safetensors_bytes()}), mode(SAFE))
-    c.add("gzip of a torch checkpoint", f"{ben}/state_dict.pt.gz", lambda p: p.write_bytes(gzip.compress((root / f"{ben}/state_dict.pt").read_bytes())), mode(BLOCKED))
+    c.add(
+        "tar of data files",
+        f"{ben}/data.tar",
+        lambda p: _tar(p, {"a.csv": b"x,y\n", "w.safetensors": safetensors_bytes()}),
+        mode(SAFE),
+    )
+    c.add(
+        "gzip of a torch checkpoint",
+        f"{ben}/state_dict.pt.gz",
+        lambda p: p.write_bytes(gzip.compress((root / f"{ben}/state_dict.pt").read_bytes())),
+        mode(BLOCKED),
+    )
     _optional(c, root)
     return c.cases
 
@@ -918,7 +1137,12 @@ def _optional(c: Corpus, root: Path) -> None:
         with open(path, "wb") as f:
             np.save(f, arr, **kw)  # type: ignore[call-overload]
 
-    c.add("numpy .npy (np.save)", f"{ben}/np_floats.npy", lambda p: save(p, np.arange(10.0)), (SAFE, SAFE))
+    c.add(
+        "numpy .npy (np.save)",
+        f"{ben}/np_floats.npy",
+        lambda p: save(p, np.arange(10.0)),
+        (SAFE, SAFE),
+    )
 
     def npz(path: Path) -> None:
         with open(path, "wb") as f:
@@ -937,7 +1161,10 @@ def _optional(c: Corpus, root: Path) -> None:
         c.add(
             f"pickled numpy array, protocol {proto}",
             f"{ben}/np_p{proto}.pkl",
-            pickle.dumps({"w": np.arange(6, dtype=np.float32).reshape(2, 3), "s": np.float64(1.5)}, protocol=proto),
+            pickle.dumps(
+                {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "s": np.float64(1.5)},
+                protocol=proto,
+            ),
             (BLOCKED, SAFE),
         )
 
@@ -955,7 +1182,14 @@ def _optional(c: Corpus, root: Path) -> None:
         c.add(
             "joblib dump of arrays",
             f"{ben}/arrays.joblib",
-            lambda p: joblib.dump({"a": np.arange(100.0), "b": np.ones((3, 4), dtype=np.int8), "o": np.array([1, None], dtype=object)}, p),
+            lambda p: joblib.dump(
+                {
+                    "a": np.arange(100.0),
+                    "b": np.ones((3, 4), dtype=np.int8),
+                    "o": np.array([1, None], dtype=object),
+                },
+                p,
+            ),
             (BLOCKED, SAFE),
         )
         c.add(
@@ -995,8 +1229,18 @@ def _optional(c: Corpus, root: Path) -> None:
         "class_name": "Lambda",
         "config": {"function": ["4wEAAAAAAAAAAAAAAAEAAAAB", None, None], "function_type": "lambda"},
     }
-    c.add("Keras 2 .h5 with Dense layers", f"{ben}/dense.h5", lambda p: h5(p, [k2_dense]), (SAFE, SAFE))
-    c.add("Keras 2 .h5 with a Lambda layer", f"{mal}/lambda.h5", lambda p: h5(p, [k2_dense, k2_lambda]), bad("keras-lambda"))
+    c.add(
+        "Keras 2 .h5 with Dense layers",
+        f"{ben}/dense.h5",
+        lambda p: h5(p, [k2_dense]),
+        (SAFE, SAFE),
+    )
+    c.add(
+        "Keras 2 .h5 with a Lambda layer",
+        f"{mal}/lambda.h5",
+        lambda p: h5(p, [k2_dense, k2_lambda]),
+        bad("keras-lambda"),
+    )
 
 
 def main() -> int:

@@ -76,7 +76,11 @@ def test_json_report(cli, files: Path) -> None:
     doc = json.loads(r.stdout)
     assert doc["ok"] is False and doc["policy"]["pickle"] == "block"
     verdicts = {Path(f["path"]).name: f["verdict"] for f in doc["files"]}
-    assert verdicts == {"model.safetensors": "safe", "table.csv": "safe", "weights v2.bin": "unsafe"}
+    assert verdicts == {
+        "model.safetensors": "safe",
+        "table.csv": "safe",
+        "weights v2.bin": "unsafe",
+    }
     [bad] = [f for f in doc["files"] if f["verdict"] == "unsafe"]
     assert bad["format"] == "pickle"
     assert bad["findings"][0]["detail"] == "os.system"

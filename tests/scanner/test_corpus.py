@@ -10,7 +10,7 @@ from ml_integrity.scanning import ScanPolicy, scan_file
 
 from .make_corpus import Case, Expect, build
 
-_NAMES = [c.name for c in build(Path("/nonexistent-corpus-listing")) ] if False else None
+_NAMES = [c.name for c in build(Path("/nonexistent-corpus-listing"))] if False else None
 
 
 def _check(report_findings: list, verdict: str, expect: Expect, describe: str) -> None:
@@ -21,8 +21,7 @@ def _check(report_findings: list, verdict: str, expect: Expect, describe: str) -
     assert matching, f"{describe}: no {expect.kind} finding in {report_findings}"
     if expect.text is not None:
         assert any(
-            expect.text in " ".join(filter(None, (f.message, f.detail, f.member)))
-            for f in matching
+            expect.text in " ".join(filter(None, (f.message, f.detail, f.member))) for f in matching
         ), f"{describe}: {expect.text!r} not in {matching}"
 
 
