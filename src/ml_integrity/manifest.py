@@ -412,4 +412,4 @@ def sniff_file(path: Path) -> str | None:
         return None
     if fmt is formats.Format.PICKLE and formats.is_weak_pickle_start(head):
         return None
-    return fmt.value
+    return str(fmt.value)
