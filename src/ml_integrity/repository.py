@@ -692,3 +692,33 @@ def describe_verified(verified: VerifiedDigests) -> str:
 
 def now_ms() -> float:
     return time.monotonic() * 1000
+
+
+def verify_repository(
+    start: Path,
+    *,
+    verifier: BundleVerifier | None = None,
+    rev: str = "HEAD",
+    rehash: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> TreeVerdict:
+    """``ml-integrity verify --repository``: the LFS pointers of ``rev`` against its signatures.
+
+    No download and no rehash unless ``rehash`` (then the work-tree files and
+    the local LFS objects are hashed too). Trust: ``verifier`` when given
+    (the command line's), else the repository's git config. Raises
+    IntegrityError when anything is not covered.
+    """
+    factory = None if verifier is None else (lambda _root: verifier)
+    with Repository(Git.discover(start), verifier_factory=factory) as repo:
+        verdict = repo.check_tree(rev, rehash=rehash, progress=progress)
+    if verdict.pointers and verdict.verified.error:
+        raise IntegrityError(
+            f"{rev} cannot be verified: {verdict.verified.error}",
+            path=start,
+            hint="trust comes from --key/--cert-chain or git config ml-integrity.publicKey; "
+            "sign with `ml-integrity sign-repo --key KEY`",
+        )
+    if not verdict.ok:
+        raise verdict.error()
+    return verdict

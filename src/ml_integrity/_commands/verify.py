@@ -18,6 +18,8 @@ _EPILOG = """\
 examples:
   ml-integrity verify models/bert --bundle models/bert.sig --key key.pem.pub
   ml-integrity verify models/bert --bundle bert.sig --cert-chain root-ca.pem --json
+  ml-integrity verify --repository              a git repository with LFS files
+  ml-integrity verify --repository --rehash     ... and hash files and local objects
 
 Order of checks: the signature, then trust (the key or certificate chain you
 give; never material taken from the bundle alone), then every file's digest.
@@ -34,9 +36,16 @@ def register(subparsers: Any) -> None:
         description="Verify an OpenSSF Model Signing bundle: signature, signer, then digests.",
         epilog=_EPILOG,
     )
-    parser.add_argument("path", type=Path, metavar="PATH", help="model folder or file")
     parser.add_argument(
-        "--bundle", required=True, type=Path, metavar="FILE", help="the signature bundle"
+        "path", type=Path, nargs="?", metavar="PATH", help="model folder or file (or repository)"
+    )
+    parser.add_argument("--bundle", type=Path, metavar="FILE", help="the signature bundle")
+    parser.add_argument(
+        "--repository",
+        action="store_true",
+        help="verify the Git LFS files of HEAD against .ml-integrity/*.sig (trust from --key, "
+        "--cert-chain or git config ml-integrity.publicKey); no download, no rehash "
+        "unless --rehash",
     )
     trust = parser.add_argument_group("trust (exactly one)")
     trust.add_argument("--key", type=Path, metavar="PUB", help="the signer's public key (PEM)")
@@ -80,6 +89,12 @@ def make_verifier(args: argparse.Namespace) -> BundleVerifier:
 def run(args: argparse.Namespace) -> int:
     from .. import verifying
 
+    if args.repository:
+        return run_repository(args)
+    if args.path is None or args.bundle is None:
+        from ..errors import UsageError
+
+        raise UsageError("give PATH and --bundle FILE (or --repository)")
     verifier = make_verifier(args)
     with Progress("verifying") as progress:
         result = verifying.verify_model(
@@ -100,4 +115,21 @@ def run(args: argparse.Namespace) -> int:
             f"OK: {args.path} verified ({result.files} file{'s' if result.files != 1 else ''}, "
             f"signed by {result.signer})"
         )
+    return 0
+
+
+def run_repository(args: argparse.Namespace) -> int:
+    from ..repository import verify_repository
+
+    verifier = make_verifier(args) if (args.key or args.cert_chain) else None
+    with Progress("rehashing") as progress:
+        verdict = verify_repository(
+            args.path or Path.cwd(), verifier=verifier, rehash=args.rehash, progress=progress
+        )
+    if args.json:
+        print_json(verdict.to_json())
+    else:
+        n = len(verdict.pointers)
+        signers = ", ".join(sorted(set(verdict.verified.signers))) or "nobody (no LFS files)"
+        print(f"OK: {n} LFS file{'s' if n != 1 else ''} of HEAD verified (signed by {signers})")
     return 0
