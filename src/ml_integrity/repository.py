@@ -469,11 +469,13 @@ class Repository:
         *,
         rehash: bool = False,
         progress: Callable[[int, int], None] | None = None,
+        worktree: bool = True,
     ) -> TreeVerdict:
         """Pointer-level check of ``source`` against its signatures (no download).
 
-        With ``rehash`` the work-tree files and the local objects are hashed
-        too (catches a corrupted local store).
+        ``worktree`` also lists the files still holding pointer text. With
+        ``rehash`` the work-tree files and the local objects are hashed too
+        (catches a corrupted local store).
         """
         pointers = self.lfs_pointers(source)
         verified = self.verified_digests(source) if pointers else VerifiedDigests(source)
@@ -482,7 +484,8 @@ class Repository:
             reason = refusal_reason(verified, path, pointer.oid)
             if reason is not None:
                 verdict.refused[path] = reason
-        verdict.left_as_pointer = self.pointer_files(pointers)
+        if worktree or rehash:
+            verdict.left_as_pointer = self.pointer_files(pointers)
         if rehash:
             self._rehash(verdict, progress)
         return verdict
@@ -634,14 +637,25 @@ class DownloadGate:
         self.allow_file = allow_file
         self._allowed: set[str] | None = None
         self._errors: list[str] = []
+        self._file_oids: set[str] = set()
+        self._file_offset = 0
 
-    def _from_file(self) -> set[str]:
+    def _in_file(self, oid: str) -> bool:
+        """Is ``oid`` in the allow file? (read incrementally: the filter appends to it)."""
+        if oid in self._file_oids:
+            return True
         if self.allow_file is None:
-            return set()
+            return False
         try:
-            return set(self.allow_file.read_text().split())
+            with open(self.allow_file, "rb") as f:
+                f.seek(self._file_offset)
+                data = f.read()
         except OSError:
-            return set()
+            return False
+        end = data.rfind(b"\n") + 1  # only whole lines
+        self._file_offset += end
+        self._file_oids.update(data[:end].decode("ascii", "replace").split())
+        return oid in self._file_oids
 
     def _from_refs(self) -> set[str]:
         if self._allowed is None:
@@ -679,7 +693,7 @@ class DownloadGate:
         return unique
 
     def allow_download(self, oid: str, size: int) -> str | None:
-        if oid in self._from_file() or oid in self._from_refs():
+        if self._in_file(oid) or oid in self._from_refs():
             return None
         return "it is in no verified manifest (HEAD, FETCH_HEAD, remote-tracking refs)"
 
@@ -711,7 +725,7 @@ def verify_repository(
     """
     factory = None if verifier is None else (lambda _root: verifier)
     with Repository(Git.discover(start), verifier_factory=factory) as repo:
-        verdict = repo.check_tree(rev, rehash=rehash, progress=progress)
+        verdict = repo.check_tree(rev, rehash=rehash, progress=progress, worktree=False)
     if verdict.pointers and verdict.verified.error:
         raise IntegrityError(
             f"{rev} cannot be verified: {verdict.verified.error}",

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from ..repository import Repository
 
     with Repository(git) as repo:
-        verdict = repo.check_tree("HEAD")
+        verdict = repo.check_tree("HEAD", worktree=False)
     if verdict.refused:
         return 1
     print(f"ml-integrity: cloned into {directory}: {len(verdict.pointers)} LFS file(s) verified")

@@ -93,19 +93,21 @@ def _own_check(name: str, hook_args: list[str], git: Any) -> int:
 
 
 def _check_head(repo: Any, name: str) -> int:
-    verdict = repo.check_tree("HEAD")
+    verdict = repo.check_tree("HEAD", worktree=False)
     if not verdict.pointers:
         return 0
     quarantined = set(repo.store.quarantined())
     problems = dict(verdict.refused)
-    for path in verdict.left_as_pointer:
-        pointer = verdict.pointers[path]
-        if path not in problems and pointer.oid in quarantined:
-            problems[path] = "its local object was corrupt and is in .git/lfs/quarantine/"
+    suspects = {
+        p: ptr for p, ptr in verdict.pointers.items() if p in problems or ptr.oid in quarantined
+    }
+    left = set(repo.pointer_files(suspects))
+    for path in sorted(left - set(problems)):
+        problems[path] = "its local object was corrupt and is in .git/lfs/quarantine/"
     if not problems:
         return 0
     for path, reason in sorted(problems.items()):
-        state = "left as a pointer" if path in verdict.left_as_pointer else "not verified"
+        state = "left as a pointer" if path in left else "not verified"
         print(f"ml-integrity: REFUSED {path} ({state}): {reason}", file=sys.stderr)
     from ..repository import RECOVER_COMMAND
 
