@@ -154,11 +154,13 @@ def main() -> None:
     print("| measurement | time | target |")
     print("| --- | --- | --- |")
     print(
-        f"| clone, {args.files} LFS files, plain git-lfs (median of {args.runs}) | {plain:.2f} s | |"
+        f"| clone, {args.files} LFS files, plain git-lfs (median of {args.runs}) "
+        f"| {plain:.2f} s | |"
     )
     print(f"| clone, {args.files} LFS files, `ml-integrity clone` | {ours:.2f} s | |")
     print(
-        f"| ratio ml-integrity / plain | {ratio:.2f}x | <= 1.3x {'OK' if ratio <= 1.3 else 'MISSED'} |"
+        f"| ratio ml-integrity / plain | {ratio:.2f}x "
+        f"| <= 1.3x {'OK' if ratio <= 1.3 else 'MISSED'} |"
     )
     print(
         f"| `verify --repository`, {args.pointers} pointers, cold cache | {cold:.2f} s | "
