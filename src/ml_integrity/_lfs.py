@@ -278,9 +278,14 @@ def write_text(stream: IO[bytes], line: str) -> None:
 
 
 def write_list(stream: IO[bytes], lines: list[str]) -> None:
+    """Text packets and a flush, in one write."""
+    out = bytearray()
     for line in lines:
-        write_text(stream, line)
-    stream.write(FLUSH)
+        data = line.encode() + b"\n"
+        out += b"%04x" % (len(data) + 4)
+        out += data
+    out += FLUSH
+    stream.write(out)
 
 
 def read_list(stream: IO[bytes]) -> list[str]:

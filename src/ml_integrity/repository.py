@@ -580,6 +580,8 @@ class SmudgeVerifier:
         self.allow_file = allow_file
         self.stderr = stderr or sys.stderr
         self._index_source: str | None = None
+        self._allowed: set[str] = set()
+        self._allow_handle: TextIO | None = None
 
     def _source(self, meta: Mapping[str, str]) -> str:
         treeish = meta.get("treeish")
@@ -602,9 +604,18 @@ class SmudgeVerifier:
         return Refusal(reason, quarantine=verified.error is None)
 
     def _allow(self, oid: str) -> None:
-        if self.allow_file is not None:
-            with open(self.allow_file, "a") as f:
-                f.write(oid + "\n")
+        if self.allow_file is None or oid in self._allowed:
+            return
+        self._allowed.add(oid)
+        if self._allow_handle is None:
+            self._allow_handle = open(self.allow_file, "a")  # noqa: SIM115 - closed in close()
+        self._allow_handle.write(oid + "\n")
+        self._allow_handle.flush()  # the transfer agent reads it while we run
+
+    def close(self) -> None:
+        if self._allow_handle is not None:
+            self._allow_handle.close()
+            self._allow_handle = None
 
     def refused(
         self, path: str, oid: str, size: int, refusal: Refusal, meta: Mapping[str, str]

@@ -42,7 +42,10 @@ def run(args: argparse.Namespace) -> int:
             child_env=env,
             tmp_dir=store.tmp_dir,
         )
-        return proxy.serve()
+        try:
+            return proxy.serve()
+        finally:
+            gate.close()
     finally:
         with contextlib.suppress(OSError):
             allow_file.unlink()

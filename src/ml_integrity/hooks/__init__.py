@@ -67,7 +67,7 @@ def desired_config() -> dict[str, str]:
         "lfs.standalonetransferagent": AGENT,
         f"lfs.customtransfer.{AGENT}.path": exe,
         f"lfs.customtransfer.{AGENT}.args": "-m ml_integrity transfer-agent",
-        f"lfs.customtransfer.{AGENT}.concurrent": "true",
+        f"lfs.customtransfer.{AGENT}.concurrent": "false",
     }
 
 
