@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from conftest import (
+from lfs_support import (
     CONTENT,
     EVIL,
     World,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import (
+from lfs_support import (
     CONTENT,
     EVIL,
     Giftless,

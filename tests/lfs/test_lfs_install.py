@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from conftest import CONTENT, World, git, is_pointer, lfs_object, mi, sha256
+from lfs_support import CONTENT, World, git, is_pointer, lfs_object, mi, sha256
 
 HOOK_NAMES = ("post-checkout", "post-merge", "pre-push", "pre-commit")
 
