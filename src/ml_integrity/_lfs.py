@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -340,6 +340,42 @@ class _Pending:
 _SPOOL_LIMIT = 32 << 20
 
 
+class _Buffer:
+    """Packets kept in memory up to a limit, then spilled to a temporary file."""
+
+    def __init__(self, tmp_dir: Path | None, limit: int = _SPOOL_LIMIT) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.limit = limit
+        self.tmp_dir = tmp_dir
+        self.file: IO[bytes] | None = None
+
+    def add(self, pkt: bytes) -> None:
+        self.size += len(pkt)
+        if self.file is not None:
+            self.file.write(pkt)
+            return
+        self.chunks.append(pkt)
+        if self.size > self.limit:
+            tmp = None if self.tmp_dir is None else str(self.tmp_dir)
+            self.file = tempfile.TemporaryFile(dir=tmp)  # noqa: SIM115 - closed in close()
+            for chunk in self.chunks:
+                self.file.write(chunk)
+            self.chunks = []
+
+    def packets(self) -> Iterator[bytes]:
+        if self.file is None:
+            yield from self.chunks
+            return
+        self.file.seek(0)
+        while chunk := self.file.read(MAX_PKT_DATA):
+            yield chunk
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
 class FilterProxy:
     """``filter.lfs.process``: a pkt-line v2 filter in front of ``git-lfs filter-process``."""
 
@@ -534,19 +570,18 @@ class FilterProxy:
             write_list(self.gout, status)
             return
         h = hashlib.sha256()
-        size = 0
-        with self._spool() as spool:
+        buf = _Buffer(self.tmp_dir)
+        try:
             while (pkt := read_pkt(cout)) is not None:
                 h.update(pkt)
-                size += len(pkt)
-                spool.write(pkt)
+                buf.add(pkt)
             trailer = read_list(cout)
             if _meta(trailer).get("status", "success") != "success":
                 write_list(self.gout, status)
                 write_list(self.gout, [])
                 write_list(self.gout, trailer)
                 return
-            if h.hexdigest() != pointer.oid or size != pointer.size:
+            if h.hexdigest() != pointer.oid or buf.size != pointer.size:
                 refusal = Refusal(
                     f"the local LFS object is corrupt (its sha256 is {h.hexdigest()[:12]}..., "
                     f"the pointer says {pointer.oid[:12]}...)",
@@ -555,11 +590,13 @@ class FilterProxy:
                 self._refuse(path, pointer, refusal, meta)
                 return
             write_list(self.gout, status)
-            spool.seek(0)
-            while chunk := spool.read(MAX_PKT_DATA):
-                write_pkt(self.gout, chunk)
+            for chunk in buf.packets():
+                self.gout.write(b"%04x" % (len(chunk) + 4))
+                self.gout.write(chunk)
             self.gout.write(FLUSH)
             write_list(self.gout, trailer)
+        finally:
+            buf.close()
 
     def _smudge_raw(
         self, lines: list[str], meta: dict[str, str], path: str, spool: IO[bytes]
