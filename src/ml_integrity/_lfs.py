@@ -57,6 +57,10 @@ _OID_RE = re.compile(r"^sha256:([0-9a-f]{64})$")
 _EXT_RE = re.compile(r"^ext-(\d)-(\w+)$")
 _KEY_RE = re.compile(r"^[a-z0-9.-]+$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_CANONICAL_RE = re.compile(
+    rb"version https://git-lfs\.github\.com/spec/v1\n"
+    rb"oid sha256:([0-9a-f]{64})\nsize (0|[1-9][0-9]*)\n?"
+)
 
 INSTALL_HINT = (
     "install Git LFS (Debian/Ubuntu: apt-get install git-lfs; macOS: brew install git-lfs; "
@@ -102,6 +106,9 @@ def parse_pointer(data: bytes) -> Pointer | None:
     """
     if not data or len(data) >= MAX_POINTER_SIZE:
         return None
+    fast = _CANONICAL_RE.fullmatch(data)  # the form git-lfs writes: most pointers
+    if fast is not None:
+        return Pointer(oid=fast.group(1).decode(), size=int(fast.group(2)))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
