@@ -301,3 +301,27 @@ def test_verify_repository(world: World, good: Path) -> None:
     r = mi("verify", "--repository", "--rehash", cwd=good)
     assert r.returncode == 1, r.output
     assert "b.bin" in r.stderr and "corrupt" in r.stderr
+
+
+def test_raw_content_instead_of_a_pointer_is_refused(good: Path) -> None:
+    """A commit that stores a.bin's bytes directly (no pointer) cannot slip through."""
+    raw = good / "raw.tmp"
+    raw.write_bytes(EVIL)
+    blob = git("hash-object", "-w", "--no-filters", raw, cwd=good).stdout.strip()
+    raw.unlink()
+    git("update-index", "--cacheinfo", f"100644,{blob},a.bin", cwd=good)
+    git("commit", "-q", "--no-verify", "-m", "raw bytes", cwd=good)
+    git("checkout", "-q", "-f", "HEAD~1", cwd=good)
+    r = git("checkout", "-q", "main", cwd=good, check=False)
+    assert r.returncode != 0, r.output
+    assert "REFUSED a.bin" in r.stderr
+    a = good / "a.bin"
+    assert not a.exists() or a.read_bytes() != EVIL
+
+
+def test_skip_download_errors_does_not_bypass(world: World, tmp_path: Path) -> None:
+    env = {**_test_env(), "GIT_LFS_SKIP_DOWNLOAD_ERRORS": "1"}
+    dest = tmp_path / "c"
+    r = mi("clone", world.remote, dest, "--key", world.pub, "-b", "tampered", cwd=tmp_path, env=env)
+    assert r.returncode == 1, r.output
+    assert_refused_a(dest, r.output)
