@@ -140,10 +140,10 @@ class IdentityRule:
             parts.append(f"identity {self.identity}")
         if self.identity_regex:
             parts.append(f"identity matching /{self.identity_regex}/")
-        if self.github_workflow:
-            parts.append(f"workflow {self.github_workflow}")
         if self.github_repository:
             parts.append(f"repository {self.github_repository}")
+        if self.github_workflow:
+            parts.append(f"workflow {self.github_workflow}")
         if self.github_ref:
             parts.append(f"ref {self.github_ref}")
         who = ", ".join(parts)

@@ -103,7 +103,7 @@ class PolicyVerifier:
                 hint="a denied signer is never trusted; ask for a signature by another signer",
             )
         candidates = trusted
-        if kind == "key" and parsed.key_hint is not None and len(trusted) > 1:
+        if kind == "key" and parsed.key_hint is not None:
             by_hint = [
                 s
                 for s in trusted
