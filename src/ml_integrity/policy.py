@@ -1183,7 +1183,8 @@ def resolve(
     change can never trust the signer it brings along.
     """
     if explicit is not None:
-        return Resolution(load_policy(explicit, explicit_kind))
+        policy = load_policy(explicit, explicit_kind)
+        return Resolution(policy, _inside_note(explicit, repo, explicit_kind))
     if repo is None:
         return Resolution(None)
     configured = repo.config_get(GIT_CONFIG_POLICY)
@@ -1191,7 +1192,7 @@ def resolve(
         p = Path(configured).expanduser()
         if not p.is_absolute():
             p = repo.root / p
-        return Resolution(load_policy(p, "git config"))
+        return Resolution(load_policy(p, "git config"), _inside_note(p, repo, "git config"))
     in_tree = (repo.root / IN_REPO_POLICY).is_file()
     base = base or repo.config_get(GIT_CONFIG_BASE)
     if base is None:
@@ -1213,10 +1214,12 @@ def resolve(
             hint="fetch it first (git fetch), or name another commit",
         )
     text = repo.read_at(commit, IN_REPO_POLICY)
+    if text is None and not in_tree:
+        return Resolution(None)
     if text is None:
         raise ConfigError(
-            f"there is no {IN_REPO_POLICY} at the trusted base {commit[:12]}"
-            + (" (this change introduces it, so it cannot be trusted yet)" if in_tree else ""),
+            f"there is no {IN_REPO_POLICY} at the trusted base {commit[:12]} "
+            "(this change introduces it, so it cannot be trusted yet)",
             path=repo.root / IN_REPO_POLICY,
             hint="give a policy from outside the repository (--policy FILE), or a base "
             "revision that has the policy",
@@ -1237,6 +1240,21 @@ def resolve(
     elif not in_tree:
         notes.append(f"{IN_REPO_POLICY} was removed in the work tree; the base's copy applies")
     return Resolution(policy, tuple(notes))
+
+
+def _inside_note(path: Path, repo: RepositoryReader | None, kind: str) -> tuple[str, ...]:
+    """A warning when a policy given from outside lives in the work tree it protects."""
+    if repo is None:
+        return ()
+    try:
+        Path(path).resolve().relative_to(repo.root.resolve())
+    except ValueError:
+        return ()
+    return (
+        f"the policy given by {kind} ({path}) is inside the repository being verified, where "
+        "a change under review can edit it; keep it outside, or use the in-repository policy "
+        "with --policy-base",
+    )
 
 
 def inline(

@@ -499,6 +499,10 @@ def test_git_config_policy_and_command_line_precedence(
     assert r.returncode == 1  # the command line wins, and it trusts only bob
     assert f"policy: {cli_policy} (command line)" in r.stderr
     assert bob  # bob's key exists only to be trusted
+    inside = write_policy(repo / "trust.yaml", user_policy.read_text())
+    r = cli("verify", model, "--bundle", by_alice, "--policy", inside)
+    assert r.returncode == 0, r.stderr
+    assert "is inside the repository being verified" in r.stdout
 
 
 def test_in_repo_policy_cannot_trust_a_signer_the_change_introduces(
