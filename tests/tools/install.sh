@@ -18,7 +18,7 @@ if ((${#need_apt[@]})); then
 fi
 
 # --- Sigstore test double: Node + @sigstore/mock (tests/tools/sigstore-mock) ----
-# A loopback Fulcio + Rekor for the keyless round trip (tests/sigstore). The
+# A loopback Fulcio + Rekor for the keyless round trip (tests/trust). The
 # package and its dependencies are pinned by package-lock.json; 0.13.0 is the
 # version that works (0.11.0's SCTs are refused by sigstore-python).
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
