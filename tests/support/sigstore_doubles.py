@@ -53,6 +53,8 @@ __all__ = [
     "MOCK_DIR",
     "FakeSigstore",
     "OIDCTokenServer",
+    "closed_port_url",
+    "environment",
     "github_claims",
     "mint_jwt",
     "mock_unavailable_reason",

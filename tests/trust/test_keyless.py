@@ -432,4 +432,4 @@ def test_keyless_and_key_options_do_not_mix(cli: CLI, tmp_path: Path) -> None:
     r = cli("sign", model, "--sigstore", "--key", tmp_path / "k.pem", "--bundle", tmp_path / "b")
     assert r.returncode == 2 and "--key or --sigstore" in r.stderr
     r = cli("sign", model, "--staging", "--bundle", tmp_path / "b")
-    assert r.returncode == 2 and "--staging need --sigstore" in r.stderr
+    assert r.returncode == 2 and "--staging needs --sigstore" in r.stderr

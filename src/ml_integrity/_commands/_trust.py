@@ -116,7 +116,8 @@ def keyless_requested(args: argparse.Namespace) -> bool:
         if on
     ]
     if implied and not keyless:
-        raise UsageError(f"{' and '.join(implied)} need --sigstore")
+        verb = "needs" if len(implied) == 1 else "need"
+        raise UsageError(f"{' and '.join(implied)} {verb} --sigstore")
     return keyless
 
 
