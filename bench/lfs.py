@@ -6,7 +6,7 @@ One run measures, on this machine and in the same conditions:
    remote: plain git + git-lfs, then ``ml-integrity clone`` (filter wrapper,
    transfer agent, hooks, final check). Runs alternate; the median counts.
    Target: ratio <= 1.3.
-2. ``ml-integrity verify --repository`` on a repository with M (default
+2. ``ml-integrity verify --git-repo`` on a repository with M (default
    5,000) LFS pointers: the whole command, interpreter start-up included,
    with a cold verification cache and a warm one. Target: < 0.5 s.
 
@@ -115,7 +115,7 @@ def bench_verify(root: Path, env: dict[str, str], m: int) -> tuple[float, float,
     sh(["git", "commit", "-q", "-m", "pointers"], repo, env)
     sh(["git", "gc", "-q"], repo, env)
     sh(["git", "config", "ml-integrity.publicKey", str(root / "k.pem.pub")], repo, env)
-    cmd = [*MI, "verify", "--repository"]
+    cmd = [*MI, "verify", "--git-repo"]
     cache = repo / ".git" / "ml-integrity" / "cache"
     cold = []
     for _ in range(3):
@@ -163,11 +163,11 @@ def main() -> None:
         f"| <= 1.3x {'OK' if ratio <= 1.3 else 'MISSED'} |"
     )
     print(
-        f"| `verify --repository`, {args.pointers} pointers, cold cache | {cold:.2f} s | "
+        f"| `verify --git-repo`, {args.pointers} pointers, cold cache | {cold:.2f} s | "
         f"< 0.5 s {'OK' if cold < 0.5 else 'MISSED'} |"
     )
     print(
-        f"| `verify --repository`, {args.pointers} pointers, warm cache | {warm:.2f} s | "
+        f"| `verify --git-repo`, {args.pointers} pointers, warm cache | {warm:.2f} s | "
         f"< 0.5 s {'OK' if warm < 0.5 else 'MISSED'} |"
     )
     print(f"| interpreter + CLI start-up (`ml-integrity --version`) | {startup:.2f} s | |")

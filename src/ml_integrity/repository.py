@@ -727,7 +727,7 @@ def verify_repository(
     rehash: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> TreeVerdict:
-    """``ml-integrity verify --repository``: the LFS pointers of ``rev`` against its signatures.
+    """``ml-integrity verify --git-repo``: the LFS pointers of ``rev`` against its signatures.
 
     No download and no rehash unless ``rehash`` (then the work-tree files and
     the local LFS objects are hashed too). Trust: ``verifier`` when given

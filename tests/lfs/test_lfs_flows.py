@@ -274,13 +274,13 @@ def test_recovery_after_signing(world: World, good: Path, tmp_path: Path) -> Non
 
 
 def test_verify_repository(world: World, good: Path) -> None:
-    r = mi("verify", "--repository", cwd=good)
+    r = mi("verify", "--git-repo", cwd=good)
     assert r.returncode == 0, r.output
     assert "3 LFS files of HEAD verified" in r.stdout
     # trust from the command line instead of git config
     git("config", "--unset", "ml-integrity.publicKey", cwd=good)
-    assert mi("verify", "--repository", cwd=good).returncode == 1
-    r = mi("verify", "--repository", good, "--key", world.pub, "--json", cwd=good.parent)
+    assert mi("verify", "--git-repo", cwd=good).returncode == 1
+    r = mi("verify", "--git-repo", good, "--key", world.pub, "--json", cwd=good.parent)
     assert r.returncode == 0, r.output
     import json
 
@@ -290,15 +290,15 @@ def test_verify_repository(world: World, good: Path) -> None:
     git("fetch", "-q", "origin", cwd=good)
     env = {**_test_env(), "GIT_LFS_SKIP_SMUDGE": "1"}
     git("checkout", "-q", "origin/tampered", cwd=good, env=env, check=False)
-    r = mi("verify", "--repository", cwd=good)
+    r = mi("verify", "--git-repo", cwd=good)
     assert r.returncode == 1, r.output
     assert "changed: a.bin" in r.stderr
     # a corrupted local object: only --rehash sees it
     git("checkout", "-q", "main", cwd=good)
     obj = lfs_object(good / ".git", sha256(CONTENT["b.bin"]))
     replace_bytes(obj, b"Z" * len(CONTENT["b.bin"]))
-    assert mi("verify", "--repository", cwd=good).returncode == 0
-    r = mi("verify", "--repository", "--rehash", cwd=good)
+    assert mi("verify", "--git-repo", cwd=good).returncode == 0
+    r = mi("verify", "--git-repo", "--rehash", cwd=good)
     assert r.returncode == 1, r.output
     assert "b.bin" in r.stderr and "corrupt" in r.stderr
 

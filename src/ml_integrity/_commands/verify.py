@@ -20,8 +20,8 @@ _EPILOG = (
 examples:
   ml-integrity verify models/bert --bundle models/bert.sig --key key.pem.pub
   ml-integrity verify models/bert --bundle bert.sig --cert-chain root-ca.pem --json
-  ml-integrity verify --repository              a git repository with LFS files
-  ml-integrity verify --repository --rehash     ... and hash files and local objects
+  ml-integrity verify --git-repo                a git repository with LFS files
+  ml-integrity verify --git-repo --rehash       ... and hash files and local objects
 
 Order of checks: the signature, then trust (the key or certificate chain you
 give; never material taken from the bundle alone), then every file's digest.
@@ -45,9 +45,9 @@ def register(subparsers: Any) -> None:
         "path", type=Path, nargs="?", metavar="PATH", help="model folder or file (or repository)"
     )
     parser.add_argument(
-        "--repository",
+        "--git-repo",
         action="store_true",
-        help="verify the Git LFS files of HEAD against .ml-integrity/*.sig (trust from --key, "
+        help="PATH (default: .) is a git repository: verify the Git LFS files of HEAD against .ml-integrity/*.sig (trust from --key, "
         "--cert-chain or git config ml-integrity.publicKey); no download, no rehash "
         "unless --rehash",
     )
@@ -102,12 +102,12 @@ def run(args: argparse.Namespace) -> int:
     from .. import verifying
     from ._trust import run_verify, wants_policy
 
-    if args.repository:
+    if args.git_repo:
         return run_repository(args)
     if args.path is None or not args.bundle:
         from ..errors import UsageError
 
-        raise UsageError("give PATH and --bundle FILE (or --repository)")
+        raise UsageError("give PATH and --bundle FILE (or --git-repo)")
     if wants_policy(args):
         return run_verify(args)
     verifier = make_verifier(args)
