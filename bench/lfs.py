@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -39,12 +40,20 @@ def sh(args: list[str], cwd: Path, env: dict[str, str], quiet: bool = True) -> N
     )
 
 
-def timed(args: list[str], cwd: Path, env: dict[str, str]) -> float:
+CPU: dict[str, list[float]] = {}
+
+
+def timed(args: list[str], cwd: Path, env: dict[str, str], label: str = "") -> float:
+    """Wall time of a command; its CPU time (user+sys, all its processes) goes to CPU[label]."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     dt = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    CPU.setdefault(label, []).append(cpu)
     return dt
 
 
@@ -87,9 +96,11 @@ def bench_clone(root: Path, env: dict[str, str], n: int, runs: int) -> tuple[flo
     plain, ours = [], []
     for i in range(runs):
         dest = root / f"plain{i}"
-        plain.append(timed(["git", "clone", "-q", str(remote), str(dest)], root, env))
+        plain.append(timed(["git", "clone", "-q", str(remote), str(dest)], root, env, "plain"))
         dest2 = root / f"ours{i}"
-        ours.append(timed([*MI, "clone", str(remote), str(dest2), "--key", str(pub)], root, env))
+        ours.append(
+            timed([*MI, "clone", str(remote), str(dest2), "--key", str(pub)], root, env, "ours")
+        )
         if i == 0:
             for name in ("data/d00/f00000.bin", f"data/d{(n - 1) // 100:02d}/f{n - 1:05d}.bin"):
                 assert (dest2 / name).read_bytes() == (dest / name).read_bytes()
@@ -161,6 +172,11 @@ def main() -> None:
     print(
         f"| ratio ml-integrity / plain | {ratio:.2f}x "
         f"| <= 1.3x {'OK' if ratio <= 1.3 else 'MISSED'} |"
+    )
+    cpu_plain, cpu_ours = statistics.median(CPU["plain"]), statistics.median(CPU["ours"])
+    print(
+        f"| clone CPU time (user+sys, all processes): plain / ml-integrity "
+        f"| {cpu_plain:.2f} s / {cpu_ours:.2f} s = {cpu_ours / cpu_plain:.2f}x | |"
     )
     print(
         f"| `verify --git-repo`, {args.pointers} pointers, cold cache | {cold:.2f} s | "

@@ -207,12 +207,18 @@ def test_unsigned_object_already_in_store_is_quarantined(world: World, good: Pat
     assert is_pointer(good / "a.bin")
 
 
-def test_corrupted_object_on_server(world: World, tmp_path: Path) -> None:
-    remote = tmp_path / "remote.git"
-    git("clone", "-q", "--bare", "--no-local", world.remote, remote, cwd=tmp_path)
+def private_remote(world: World, tmp_path: Path) -> Path:
+    """A copy of the session remote (objects copied, not hard-linked) to change freely."""
     import shutil
 
+    remote = tmp_path / "remote.git"
+    git("clone", "-q", "--bare", "--no-local", world.remote, remote, cwd=tmp_path)
     shutil.copytree(world.remote / "lfs", remote / "lfs", copy_function=shutil.copy)
+    return remote
+
+
+def test_corrupted_object_on_server(world: World, tmp_path: Path) -> None:
+    remote = private_remote(world, tmp_path)
     obj = lfs_object(remote, sha256(CONTENT["b.bin"]))
     replace_bytes(obj, b"corrupt on the server\n")
     r = mi("clone", remote, tmp_path / "c", "--key", world.pub, cwd=tmp_path)
@@ -255,14 +261,17 @@ def test_skip_smudge_clone_then_pull(world: World, tmp_path: Path) -> None:
     assert_good(dest)
 
 
-def test_recovery_after_signing(world: World, good: Path, tmp_path: Path) -> None:
+def test_recovery_after_signing(world: World, tmp_path: Path) -> None:
     """The refused file comes back with one command once its content is signed."""
-    git("fetch", "-q", "origin", cwd=good)
+    remote = private_remote(world, tmp_path)
+    good = tmp_path / "good"
+    r = mi("clone", remote, good, "--key", world.pub, cwd=tmp_path)
+    assert r.returncode == 0, r.output
     r = git("checkout", "-q", "-b", "t", "origin/tampered", cwd=good, check=False)
     assert r.returncode == 1 and is_pointer(good / "a.bin")
     # the publisher signs the new content after all
     author = tmp_path / "author"
-    git("clone", "-q", "-b", "tampered", world.remote, author, cwd=tmp_path)
+    git("clone", "-q", "-b", "tampered", remote, author, cwd=tmp_path)
     mi("install", cwd=author, check=True)
     mi("sign-repo", "--key", world.key, cwd=author, check=True)
     git("commit", "-q", "-m", "sign v2", cwd=author)
