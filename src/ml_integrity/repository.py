@@ -582,6 +582,7 @@ class SmudgeVerifier:
         self._index_source: str | None = None
         self._allowed: set[str] = set()
         self._allow_handle: TextIO | None = None
+        self._signed_oids: dict[str, set[str]] = {}
 
     def _source(self, meta: Mapping[str, str]) -> str:
         treeish = meta.get("treeish")
@@ -600,8 +601,12 @@ class SmudgeVerifier:
         if reason is None:
             self._allow(oid)
             return None
-        # An unsigned tree says nothing about the object: keep it where it is.
-        return Refusal(reason, quarantine=verified.error is None)
+        # An unsigned tree says nothing about the object, and an object that the
+        # signatures allow for another path is a signed one: keep those in the store.
+        signed = self._signed_oids.get(source)
+        if signed is None:
+            signed = self._signed_oids[source] = verified.all_oids()
+        return Refusal(reason, quarantine=verified.error is None and oid not in signed)
 
     def _allow(self, oid: str) -> None:
         if self.allow_file is None or oid in self._allowed:

@@ -334,3 +334,24 @@ def test_skip_download_errors_does_not_bypass(world: World, tmp_path: Path) -> N
     r = mi("clone", world.remote, dest, "--key", world.pub, "-b", "tampered", cwd=tmp_path, env=env)
     assert r.returncode == 1, r.output
     assert_refused_a(dest, r.output)
+
+
+def test_swapped_pointer_keeps_the_signed_object(world: World, good: Path) -> None:
+    """a.bin pointing at b.bin's (signed) object: refused, but b.bin's object stays."""
+    b_oid = sha256(CONTENT["b.bin"])
+    blob = git("rev-parse", "HEAD:b.bin", cwd=good).stdout.strip()  # b.bin's pointer
+    git("update-index", "--cacheinfo", f"100644,{blob},a.bin", cwd=good)
+    git("commit", "-q", "--no-verify", "-m", "swap", cwd=good)
+    git("checkout", "-q", "-f", "HEAD~1", cwd=good)
+    r = git("checkout", "-q", "main", cwd=good, check=False)
+    assert r.returncode == 1, r.output
+    assert "REFUSED a.bin" in r.stderr
+    assert is_pointer(good / "a.bin")
+    assert lfs_object(good / ".git", b_oid).is_file()
+    assert (good / "b.bin").read_bytes() == CONTENT["b.bin"]
+
+
+def test_clone_needs_an_existing_key(world: World, tmp_path: Path) -> None:
+    r = mi("clone", world.remote, tmp_path / "c", "--key", tmp_path / "nope.pub", cwd=tmp_path)
+    assert r.returncode == 2, r.output
+    assert not (tmp_path / "c").exists()

@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ToolError, UsageError
 
     require_git_lfs()
+    for given in (args.key, args.cert_chain):
+        if given is not None and not given.is_file():
+            raise UsageError("trust file not found", path=given, hint="give a PEM file")
     directory = args.directory or Path(
         args.url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git")
     )
