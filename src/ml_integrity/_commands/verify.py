@@ -103,6 +103,14 @@ def run(args: argparse.Namespace) -> int:
     from ._trust import run_verify, wants_policy
 
     if args.git_repo:
+        if wants_policy(args):
+            from ..errors import UsageError
+
+            raise UsageError(
+                "--git-repo takes its trust from --key, --cert-chain or git config "
+                "(ml-integrity.publicKey / ml-integrity.certChain); policy and Sigstore "
+                "options are not supported with it yet"
+            )
         return run_repository(args)
     if args.path is None or not args.bundle:
         from ..errors import UsageError
