@@ -103,7 +103,10 @@ def run(args: argparse.Namespace) -> int:
     from ._trust import run_verify, wants_policy
 
     if args.git_repo:
-        if wants_policy(args):
+        # any option beyond plain key/chain trust (identities, policy, rollback...)
+        probe = argparse.Namespace(**vars(args))
+        probe.bundle, probe.key = [Path("-")], args.key or Path("-")
+        if wants_policy(probe):
             from ..errors import UsageError
 
             raise UsageError(
