@@ -171,3 +171,20 @@ def test_global_install_verifies_plain_git_clone(world: World, tmp_path: Path) -
     r = mi("uninstall", "--global", cwd=tmp_path)
     assert r.returncode == 0, r.output
     assert home_config.read_text() == before
+
+
+def test_install_honours_core_hooks_path(tmp_path: Path) -> None:
+    repo = tmp_path / "r"
+    git("init", "-q", repo, cwd=tmp_path)
+    hooks = tmp_path / "shared-hooks"
+    hooks.mkdir()
+    (hooks / "pre-push").write_text("#!/bin/sh\ncat >/dev/null\necho shared-pre-push\n")
+    (hooks / "pre-push").chmod(0o755)
+    git("config", "core.hooksPath", hooks, cwd=repo)
+    assert mi("install", cwd=repo).returncode == 0
+    assert "ml-integrity-hook" in (hooks / "pre-push").read_text()
+    assert (hooks / "pre-push.pre-ml-integrity").read_text().endswith("echo shared-pre-push\n")
+    assert not (repo / ".git" / "hooks" / "post-checkout").exists()
+    assert mi("uninstall", cwd=repo).returncode == 0
+    assert sorted(p.name for p in hooks.iterdir()) == ["pre-push"]
+    assert (hooks / "pre-push").read_text().endswith("echo shared-pre-push\n")
