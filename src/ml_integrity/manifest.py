@@ -357,9 +357,13 @@ def build_from_directory(
         raise UsageError("no such file or directory", path=root)
     if root.is_file():
         digest = hashing.hash_file(root)
-        return Manifest(
-            (Entry(path=normalize_path(root.name), size=digest.size, sha256=digest.sha256),)
+        entry = Entry(
+            path=normalize_path(root.name),
+            size=digest.size,
+            sha256=digest.sha256,
+            format=sniff_file(root),
         )
+        return Manifest((entry,))
     if not root.is_dir():
         raise UsageError("not a file or directory", path=root)
     paths = list_files(root, allow_symlinks=allow_symlinks, ignore=ignore)
@@ -380,5 +384,32 @@ def build_from_directory(
             cache.save()
         except OSError:
             pass  # a cache we cannot write only costs speed next time
-    entries = tuple(Entry(path=p, size=digests[p].size, sha256=digests[p].sha256) for p in paths)
+    entries = tuple(
+        Entry(path=p, size=digests[p].size, sha256=digests[p].sha256, format=sniff_file(root / p))
+        for p in paths
+    )
     return Manifest(entries)
+
+
+_SNIFF_BYTES = 512
+
+
+def sniff_file(path: Path) -> str | None:
+    """The content format of a file from its first bytes, or None when unknown.
+
+    Informational only (the scanner decides what is safe): a stream that only
+    *might* be a protocol 0/1 pickle is left unlabelled rather than guessed.
+    """
+    from . import formats
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_SNIFF_BYTES)
+    except OSError as exc:
+        raise OperationalError(f"cannot read: {exc.strerror}", path=path) from None
+    fmt = formats.sniff(head)
+    if fmt is formats.Format.DATA:
+        return None
+    if fmt is formats.Format.PICKLE and formats.is_weak_pickle_start(head):
+        return None
+    return str(fmt.value)

@@ -151,3 +151,17 @@ def test_diff_lists_missing_extra_changed() -> None:
     assert diff.extra == ("c",)
     assert diff.missing == ()
     assert m.diff({"a": "1" * 64, "b": "2" * 64}).lines() == []
+
+
+def test_formats_are_sniffed_from_content(tmp_path: Path) -> None:
+    import pickle
+    import struct
+
+    (tmp_path / "weights.bin").write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    header = b'{"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+    (tmp_path / "model.png").write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 4)
+    (tmp_path / "notes.csv").write_text("c,d\n1,2\n")
+    m = manifest.build_from_directory(tmp_path, use_cache=False).by_path()
+    assert m["weights.bin"].format == "pickle"
+    assert m["model.png"].format == "safetensors"
+    assert m["notes.csv"].format is None
