@@ -16,3 +16,20 @@ if ((${#need_apt[@]})); then
         exit 3
     fi
 fi
+
+# GitHub Action: the wheels pinned (by hash) in install/requirements.txt, for
+# this platform, so that tests/action/test_setup.py runs the Action's set-up
+# step (venv + pip install --require-hashes) without network.
+wheels=.cache/action-wheels
+if [ ! -f "$wheels/.complete" ] || [ install/requirements.txt -nt "$wheels/.complete" ]; then
+    py=.venv/bin/python
+    [ -x "$py" ] || py=python3
+    mkdir -p "$wheels"
+    if ! "$py" -m pip download --quiet --disable-pip-version-check --require-hashes \
+        --only-binary :all: --no-deps -r install/requirements.txt -d "$wheels" \
+        >"$wheels/download.log" 2>&1; then
+        grep -v '^WARNING: Location' "$wheels/download.log" >&2
+        exit 3
+    fi
+    touch "$wheels/.complete"
+fi
