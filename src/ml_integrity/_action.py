@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -361,18 +362,22 @@ class TrustReader:
         self.ctx = ctx
         self.git = git
         self.base = base
-        self.used: list[str] = []
+        self.used: list[bytes] = []
 
     def read(self, value: str, what: str) -> tuple[bytes, str]:
         """The bytes of a trust input and a description of where they came from."""
         if value.lstrip().startswith("-----BEGIN"):
-            return value.strip().encode() + b"\n", f"{what} given inline"
+            data = value.strip().encode() + b"\n"
+            self.used.append(data)
+            return data, "PEM text given to the Action"
         path = Path(value).expanduser()
         absolute = path if path.is_absolute() else self.ctx.workspace / path
         try:
             rel = absolute.resolve().relative_to(self.ctx.workspace)
         except ValueError:
-            return _read_file(absolute, what), f"{what} {absolute}"
+            data = _read_file(absolute, what)
+            self.used.append(data)
+            return data, str(absolute)
         if self.ctx.is_pull_request:
             if self.git is None or self.base is None:
                 raise OperationalError(
@@ -389,8 +394,18 @@ class TrustReader:
                     hint="trust comes from the base branch, never from the pull request: "
                     "merge the key or policy first, in a reviewed pull request of its own",
                 )
-            return blob.stdout, f"{what} {rel.as_posix()} (from base commit {self.base[:12]})"
-        return _read_file(absolute, what), f"{what} {rel.as_posix()}"
+            self.used.append(blob.stdout)
+            return blob.stdout, f"{rel.as_posix()} at base commit {self.base[:12]}"
+        data = _read_file(absolute, what)
+        self.used.append(data)
+        return data, rel.as_posix()
+
+    def fingerprint(self) -> str:
+        """A digest of all trust material read: keys the verification cache."""
+        h = hashlib.sha256(b"ml-integrity action trust v1\0")
+        for data in self.used:
+            h.update(hashlib.sha256(data).digest())
+        return h.hexdigest()
 
 
 def _read_file(path: Path, what: str) -> bytes:
@@ -449,7 +464,7 @@ def build_verifier(inputs: Inputs, trust: TrustReader) -> tuple[BundleVerifier, 
             verifier = KeyVerifier(p)
             name = describe_key(verifier.key)
             verifiers.append((name, verifier))
-            described.append(f"{name} ({origin})")
+            described.append(f"{name} from {origin}")
     if inputs.cert_chain:
         paths = []
         origins = []
@@ -587,7 +602,7 @@ def run_verify(ctx: Context, inputs: Inputs, runner: Runner) -> int:
         if inputs.path:
             scope = _verify_path(ctx, inputs, verifier, report, runner)
         else:
-            scope = _verify_repository(git, verifier, report, runner)
+            scope = _verify_repository(git, verifier, trust.fingerprint(), report, runner)
 
     if inputs.scan != "none":
         with runner.group("ml-integrity: scan"):
@@ -679,12 +694,28 @@ def _verify_path(
 
 
 def _verify_repository(
-    git: Git, verifier: BundleVerifier, report: VerifyReport, runner: Runner
+    git: Git,
+    verifier: BundleVerifier,
+    trust_fingerprint: str,
+    report: VerifyReport,
+    runner: Runner,
 ) -> list[str]:
     """Pointer-level check of HEAD (no download); returns the LFS paths."""
     from .repository import Repository
 
-    with Repository(git, verifier_factory=lambda _root: verifier) as repo:
+    class ActionRepository(Repository):
+        """The repository, trusting only the Action's inputs.
+
+        ``trust_key`` keys the verification cache under ``.git/ml-integrity/``;
+        it must name this trust, not the (empty) git config of the runner,
+        or a checkout reused by a self-hosted runner would answer from a
+        verification made with other trust.
+        """
+
+        def trust_key(self) -> str:
+            return trust_fingerprint
+
+    with ActionRepository(git, verifier_factory=lambda _root: verifier) as repo:
         verdict = repo.check_tree("HEAD")
     report.signers = sorted(set(verdict.verified.signers))
     report.signature_error = verdict.verified.error if verdict.pointers else None
