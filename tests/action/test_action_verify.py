@@ -280,3 +280,26 @@ def test_model_folder_with_its_bundle_on_push(action_env: ActionEnv, tmp_path: P
     assert bad.returncode == 1
     (error,) = bad.errors()
     assert error.props["file"] == "models/tiny/weights.bin"
+
+
+def test_sign_mode_signs_the_lfs_pointers_of_head_without_downloading(
+    world: World, tmp_path: Path
+) -> None:
+    from ml_integrity import oms
+    from ml_integrity._keys import KeyVerifier
+
+    job = world.pull_request("v1-release")
+    job.event_name = "push"
+    job.event = {}
+    job.extra["GITHUB_REF"] = "refs/tags/v1"
+    job.inputs = {"mode": "sign", "signing-key": str(world.key), "upload-to-release": "false"}
+    result = job.run()
+    assert result.returncode == 0, result.stdout + result.stderr
+    bundle = Path(result.outputs["bundle-path"])
+    assert bundle.name == "models.sig"  # GITHUB_REPOSITORY acme/models
+    payload = KeyVerifier(world.pub).verify_bundle(bundle.read_bytes(), str(bundle))
+    signed = oms.parse_statement(payload.payload, str(bundle))
+    assert set(signed.resources) == set(SAFE)
+    assert signed.repository == "127.0.0.1:9/acme/models"
+    lfs = job.workspace / ".git" / "lfs" / "objects"
+    assert not lfs.exists() or not [p for p in lfs.rglob("*") if p.is_file()]
