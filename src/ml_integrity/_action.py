@@ -49,15 +49,16 @@ from .errors import (
     ExitCode,
     IntegrityError,
     OperationalError,
-    SignatureError,
     UsageError,
 )
 
 if TYPE_CHECKING:
     from ._git import Git
+    from ._sigstore import SigstoreTrust
+    from .policy import ChainRule, IdentityRule, KeyRule, Policy
     from .scanning import FileReport, ScanPolicy, ScanReport
     from .signing import Signer
-    from .verifying import BundleVerifier, VerifiedPayload
+    from .verifying import BundleVerifier
 
 ENV_PREFIX = "GHA_ML_INTEGRITY_"
 MAX_ANNOTATIONS = 10
@@ -265,8 +266,8 @@ def _choice(env: Mapping[str, str], name: str, choices: Sequence[str], default: 
     if value not in choices:
         input_name = name.lower().replace("_", "-")
         raise UsageError(
-            f"input {input_name}: {raw!r} is not one of {', '.join(choices)}",
-            hint=f"set '{input_name}' to one of: {', '.join(choices)}",
+            f"input {input_name}: {raw!r} is not one of {', '.join(c for c in choices if c)}",
+            hint=f"set '{input_name}' to one of: {', '.join(c for c in choices if c)}",
         )
     return value
 
@@ -284,6 +285,16 @@ class Inputs:
     bundle: str
     public_keys: list[str]
     cert_chain: list[str]
+    identity: str
+    identity_regex: str
+    issuer: str
+    github_repository: str
+    github_ref: str
+    github_workflow: str
+    policy: str
+    sigstore: str
+    trusted_root: str
+    trust_config: str
     scan: str
     pickle: str
     lfs_missing: str
@@ -307,6 +318,16 @@ class Inputs:
             bundle=get("BUNDLE"),
             public_keys=keys,
             cert_chain=_lines(env.get(ENV_PREFIX + "CERT_CHAIN", "")),
+            identity=get("IDENTITY"),
+            identity_regex=get("IDENTITY_REGEX"),
+            issuer=get("ISSUER"),
+            github_repository=get("GITHUB_REPOSITORY"),
+            github_ref=get("GITHUB_REF"),
+            github_workflow=get("GITHUB_WORKFLOW"),
+            policy=get("POLICY"),
+            sigstore=_choice(env, "SIGSTORE", ("production", "staging", ""), ""),
+            trusted_root=get("TRUSTED_ROOT"),
+            trust_config=get("TRUST_CONFIG"),
             scan=_choice(env, "SCAN", ("changed", "all", "none"), "changed"),
             pickle=_choice(env, "PICKLE", ("block", "allowlist"), "block"),
             lfs_missing=_choice(env, "SCAN_LFS_MISSING", ("fail", "skip"), "fail"),
@@ -422,69 +443,170 @@ def _read_file(path: Path, what: str) -> bytes:
 # --- trust: the verifier made from the inputs -------------------------------------------
 
 
-class AnyOf:
-    """Accepts a bundle that any one of several verifiers accepts."""
+class ActionBackends:
+    """The verification backends for the policy (a :class:`verdict.VerifierFactory`).
 
-    def __init__(self, verifiers: Sequence[tuple[str, BundleVerifier]]) -> None:
-        self.verifiers = list(verifiers)
+    Sigstore's trusted root: the ``trusted-root`` input, else the policy's,
+    else the public-good instance named by the ``sigstore`` input (production
+    by default), refreshed over TUF.
+    """
 
-    def verify_bundle(self, bundle: bytes, source: str) -> VerifiedPayload:
-        failures: list[Error] = []
-        for _name, verifier in self.verifiers:
-            try:
-                return verifier.verify_bundle(bundle, source)
-            except IntegrityError as exc:
-                failures.append(exc)
-        if len(failures) == 1:
-            raise failures[0]
-        raise SignatureError(
-            "no trusted signer verifies this bundle: "
-            + "; ".join(
-                f"{name}: {exc.message}"
-                for (name, _), exc in zip(self.verifiers, failures, strict=True)
-            ),
-            path=source,
-            hint="check the trust inputs (public-key, cert-chain) against who signed",
+    def __init__(self, ctx: Context, inputs: Inputs, trust: TrustReader) -> None:
+        self.ctx = ctx
+        self.inputs = inputs
+        self.trust = trust
+        self._root: tuple[bytes, str] | None = None
+        if inputs.trusted_root:
+            self._root = trust.read(inputs.trusted_root, "Sigstore trusted root")
+
+    def _file(self, pem: bytes, prefix: str) -> Path:
+        p = self.ctx.temp_dir("trust") / f"{prefix}-{hashlib.sha256(pem).hexdigest()[:16]}.pem"
+        p.write_bytes(pem)
+        return p
+
+    def sigstore_trust(self, policy: Policy) -> SigstoreTrust:
+        from ._sigstore import SigstoreTrust
+
+        if self._root is not None:
+            return SigstoreTrust(trusted_root=self._root[0], trusted_root_label=self._root[1])
+        if policy.sigstore.trusted_root is not None and not self.inputs.sigstore:
+            return SigstoreTrust(
+                trusted_root=policy.sigstore.trusted_root,
+                trusted_root_label=policy.sigstore.trusted_root_label,
+            )
+        instance = self.inputs.sigstore or policy.sigstore.instance
+        return SigstoreTrust(instance="staging" if instance == "staging" else "production")
+
+    def keyless(
+        self,
+        signers: Sequence[tuple[str, IdentityRule]],
+        deny: Sequence[IdentityRule],
+        policy: Policy,
+    ) -> BundleVerifier:
+        from ._sigstore import SigstoreVerifier
+
+        return SigstoreVerifier(signers, trust=self.sigstore_trust(policy), deny=deny)
+
+    def key(self, rule: KeyRule) -> BundleVerifier:
+        from ._keys import KeyVerifier
+
+        verifier = KeyVerifier(self._file(rule.pem, "key"))
+        verifier.key_path = Path(rule.label)
+        return verifier
+
+    def chain(self, rule: ChainRule) -> BundleVerifier:
+        from ._keys import CertificateVerifier
+
+        verifier = CertificateVerifier([self._file(rule.pem, "chain")])
+        verifier.anchor_paths = [Path(rule.label)]
+        return verifier
+
+
+def _identity_rule(inputs: Inputs) -> IdentityRule | None:
+    from .policy import GITHUB_ISSUER, IdentityRule
+
+    github = bool(inputs.github_repository or inputs.github_ref or inputs.github_workflow)
+    if not (inputs.identity or inputs.identity_regex or inputs.issuer or github):
+        return None
+    if inputs.identity and inputs.identity_regex:
+        raise UsageError("give identity or identity-regex, not both")
+    if not (inputs.identity or inputs.identity_regex or github):
+        raise UsageError(
+            "issuer alone would trust every identity of that issuer",
+            hint="add identity (or identity-regex, or github-repository)",
         )
+    issuer = inputs.issuer or (GITHUB_ISSUER if github else "")
+    if not issuer:
+        raise UsageError(
+            "identity needs issuer (the OIDC provider that vouched for it)",
+            hint="for example https://accounts.google.com or "
+            "https://token.actions.githubusercontent.com",
+        )
+    if inputs.identity_regex:
+        import re
+
+        try:
+            re.compile(inputs.identity_regex)
+        except re.error as exc:
+            raise UsageError(f"identity-regex is not a valid regular expression: {exc}") from None
+    if inputs.github_ref and not inputs.github_ref.startswith("refs/"):
+        raise UsageError(
+            f"github-ref {inputs.github_ref!r} is not a full ref name",
+            hint=f"write refs/tags/{inputs.github_ref} or refs/heads/{inputs.github_ref}",
+        )
+    wf = inputs.github_workflow
+    if wf and not inputs.github_repository and ("/" not in wf or wf.startswith(".github/")):
+        raise UsageError("github-workflow needs github-repository (OWNER/REPO)")
+    return IdentityRule(
+        issuer=issuer,
+        identity=inputs.identity or None,
+        identity_regex=inputs.identity_regex or None,
+        github_repository=inputs.github_repository or None,
+        github_ref=inputs.github_ref or None,
+        github_workflow=wf or None,
+    )
 
 
-def build_verifier(inputs: Inputs, trust: TrustReader) -> tuple[BundleVerifier, list[str]]:
-    """A verifier for the trust given to the Action, and what it trusts (for the summary)."""
-    from ._keys import CertificateVerifier, KeyVerifier, describe_key
+def build_policy(inputs: Inputs, trust: TrustReader) -> Policy:
+    """The trust policy made from the Action's inputs (never from the repository itself)."""
+    from .policy import (
+        PolicySource,
+        TrustedSigner,
+        chain_rule,
+        inline,
+        key_rule,
+        parse_policy,
+    )
 
-    keydir = trust.ctx.temp_dir("trust")
-    verifiers: list[tuple[str, BundleVerifier]] = []
-    described: list[str] = []
+    signers: list[TrustedSigner] = []
+    rule = _identity_rule(inputs)
+    if rule is not None:
+        signers.append(TrustedSigner("identity", rule, "action input"))
     for n, value in enumerate(inputs.public_keys):
         data, origin = trust.read(value, "public key")
         blocks = _pem_blocks(data) or [data]
         for m, block in enumerate(blocks):
-            p = keydir / f"key-{n}-{m}.pem"
-            p.write_bytes(block)
-            verifier = KeyVerifier(p)
-            name = describe_key(verifier.key)
-            verifiers.append((name, verifier))
-            described.append(f"{name} from {origin}")
+            name = f"public-key-{n + 1}" + (f".{m + 1}" if len(blocks) > 1 else "")
+            signers.append(TrustedSigner(name, key_rule(block, origin), "action input public-key"))
     if inputs.cert_chain:
-        paths = []
-        origins = []
-        for n, value in enumerate(inputs.cert_chain):
-            data, origin = trust.read(value, "root certificate")
-            p = keydir / f"chain-{n}.pem"
-            p.write_bytes(data)
-            paths.append(p)
-            origins.append(origin)
-        verifiers.append(("certificate chain", CertificateVerifier(paths)))
-        described.append("certificates chaining to " + ", ".join(origins))
-    if not verifiers:
+        parts = [trust.read(value, "root certificate") for value in inputs.cert_chain]
+        signers.append(TrustedSigner("cert-chain", chain_rule(parts), "action input cert-chain"))
+    if inputs.policy:
+        if signers:
+            raise UsageError(
+                "give either policy or trust inputs (public-key, cert-chain, identity...), "
+                "not both",
+                hint="put the signers into the policy file",
+            )
+        text, origin = trust.read(inputs.policy, "policy")
+        folder = Path(inputs.policy).parent
+
+        def reader(rel: str) -> bytes:
+            target = rel if Path(rel).is_absolute() else str(folder / rel)
+            return trust.read(target, "file named by the policy")[0]
+
+        return parse_policy(
+            text,
+            source=PolicySource("action input", origin),
+            label=origin,
+            reader=reader,
+        )
+    if not signers:
         raise UsageError(
             "no trust given to the Action",
-            hint="set 'public-key' (the signer's PEM public key, a path or the PEM text) or "
-            "'cert-chain' (root CA certificates); trust never comes from the repository",
+            hint="set 'public-key', 'cert-chain', a Sigstore identity ('identity' + 'issuer', "
+            "or 'github-repository') or 'policy'; trust never comes from the repository",
         )
-    if len(verifiers) == 1:
-        return verifiers[0][1], described
-    return AnyOf(verifiers), described
+    return inline(signers)
+
+
+def describe_trust(policy: Policy) -> list[str]:
+    out = [s.describe() for s in policy.signers]
+    if any(s.rule.kind == "sigstore" for s in policy.signers):
+        out.append(f"Sigstore instance: {policy.sigstore.describe()}")
+    if policy.source.kind != "command line":
+        out.insert(0, f"policy {policy.source.describe()}")
+    return out
 
 
 def _pem_blocks(data: bytes) -> list[bytes]:
@@ -593,20 +715,26 @@ def run_verify(ctx: Context, inputs: Inputs, runner: Runner) -> int:
             )
         runner.log(f"ml-integrity: the commit before this push ({base[:12]}) is not available")
         base = None
+    from .verdict import PolicyVerifier
+
     trust = TrustReader(ctx, git, base)
-    verifier, trusted = build_verifier(inputs, trust)
+    policy = build_policy(inputs, trust)
+    backends = ActionBackends(ctx, inputs, trust)
     target = inputs.path or "repository"
-    report = VerifyReport(target, trusted)
+    report = VerifyReport(target, describe_trust(policy))
+    report.notes.extend(policy.warnings)
 
     with runner.group("ml-integrity: signatures"):
         if inputs.path:
-            scope = _verify_path(ctx, inputs, verifier, report, runner)
+            scope = _verify_path(ctx, inputs, policy, backends, report, runner)
         else:
+            verifier = PolicyVerifier(policy, backends)
             scope = _verify_repository(git, verifier, trust.fingerprint(), report, runner)
+            _apply_policy_to_repository(policy, report)
 
     if inputs.scan != "none":
         with runner.group("ml-integrity: scan"):
-            _scan(ctx, git, inputs, base, scope, report, runner, auth)
+            _scan(ctx, git, inputs, policy, base, scope, report, runner, auth)
 
     _report_verify(ctx, inputs, report, runner)
     return int(ExitCode.OK) if report.ok else int(ExitCode.FAILURE)
@@ -636,12 +764,43 @@ def _rel(ctx: Context, path: Path) -> str:
         return str(path)
 
 
+def _apply_policy_to_repository(policy: Policy, report: VerifyReport) -> None:
+    """What the policy says beyond "who may sign", for the repository's LFS files.
+
+    Each bundle is checked against the policy's signers; a requirement across
+    several bundles (all-of, k-of-n) and rollback rules need the per-bundle
+    verdicts of the model verifier, which repository mode does not have yet:
+    refuse such a policy rather than pass without enforcing it.
+    """
+    requirement = policy.effective_requirement
+    unsupported = []
+    if requirement.mode != "any-of":
+        unsupported.append(f"require ({requirement.describe()})")
+    if policy.rollback.not_older_than is not None or policy.rollback.repository is not None:
+        unsupported.append("rollback")
+    if unsupported:
+        raise ConfigError(
+            f"the policy uses {' and '.join(unsupported)}, which the Action does not enforce "
+            "on a repository's LFS files yet",
+            hint="verify a model folder with the 'path' and 'bundle' inputs, or drop the rule",
+        )
+    for row in report.rows.values():
+        if row.sha256 and row.sha256 in policy.deny_digests:
+            row.signature = "refused"
+            row.reason = f"sha256:{row.sha256[:12]}... is denied by the policy"
+
+
 def _verify_path(
-    ctx: Context, inputs: Inputs, verifier: BundleVerifier, report: VerifyReport, runner: Runner
+    ctx: Context,
+    inputs: Inputs,
+    policy: Policy,
+    backends: ActionBackends,
+    report: VerifyReport,
+    runner: Runner,
 ) -> list[str]:
     """Verify a model folder or file against its bundle; returns the artifact paths."""
     from . import manifest
-    from .verifying import verify_model
+    from .verdict import verify
 
     target = _inside(ctx, inputs.path, "path")
     if not inputs.bundle:
@@ -652,7 +811,7 @@ def _verify_path(
     bundle = _resolve(ctx, inputs.bundle)
     prefix = _rel(ctx, target)
     try:
-        result = verify_model(target, bundle, verifier)
+        result = verify(target, [bundle], policy, backends)
     except IntegrityError as exc:
         report.signature_error = exc.message
         for kind, names in (
@@ -676,11 +835,14 @@ def _verify_path(
             report.row(_rel(ctx, bundle)).reason = exc.message
         runner.log(f"ml-integrity: FAILED: {exc.message}")
     else:
-        report.signers = [result.signer]
+        report.signers = list(dict.fromkeys(b.signer for b in result.bundles))
+        report.notes.extend(result.notes)
         for name, digest in result.signed.resources.items():
             shown = prefix if target.is_file() else f"{prefix}/{name}"
             report.row(shown).sha256 = digest
         runner.log(f"ml-integrity: {prefix}: {result.files} file(s) signed by {result.signer}")
+        for line in result.lines()[1:]:
+            runner.log(f"ml-integrity: {line}")
     if target.is_file():
         paths = [prefix]
     else:
@@ -755,6 +917,7 @@ def _scan(
     ctx: Context,
     git: Git,
     inputs: Inputs,
+    policy: Policy,
     base: str | None,
     scope: list[str],
     report: VerifyReport,
@@ -786,10 +949,19 @@ def _scan(
             continue
         files.append(p)
     _fetch_lfs_objects(ctx, git, files, runner, auth)
-    policy: ScanPolicy = scanning.ScanPolicy(pickle=inputs.pickle, lfs_missing=inputs.lfs_missing)  # type: ignore[arg-type]
-    scan_report = scanning.ScanReport(policy)
+    if policy.source.kind == "action input":  # a policy file: its pickle rule applies
+        pickle_mode: str = policy.pickle.mode
+        allowed = policy.pickle.allowed_digests | policy.allow_digests
+    else:
+        pickle_mode, allowed = inputs.pickle, frozenset()
+    scan_policy: ScanPolicy = scanning.ScanPolicy(
+        pickle=pickle_mode,  # type: ignore[arg-type]
+        allowed_sha256=frozenset(d.removeprefix("sha256:") for d in allowed),
+        lfs_missing=inputs.lfs_missing,  # type: ignore[arg-type]
+    )
+    scan_report = scanning.ScanReport(scan_policy)
     for p in files:
-        fr = scanning.scan_file(ctx.workspace / p, policy, display=p)
+        fr = scanning.scan_file(ctx.workspace / p, scan_policy, display=p)
         scan_report.files.append(fr)
         _record_scan(report.row(p), fr)
     report.scan = scan_report
@@ -1053,10 +1225,10 @@ def make_signer(ctx: Context, inputs: Inputs) -> tuple[Signer, Callable[[], None
                 raise
         key_path = ctx.workspace / Path(inputs.signing_key).expanduser()
         return KeySigner(key_path, password=secret), (lambda: None)
-    return _keyless_signer(ctx), (lambda: None)
+    return _keyless_signer(ctx, inputs), (lambda: None)
 
 
-def _keyless_signer(ctx: Context) -> Signer:
+def _keyless_signer(ctx: Context, inputs: Inputs) -> Signer:
     if not ctx.env.get("ACTIONS_ID_TOKEN_REQUEST_URL") or not ctx.env.get(
         "ACTIONS_ID_TOKEN_REQUEST_TOKEN"
     ):
@@ -1069,9 +1241,13 @@ def _keyless_signer(ctx: Context) -> Signer:
             hint="add 'permissions: id-token: write' to the job (plus 'contents: write' to "
             "attach the bundle to the release), or sign with a key (signing-key input)",
         )
-    raise OperationalError(
-        "keyless signing is not available in this build of ml-integrity",
-        hint="sign with a key (signing-key input)",
+    from ._sigstore import SigstoreSigner
+
+    trust_config = _resolve(ctx, inputs.trust_config) if inputs.trust_config else None
+    if trust_config is not None and inputs.sigstore == "staging":
+        raise UsageError("give either sigstore: staging or trust-config")
+    return SigstoreSigner(
+        staging=inputs.sigstore == "staging", trust_config=trust_config, interactive=False
     )
 
 

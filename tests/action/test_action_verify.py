@@ -194,7 +194,7 @@ def test_pull_request_cannot_change_the_trusted_key_file(world: World) -> None:
     assert result.returncode == 1, result.stdout
     assert result.outputs["verified"] == "false"
     assert "keys/signer.pub at base commit" in result.report["trust"][0]
-    assert "signed by another key" in result.report["signature_error"]
+    assert "which the policy does not trust" in result.report["signature_error"]
     assert {e.props["file"] for e in result.errors()} == {"models/a.bin", "models/b.bin"}
 
 
@@ -223,7 +223,7 @@ def test_a_reused_checkout_does_not_answer_from_another_trust(world: World) -> N
     job.inputs["public-key"] = other_pub.read_text()
     again = job.run()
     assert again.returncode == 1
-    assert "another key" in again.report["signature_error"]
+    assert "which the policy does not trust" in again.report["signature_error"]
 
 
 def test_annotations_stop_at_ten_and_the_summary_counts_the_rest(world: World) -> None:
@@ -303,3 +303,44 @@ def test_sign_mode_signs_the_lfs_pointers_of_head_without_downloading(
     assert signed.repository == "127.0.0.1:9/acme/models"
     lfs = job.workspace / ".git" / "lfs" / "objects"
     assert not lfs.exists() or not [p for p in lfs.rglob("*") if p.is_file()]
+
+
+def test_policy_file_is_read_from_the_base_commit(world: World) -> None:
+    from ml_integrity import policy as _policy_module  # noqa: F401  (needs the policy layer)
+
+    trust = world.dev / ".github" / "ml-integrity"
+    trust.mkdir(parents=True)
+    shutil.copy(world.pub, trust / "release.pub")
+    (trust / "policy.yaml").write_text("version: 1\nsigners:\n  release:\n    key: release.pub\n")
+    world.base = world.commit("trust policy", sign_with=world.key)
+    git(world.dev, "push", "-q", "origin", "HEAD:refs/heads/main")
+
+    # The pull request trusts its own key in the policy (and in the in-repo
+    # policy file), and signs its change with it.
+    attacker, attacker_pub = _keys.generate(world.root / "attacker" / "k.pem", "ec-p256")
+    shutil.copy(attacker_pub, trust / "mine.pub")
+    (trust / "policy.yaml").write_text(
+        "version: 1\nsigners:\n  release:\n    key: release.pub\n  me:\n    key: mine.pub\n"
+    )
+    (world.dev / ".ml-integrity" / "policy.yaml").write_text(
+        "version: 1\nsigners:\n  me:\n    key: ../.github/ml-integrity/mine.pub\n"
+    )
+    world.write({"models/a.bin": b"backdoored " * 30})
+    world.commit("trust myself", sign_with=attacker)
+    job = world.pull_request()
+    job.inputs = {"policy": ".github/ml-integrity/policy.yaml"}
+    result = job.run()
+    assert result.returncode == 1, result.stdout + result.stderr
+    trusted = " ".join(result.report["trust"])
+    assert "policy .github/ml-integrity/policy.yaml at base commit" in trusted
+    assert "mine.pub" not in trusted
+    assert "which the policy does not trust" in result.report["signature_error"]
+
+    # The same policy passes a change signed by the release key.
+    git(world.dev, "reset", "-q", "--hard", world.base)
+    world.write({"models/a.bin": b"new release weights " * 20})
+    world.commit("signed update", sign_with=world.key)
+    good = world.pull_request("good")
+    good.inputs = {"policy": ".github/ml-integrity/policy.yaml"}
+    ok = good.run()
+    assert ok.returncode == 0, ok.stdout + ok.stderr
