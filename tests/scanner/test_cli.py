@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ml_integrity.scanning import RULES, ScanPolicy, scan_file, scan_path
+from tests.conftest import CLI
 
 from .make_corpus import Case, lfs_pointer, os_system, safetensors_bytes
 
@@ -225,3 +226,27 @@ def test_help_teaches(cli) -> None:
     r = cli("scan", "--help")
     assert r.returncode == 0
     assert "examples:" in r.stdout and "--pickle" in r.stdout and "--sarif" in r.stdout
+
+
+def test_policy_file_pickle_rule_applies(tmp_path: Path, cli: CLI) -> None:
+    import hashlib
+    import pickle
+
+    benign = tmp_path / "state.pkl"
+    benign.write_bytes(pickle.dumps({"w": [1.0, 2.0]}, protocol=4))
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("version: 1\npickle: block\n")
+    assert cli("scan", benign, "--policy", strict).returncode == 1
+    lenient = tmp_path / "lenient.yaml"
+    lenient.write_text("version: 1\npickle: allowlist\n")
+    assert cli("scan", benign, "--policy", lenient).returncode == 0
+    # the command line overrides the policy's mode
+    assert cli("scan", benign, "--policy", lenient, "--pickle", "block").returncode == 1
+    digest = hashlib.sha256(benign.read_bytes()).hexdigest()
+    reviewed = tmp_path / "reviewed.yaml"
+    reviewed.write_text(f"version: 1\npickle: {{mode: block, allowed-digests: ['{digest}']}}\n")
+    assert cli("scan", benign, "--policy", reviewed).returncode == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\npickle: maybe\n")
+    r = cli("scan", benign, "--policy", bad)
+    assert r.returncode == 2 and "bad.yaml" in r.stderr

@@ -33,3 +33,23 @@ if [ ! -f "$wheels/.complete" ] || [ install/requirements.txt -nt "$wheels/.comp
     fi
     touch "$wheels/.complete"
 fi
+
+# --- Sigstore test double: Node + @sigstore/mock (tests/tools/sigstore-mock) ----
+# A loopback Fulcio + Rekor for the keyless round trip (tests/trust). The
+# package and its dependencies are pinned by package-lock.json; 0.13.0 is the
+# version that works (0.11.0's SCTs are refused by sigstore-python).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+    else
+        echo "tests/tools/install.sh: please install: nodejs npm (sudo apt-get install nodejs npm)" >&2
+        exit 3
+    fi
+fi
+MOCK_DIR=tests/tools/sigstore-mock
+MOCK_PKG="$MOCK_DIR/node_modules/@sigstore/mock/package.json"
+if [ ! -e "$MOCK_PKG" ] || ! grep -q '"version": "0.13.0"' "$MOCK_PKG" \
+    || [ "$MOCK_DIR/package-lock.json" -nt "$MOCK_DIR/node_modules/.package-lock.json" ]; then
+    (cd "$MOCK_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

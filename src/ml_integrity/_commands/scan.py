@@ -9,7 +9,7 @@ import sys
 import tempfile
 import urllib.parse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._common import Progress, add_command, add_json_flag, print_json
 
@@ -56,9 +56,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--pickle",
         choices=("block", "allowlist"),
-        default=os.environ.get("ML_INTEGRITY_PICKLE", "block"),
+        default=os.environ.get("ML_INTEGRITY_PICKLE") or None,
         help="block every pickle (default), or allow allowlisted torch/numpy/container "
-        "pickles (env: ML_INTEGRITY_PICKLE)",
+        "pickles (env: ML_INTEGRITY_PICKLE); overrides the policy's pickle rule",
+    )
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="a trust policy (YAML) whose 'pickle' rule (mode, allowed digests) applies",
     )
     parser.add_argument(
         "--allow-sha256",
@@ -83,9 +89,19 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import scanning
 
+    mode: Literal["block", "allowlist"] = "block"
+    allowed = {h.lower() for h in args.allow_sha256}
+    if args.policy is not None:
+        from ..policy import load_policy
+
+        rule = load_policy(args.policy, "command line").pickle
+        mode = rule.mode
+        allowed |= set(rule.allowed_digests)
+    if args.pickle is not None:
+        mode = "allowlist" if args.pickle == "allowlist" else "block"
     policy = scanning.ScanPolicy(
-        pickle=args.pickle,
-        allowed_sha256=frozenset(h.lower() for h in args.allow_sha256),
+        pickle=mode,
+        allowed_sha256=frozenset(allowed),
         lfs_missing=args.lfs_missing,
     )
     with Progress("scanning") as progress:

@@ -9,13 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 from ._common import Progress, add_command, add_json_flag, print_json
 from ._options import add_walk_options
+from ._trust import SIGN_EPILOG, add_sign_options
 
 if TYPE_CHECKING:
     from ..signing import Signer
 
 ORDER = 30
 
-_EPILOG = """\
+_EPILOG = (
+    """\
 examples:
   ml-integrity sign models/bert --key key.pem --bundle models/bert.sig
   ml-integrity sign model.safetensors --key key.pem --bundle model.safetensors.sig
@@ -25,7 +27,10 @@ examples:
 The bundle is an OpenSSF Model Signing (OMS) v1.0 bundle: 'model_signing verify'
 accepts it (EC keys). A bundle written inside the folder is left out of what is
 signed. An encrypted private key reads its password from ML_INTEGRITY_KEY_PASSWORD.
+
 """
+    + SIGN_EPILOG
+)
 
 
 def register(subparsers: Any) -> None:
@@ -52,6 +57,7 @@ def register(subparsers: Any) -> None:
         help="signing certificate of KEY, then intermediates (PEM; repeatable, or one file "
         "holding several); the bundle then uses the OMS certificate method",
     )
+    add_sign_options(parser)
     add_walk_options(parser, symlinks=False)
     add_json_flag(parser)
     parser.set_defaults(handler=run)
@@ -60,11 +66,15 @@ def register(subparsers: Any) -> None:
 def make_signer(args: argparse.Namespace) -> Signer:
     """The signing backend the command line asks for."""
     from ..errors import UsageError
+    from ._trust import keyless_requested, make_keyless_signer
 
+    if keyless_requested(args):
+        return make_keyless_signer(args)
     if args.key is None:
         raise UsageError(
             "no signing key given",
-            hint="pass --key KEY (create one with 'ml-integrity keygen --out KEY')",
+            hint="pass --key KEY (create one with 'ml-integrity keygen --out KEY'), "
+            "or --sigstore to sign keylessly",
         )
     from .._keys import KeySigner
 

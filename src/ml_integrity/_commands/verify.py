@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 from ._common import Progress, add_command, add_json_flag, print_json
 from ._options import add_walk_options
+from ._trust import VERIFY_EPILOG, add_verify_options
 
 if TYPE_CHECKING:
     from ..verifying import BundleVerifier
 
 ORDER = 40
 
-_EPILOG = """\
+_EPILOG = (
+    """\
 examples:
   ml-integrity verify models/bert --bundle models/bert.sig --key key.pem.pub
   ml-integrity verify models/bert --bundle bert.sig --cert-chain root-ca.pem --json
@@ -23,7 +25,10 @@ Order of checks: the signature, then trust (the key or certificate chain you
 give; never material taken from the bundle alone), then every file's digest.
 Exit 0 verified; 1 tampered, unsigned, extra/missing files or untrusted signer
 (the changed, missing and extra paths are listed); 2 usage error; 3 I/O error.
+
 """
+    + VERIFY_EPILOG
+)
 
 
 def register(subparsers: Any) -> None:
@@ -36,9 +41,14 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("path", type=Path, metavar="PATH", help="model folder or file")
     parser.add_argument(
-        "--bundle", required=True, type=Path, metavar="FILE", help="the signature bundle"
+        "--bundle",
+        required=True,
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="the signature bundle; repeat it for policies that need several signers",
     )
-    trust = parser.add_argument_group("trust (exactly one)")
+    trust = parser.add_argument_group("key-based trust")
     trust.add_argument("--key", type=Path, metavar="PUB", help="the signer's public key (PEM)")
     trust.add_argument(
         "--cert-chain",
@@ -53,6 +63,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="accept files that the bundle does not list",
     )
+    add_verify_options(parser)
     add_walk_options(parser)
     add_json_flag(parser)
     parser.set_defaults(handler=run)
@@ -79,12 +90,15 @@ def make_verifier(args: argparse.Namespace) -> BundleVerifier:
 
 def run(args: argparse.Namespace) -> int:
     from .. import verifying
+    from ._trust import run_verify, wants_policy
 
+    if wants_policy(args):
+        return run_verify(args)
     verifier = make_verifier(args)
     with Progress("verifying") as progress:
         result = verifying.verify_model(
             args.path,
-            args.bundle,
+            args.bundle[0],
             verifier,
             ignore_paths=args.ignore_path,
             allow_symlinks=args.allow_symlinks,
