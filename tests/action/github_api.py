@@ -48,6 +48,8 @@ class FakeGitHub:
         self.blobs: dict[int, bytes] = {}
         self.fail: dict[str, list[int]] = {}
         self.land_then_fail = 0
+        self.retry_after: str | None = None
+        """Sent as ``Retry-After`` with queued failures (GitHub does on 429 and some 503s)."""
         self.page_size = 100
         self.log: list[Request] = []
         self._next_id = 1000
@@ -143,7 +145,8 @@ class FakeGitHub:
                     queued = fake.fail.get(endpoint)
                     if queued:
                         status = queued.pop(0)
-                        return self._send(status, {"message": "Server Error"})
+                        extra = {"Retry-After": fake.retry_after} if fake.retry_after else {}
+                        return self._send(status, {"message": "Server Error"}, extra)
                     status, out, headers = fake._dispatch(method, endpoint, args, query, body)
                 self._send(status, out, headers)
 

@@ -130,6 +130,16 @@ def test_gives_up_after_retries(gh: FakeGitHub) -> None:
     assert gh.count("get_release") == 5
 
 
+def test_retry_after_is_honoured(gh: FakeGitHub) -> None:
+    gh.add_release("v1")
+    gh.fail["get_release"] = [429, 503]
+    gh.retry_after = "3"
+    sleeps: list[float] = []
+    with client(gh, sleeps=sleeps) as c:
+        assert c.release_by_tag("v1") is not None
+    assert sleeps == [3.0, 3.0]
+
+
 def test_connection_refused_is_a_network_error(tmp_path: Path) -> None:
     with fake_github() as gone:
         url = gone.url
