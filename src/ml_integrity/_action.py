@@ -392,9 +392,11 @@ class TrustReader:
             self.used.append(data)
             return data, "PEM text given to the Action"
         path = Path(value).expanduser()
-        absolute = path if path.is_absolute() else self.ctx.workspace / path
+        # Lexically, never through symbolic links: a link the pull request
+        # adds inside the workspace must not lead the read outside of it.
+        absolute = Path(os.path.normpath(self.ctx.workspace / path))
         try:
-            rel = absolute.resolve().relative_to(self.ctx.workspace)
+            rel = absolute.relative_to(self.ctx.workspace)
         except ValueError:
             data = _read_file(absolute, what)
             self.used.append(data)

@@ -344,3 +344,22 @@ def test_policy_file_is_read_from_the_base_commit(world: World) -> None:
     good.inputs = {"policy": ".github/ml-integrity/policy.yaml"}
     ok = good.run()
     assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_a_symlink_cannot_lead_trust_out_of_the_base_commit(world: World) -> None:
+    # The pull request turns the trusted key file into a link to a key outside
+    # the workspace; the Action must still read the file as the base has it.
+    (world.dev / "keys").mkdir()
+    shutil.copy(world.pub, world.dev / "keys" / "signer.pub")
+    world.base = world.commit("trusted key in the repository", sign_with=world.key)
+    git(world.dev, "push", "-q", "origin", "HEAD:refs/heads/main")
+    attacker, attacker_pub = _keys.generate(world.root / "attacker" / "k.pem", "ec-p256")
+    (world.dev / "keys" / "signer.pub").unlink()
+    (world.dev / "keys" / "signer.pub").symlink_to(attacker_pub)
+    world.write({"models/a.bin": b"backdoored " * 30})
+    world.commit("link the key", sign_with=attacker)
+    job = world.pull_request()
+    job.inputs["public-key"] = "keys/signer.pub"
+    result = job.run()
+    assert result.returncode == 1, result.stdout
+    assert "keys/signer.pub at base commit" in result.report["trust"][0]
