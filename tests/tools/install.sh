@@ -17,6 +17,23 @@ if ((${#need_apt[@]})); then
     fi
 fi
 
+# GitHub Action: the wheels pinned (by hash) in install/requirements.txt, for
+# this platform, so that tests/action/test_setup.py runs the Action's set-up
+# step (venv + pip install --require-hashes) without network.
+wheels=.cache/action-wheels
+if [ ! -f "$wheels/.complete" ] || [ install/requirements.txt -nt "$wheels/.complete" ]; then
+    py=.venv/bin/python
+    [ -x "$py" ] || py=python3
+    mkdir -p "$wheels"
+    if ! "$py" -m pip download --quiet --disable-pip-version-check --require-hashes \
+        --only-binary :all: --no-deps -r install/requirements.txt -d "$wheels" \
+        >"$wheels/download.log" 2>&1; then
+        grep -v '^WARNING: Location' "$wheels/download.log" >&2
+        exit 3
+    fi
+    touch "$wheels/.complete"
+fi
+
 # --- Sigstore test double: Node + @sigstore/mock (tests/tools/sigstore-mock) ----
 # A loopback Fulcio + Rekor for the keyless round trip (tests/trust). The
 # package and its dependencies are pinned by package-lock.json; 0.13.0 is the
