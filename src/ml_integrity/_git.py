@@ -22,9 +22,8 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 from .errors import ToolError
 
@@ -88,9 +87,8 @@ def require_git() -> str:
     return exe
 
 
-@dataclass(frozen=True)
-class IndexEntry:
-    """One row of ``git ls-files -s``: a staged file."""
+class IndexEntry(NamedTuple):
+    """One row of ``git ls-files -s``: a staged file (a tuple: cheap in bulk)."""
 
     mode: str
     oid: str
@@ -98,8 +96,7 @@ class IndexEntry:
     path: str
 
 
-@dataclass(frozen=True)
-class TreeEntry:
+class TreeEntry(NamedTuple):
     """One row of ``git ls-tree -l``: a file in a tree (size is -1 for trees)."""
 
     mode: str
@@ -234,15 +231,93 @@ class Git:
 
     # -- listings -------------------------------------------------------------
 
-    def ls_files_stage(self, paths: Sequence[str] = ()) -> list[IndexEntry]:
-        """The staged files (``git ls-files -s -z``), honouring ``keep_index``."""
-        raw = self.run(["ls-files", "-s", "-z", "--", *paths]).stdout
+    def ls_files_stage(
+        self, paths: Sequence[str] = (), *, literal: bool = False
+    ) -> list[IndexEntry]:
+        """The staged files (``git ls-files -s -z``), honouring ``keep_index``.
+
+        ``paths`` are pathspecs; with ``literal`` they are plain file and
+        directory names (``*`` and ``?`` in a file name match only themselves).
+        """
+        glob = ["--literal-pathspecs"] if literal else []
+        raw = self.run([*glob, "ls-files", "-s", "-z", "--", *paths]).stdout
         out = []
-        for rec in _split_z(raw):
-            meta, _, path = rec.partition(b"\t")
-            mode, oid, stage = meta.decode().split(" ")
-            out.append(IndexEntry(mode, oid, int(stage), _decode_path(path)))
+        for rec in _decode_path(raw).split("\0"):  # one decode: fast on large indexes
+            if rec:
+                meta, _, path = rec.partition("\t")
+                mode, oid, stage = meta.split(" ")
+                out.append(IndexEntry(mode, oid, int(stage), path))
         return out
+
+    def staged_changes(self) -> list[IndexEntry]:
+        """Files the next commit adds or changes: the index against HEAD, deletions left out.
+
+        Before the first commit, every staged file. Renames are not detected
+        (a renamed file is an added one). Honours ``keep_index``.
+        """
+        if self.rev_parse("HEAD^{tree}") is None:
+            return [e for e in self.ls_files_stage() if e.stage == 0]
+        raw = self.run(
+            ["diff-index", "--cached", "--no-renames", "--diff-filter=d", "-z", "HEAD", "--"]
+        ).stdout
+        fields = _decode_path(raw).split("\0")
+        out = []
+        for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+            # :<old mode> <new mode> <old oid> <new oid> <status>
+            _old_mode, mode, _old_oid, oid, status = meta.lstrip(":").split(" ")
+            if status != "U":  # an unmerged path has no stage-0 entry yet
+                out.append(IndexEntry(mode, oid, 0, path))
+        return out
+
+    def changed_against_head(self, paths: Sequence[str]) -> list[str]:
+        """Which of ``paths`` differ between HEAD and the index or the work tree.
+
+        A path in neither HEAD nor the index is not reported (no commit holds
+        it). Before the first commit, every path in the index is reported.
+        """
+        if not paths:
+            return []
+        if self.rev_parse("HEAD^{tree}") is None:
+            return sorted({e.path for e in self.ls_files_stage(paths, literal=True)})
+        args = ["--literal-pathspecs", "diff", "--no-ext-diff", "--no-renames", "--name-only"]
+        raw = self.run([*args, "-z", "HEAD", "--", *paths]).stdout
+        return sorted(p for p in _decode_path(raw).split("\0") if p)
+
+    def check_attr(self, attr: str, paths: Sequence[str], *, cached: bool = True) -> dict[str, str]:
+        """path -> value of a gitattribute (``unspecified``, ``unset``, ``set`` or the value).
+
+        ``cached`` reads ``.gitattributes`` from the index (what is being committed).
+        """
+        if not paths:
+            return {}
+        args = ["check-attr", "-z", "--stdin", *(["--cached"] if cached else []), attr]
+        data = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths)
+        fields = _decode_path(self.run(args, input=data).stdout).split("\0")
+        return {fields[i]: fields[i + 2] for i in range(0, len(fields) - 2, 3)}
+
+    def write_object(self, spec: str, dest: IO[bytes], *, filters: bool = False) -> None:
+        """Stream an object's content into ``dest`` (any size, no copy in memory).
+
+        ``spec`` is ``<oid>`` or ``<treeish>:<path>`` (``:<path>``: the index).
+        With ``filters`` the content is converted as a checkout would write it
+        (``git cat-file --filters``: smudge filters, end-of-line conversion).
+        """
+        args = ["git", "cat-file", "--filters" if filters else "blob", spec]
+        try:
+            proc = subprocess.run(
+                args, cwd=self.root, env=self.env(), stdout=dest, stderr=subprocess.PIPE
+            )
+        except FileNotFoundError:
+            require_git()
+            raise
+        if proc.returncode != 0:
+            raise ToolError(
+                f"git cat-file failed (exit {proc.returncode})",
+                path=spec,
+                command=args,
+                stderr=proc.stderr.decode("utf-8", "replace"),
+                hint="check that this is a healthy git repository (`git status`, `git fsck`)",
+            )
 
     def ls_tree(
         self, treeish: str, paths: Sequence[str] = (), *, recursive: bool = True

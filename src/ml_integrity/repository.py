@@ -12,8 +12,9 @@ the ``pull``/``verify`` commands:
 - :meth:`Repository.verified_digests` reads the signature bundles
   ``<treeish>:.ml-integrity/*.sig``, verifies each with the trust roots from
   git config (never from the repository itself), and returns what they
-  signed, path by path. Results are cached per set of bundles and trust
-  roots under ``.git/ml-integrity/cache/``.
+  signed, path by path. Results are cached per set of bundles and
+  fingerprint of the trust actually applied (:meth:`Repository.trust_key`)
+  under ``.git/ml-integrity/cache/``.
 - :class:`SmudgeVerifier` and :class:`DownloadGate` are the decisions of the
   filter proxy and of the transfer agent; :meth:`Repository.check_tree` is the
   pointer-level verdict of hooks and ``verify``.
@@ -49,6 +50,7 @@ from .errors import Error, IntegrityError, ManifestDiff
 
 if TYPE_CHECKING:
     from .manifest import Manifest
+    from .policy import Policy
     from .signing import Signer
     from .verifying import BundleVerifier
 
@@ -72,6 +74,7 @@ RECOVER_HINT = (
     f"signed commit) run `{RECOVER_COMMAND}` to restore it"
 )
 _CACHE_VERSION = 1
+_POINTER_CACHE = "pointers-v1"
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,22 @@ class TreeVerdict:
             "rehash_failed": dict(sorted(self.rehash_failed.items())),
         }
 
+    def apply_policy(self, policy: Policy) -> None:
+        """What a policy says beyond who may sign: denied digests, allowed unsigned files.
+
+        A denied digest is refused even when signed. A file no signature
+        covers is accepted when no must-sign pattern matches it or its digest
+        is allowed; it is then listed in ``unsigned_extra``.
+        """
+        for path, pointer in sorted(self.pointers.items()):
+            if pointer.oid in policy.deny_digests:
+                self.refused[path] = f"sha256:{pointer.oid[:12]}... is denied by the policy"
+            elif path in self.refused and (
+                not policy.must_be_signed(path) or pointer.oid in policy.allow_digests
+            ):
+                del self.refused[path]
+                self.unsigned_extra.append(path)
+
     def error(self) -> IntegrityError:
         changed = tuple(sorted(set(self.refused) | set(self.rehash_failed)))
         notes = {**self.refused, **self.rehash_failed}
@@ -147,8 +166,15 @@ class Repository:
     """A git work tree with Git LFS content."""
 
     def __init__(
-        self, git: Git, *, verifier_factory: Callable[[Path], BundleVerifier] | None = None
+        self,
+        git: Git,
+        *,
+        verifier_factory: Callable[[Path], BundleVerifier] | None = None,
+        trust_settings: Mapping[str, str] | None = None,
     ) -> None:
+        """``verifier_factory`` (the trust of a caller) or ``trust_settings`` (settings
+        in the form of the git config's ``ml-integrity.*`` keys, lower-case) replace
+        the trust of the git config."""
         self.git = git
         self.root = git.root
         self._cat = git.cat_file()
@@ -156,8 +182,11 @@ class Repository:
         self._verifier_factory = verifier_factory
         self._verifier: BundleVerifier | None = None
         self._trust_key: str | None = None
-        self._settings: dict[str, str] | None = None
+        self._settings: dict[str, str] | None = (
+            None if trust_settings is None else dict(trust_settings)
+        )
         self._store: LfsStore | None = None
+        self._pointers: dict[str, Pointer | None] | None = None
 
     @classmethod
     def discover(cls, start: Path | None = None, *, keep_index: bool = False) -> Repository:
@@ -194,27 +223,83 @@ class Repository:
     # -- pointers -----------------------------------------------------------------
 
     def lfs_pointers(self, source: str = INDEX, paths: Iterable[str] = ()) -> dict[str, Pointer]:
-        """path -> pointer for every LFS pointer in the index or in a tree-ish."""
+        """path -> pointer for every LFS pointer in the index or in a tree-ish.
+
+        Which blobs are pointers is remembered by blob id in
+        ``.git/ml-integrity/pointers-v1`` (a blob never changes), so a commit
+        in a large repository reads only the blobs it has not seen before.
+        """
         paths = list(paths)
+        sizes: dict[str, int] | None = None
         if source == INDEX:
             entries = [(e.oid, e.path) for e in self.git.ls_files_stage(paths) if e.stage == 0]
             entries = [(o, p) for o, p in entries if not p.startswith(META_DIR + "/")]
-            sizes = self._sizes([o for o, _ in entries])
         else:
             tree = self.git.ls_tree(source, paths)
             entries = [(t.oid, t.path) for t in tree if t.type == "blob"]
             sizes = {t.oid: t.size for t in tree if t.type == "blob"}
-        small = [(o, p) for o, p in entries if 0 < sizes.get(o, 1 << 30) < 1024]
-        blobs = dict(self._cat.read_many(sorted({o for o, _ in small})))
+        known = self._pointer_cache()
+        unknown = sorted({o for o, _ in entries if o not in known})
+        if unknown:
+            if sizes is None:
+                sizes = self.blob_sizes(unknown)
+            learned: dict[str, Pointer | None] = {}
+            small = [o for o in unknown if 0 < sizes.get(o, 1 << 30) < 1024]
+            for oid, data in self._cat.read_many(small):
+                if data is not None:
+                    learned[oid] = parse_pointer(data)
+            # Large or empty blobs are never pointers; blobs git cannot read are
+            # left out (a partial clone may fetch them later).
+            learned.update((o, None) for o in unknown if o in sizes and o not in small)
+            known.update(learned)
+            self._save_pointer_cache(learned, len(entries))
         out = {}
-        for oid, path in small:
-            data = blobs.get(oid)
-            pointer = parse_pointer(data) if data else None
+        for oid, path in entries:
+            pointer = known.get(oid)
             if pointer is not None:
                 out[path] = pointer
         return out
 
-    def _sizes(self, oids: list[str]) -> dict[str, int]:
+    def _pointer_cache(self) -> dict[str, Pointer | None]:
+        if self._pointers is None:
+            self._pointers = {}
+            try:
+                text = (self.state_dir / _POINTER_CACHE).read_text("ascii")
+            except (OSError, UnicodeDecodeError):
+                return self._pointers
+            for line in text.splitlines():
+                parts = line.split(" ")
+                if len(parts) == 3 and len(parts[1]) == 64 and parts[2].isdigit():
+                    self._pointers[parts[0]] = Pointer(parts[1], int(parts[2]))
+                elif len(parts) == 2 and parts[1] == "-":
+                    self._pointers[parts[0]] = None
+        return self._pointers
+
+    def _save_pointer_cache(self, learned: Mapping[str, Pointer | None], in_use: int) -> None:
+        """Add what was learned; start afresh when the cache outgrows the listing by far."""
+        lines = []
+        for oid, pointer in learned.items():
+            if pointer is None:
+                lines.append(f"{oid} -\n")
+            elif not pointer.extensions:
+                lines.append(f"{oid} {pointer.oid} {pointer.size}\n")
+        if not lines:
+            return
+        path = self.state_dir / _POINTER_CACHE
+        try:
+            old = path.read_text("ascii") if path.is_file() else ""
+            if old.count("\n") > 4 * in_use + 1000:
+                old = ""  # keep the cache about the size of what is in use
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text(old + "".join(lines), "ascii")
+            os.replace(tmp, path)
+        except (OSError, UnicodeDecodeError):
+            pass  # a cache that cannot be written is only slower
+
+    def blob_sizes(self, oids: Iterable[str]) -> dict[str, int]:
+        """oid -> size of the objects that exist (one ``git cat-file --batch-check``)."""
+        oids = list(oids)
         if not oids:
             return {}
         raw = self.git.run(
@@ -334,21 +419,41 @@ class Repository:
                 self._verifier = verifier_from_settings(self.trust_settings(), base=self.root)
         return self._verifier
 
-    def trust_key(self) -> str:
-        """A fingerprint of the trust roots in git config and their files (keys the cache)."""
+    def trust_key(self) -> str | None:
+        """A fingerprint of the trust in use; it keys the verification cache.
+
+        With a ``verifier_factory`` it is the verifier's own fingerprint
+        (:func:`~ml_integrity.verifying.trust_fingerprint`): the trust actually
+        applied, not the git config. A verifier that cannot fingerprint
+        itself gets None: its results are not cached. Without a factory the
+        trust is the git config's ``ml-integrity.*`` settings and the files
+        they name (read without building the verifier, which is costly).
+        """
         if self._trust_key is None:
-            h = hashlib.sha256()
-            for key, value in sorted(self.trust_settings().items()):
-                h.update(f"{key}={value}\n".encode())
-                p = Path(value).expanduser()
-                if not p.is_absolute():
-                    p = self.root / p
+            if self._verifier_factory is not None:
+                from .verifying import trust_fingerprint
+
                 try:
-                    if p.is_file():
-                        h.update(p.read_bytes())
-                except OSError:
-                    pass
-            self._trust_key = h.hexdigest()
+                    verifier = self._verifier_for()
+                except Error:
+                    return None
+                fingerprint = trust_fingerprint(verifier)
+                if fingerprint is None:
+                    return None
+                self._trust_key = "verifier:" + fingerprint
+            else:
+                h = hashlib.sha256()
+                for key, value in sorted(self.trust_settings().items()):
+                    h.update(f"{key}={value}\n".encode())
+                    p = Path(value).expanduser()
+                    if not p.is_absolute():
+                        p = self.root / p
+                    try:
+                        if p.is_file():
+                            h.update(p.read_bytes())
+                    except OSError:
+                        pass
+                self._trust_key = "git-config:" + h.hexdigest()
         return self._trust_key
 
     def signature_blobs(self, source: str) -> list[tuple[str, str]]:
@@ -385,12 +490,15 @@ class Repository:
             )
         if not sigs:
             return VerifiedDigests(label, error=f"{label} has no signature ({META_DIR}/*.sig)")
-        key = hashlib.sha256(
-            (self.trust_key() + "".join(f"{p}\0{o}\0" for p, o in sigs)).encode()
-        ).hexdigest()
-        cached = self._cache_read(key, label)
-        if cached is not None:
-            return cached
+        trust = self.trust_key()
+        key = None
+        if trust is not None:
+            key = hashlib.sha256(
+                (trust + "\0" + "".join(f"{p}\0{o}\0" for p, o in sigs)).encode()
+            ).hexdigest()
+            cached = self._cache_read(key, label)
+            if cached is not None:
+                return cached
         try:
             verifier = self._verifier_for()
         except Error as exc:
@@ -429,7 +537,8 @@ class Repository:
                 None,
                 tuple(warnings),
             )
-            self._cache_write(key, result)
+            if key is not None:
+                self._cache_write(key, result)
         return result
 
     def _cache_path(self, key: str) -> Path:
@@ -544,6 +653,30 @@ class Repository:
                 "source": source,
                 "time": int(time.time()),
             },
+        )
+
+
+def check_policy_supported(policy: Policy) -> None:
+    """Refuse policies whose rules repository mode cannot enforce yet (never half apply).
+
+    A requirement across several signers (all-of, k-of-n) and rollback rules
+    need per-bundle verdicts that the union of signed digests does not keep.
+    """
+    from .errors import ConfigError
+
+    requirement = policy.effective_requirement
+    unsupported = []
+    if requirement.mode != "any-of":
+        unsupported.append(f"require ({requirement.describe()})")
+    if policy.rollback.not_older_than is not None or policy.rollback.repository is not None:
+        unsupported.append("rollback")
+    if unsupported:
+        raise ConfigError(
+            f"the policy uses {' and '.join(unsupported)}, which is not enforced on a "
+            "repository's LFS files yet",
+            path=policy.source.path,
+            hint="verify model folders with `ml-integrity verify PATH --bundle ...`, or use a "
+            "policy without these rules for the repository",
         )
 
 
