@@ -389,17 +389,25 @@ def signature_verdict(repo: Repository, policy: Policy | None = None) -> TreeVer
 
 
 def signature_error(verdict: TreeVerdict) -> IntegrityError:
-    """The failure of :func:`signature_verdict`: which staged files, and how to sign them."""
-    refused = sorted(verdict.refused)
-    diff = _shown(ManifestDiff(changed=tuple(refused), notes=dict(verdict.refused)))
+    """The failure of :func:`signature_verdict`: which staged files, and how to sign them.
+
+    Files the signatures do not name are listed as ``extra``, files whose
+    staged content differs from what was signed as ``changed``.
+    """
     error = verdict.verified.error
-    message = f"{len(refused)} staged LFS file(s) are not covered by a valid signature"
-    if error and all(verdict.refused[p] == error for p in refused):
+    signed = verdict.verified.digests
+    extra = tuple(p for p in sorted(verdict.refused) if error or p not in signed)
+    changed = tuple(p for p in sorted(verdict.refused) if p not in extra)
+    notes = {
+        p: "not signed" if r == error or r.startswith(f"{p} is not in the signed manifest") else r
+        for p, r in verdict.refused.items()
+    }
+    message = f"{len(verdict.refused)} staged LFS file(s) are not covered by a valid signature"
+    if error:
         message += f": {error}"
-        diff = _shown(ManifestDiff(changed=tuple(refused)))
     return IntegrityError(
         message,
-        diff=diff,
+        diff=_shown(ManifestDiff(extra=extra, changed=changed, notes=notes)),
         hint="sign what is staged: `ml-integrity sign-repo --key KEY` (it writes and stages "
         f"{META_DIR}/manifest.json and the signature), then commit again",
     )

@@ -43,11 +43,15 @@ def run(
     cwd: Path,
     env: Mapping[str, str] | None = None,
     check: bool = True,
+    *,
+    inherit: bool = True,
 ) -> Proc:
+    """Run a command; ``env`` is added to this process's environment (or, without
+    ``inherit``, is the whole environment)."""
     proc = subprocess.run(
         [str(a) for a in args],
         cwd=cwd,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **(env or {})} if inherit else dict(env or {}),
         capture_output=True,
         text=True,
         timeout=300,
