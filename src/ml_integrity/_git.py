@@ -133,12 +133,13 @@ class Git:
         if "GIT_DIR" not in env:
             env = clean_env(env)
         out = _run(
-            ["git", "rev-parse", "--show-toplevel"],
+            ["git", "rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-common-dir"],
             cwd=start,
             env=env,
             check=False,
         )
-        if out.returncode != 0:
+        lines = out.stdout.decode("utf-8", "surrogateescape").split("\n")
+        if out.returncode != 0 or len(lines) < 3 or not lines[0]:
             from .errors import UsageError
 
             raise UsageError(
@@ -146,7 +147,12 @@ class Git:
                 path=start,
                 hint="run this command inside a git repository (or `git init` first)",
             )
-        return cls(Path(out.stdout.decode().rstrip("\n")), keep_index=keep_index)
+        git = cls(Path(lines[0]), keep_index=keep_index)
+        # the same call names the git directories: saves two git runs per command
+        git._git_dir = Path(lines[1])
+        common = Path(lines[2])
+        git._common_dir = common if common.is_absolute() else (start / common).resolve()
+        return git
 
     # -- running --------------------------------------------------------------
 
@@ -200,6 +206,16 @@ class Git:
             return None
         return out.stdout.decode("utf-8", "surrogateescape").rstrip("\n")
 
+    def config_matching(self, regexp: str) -> dict[str, str]:
+        """Every config key matching ``regexp`` -> value (lower-case keys; the last value wins)."""
+        out = self.run(["config", "-z", "--get-regexp", regexp], check=False)
+        settings: dict[str, str] = {}
+        for rec in out.stdout.split(b"\0"):
+            if rec:
+                key, _, value = rec.decode("utf-8", "surrogateescape").partition("\n")
+                settings[key.lower()] = value
+        return settings
+
     def config_bool(self, key: str, default: bool = False) -> bool:
         out = self.run(["config", "--type=bool", "--get", key], check=False)
         if out.returncode == 1:
@@ -241,12 +257,16 @@ class Git:
         """
         glob = ["--literal-pathspecs"] if literal else []
         raw = self.run([*glob, "ls-files", "-s", "-z", "--", *paths]).stdout
+        # "<mode> <oid> <stage>\t<path>": one decode, slices, and no Python-level
+        # __new__ per entry: fast on indexes of 10,000s of files
+        make = tuple.__new__
         out = []
-        for rec in _decode_path(raw).split("\0"):  # one decode: fast on large indexes
+        for rec in _decode_path(raw).split("\0"):
             if rec:
-                meta, _, path = rec.partition("\t")
-                mode, oid, stage = meta.split(" ")
-                out.append(IndexEntry(mode, oid, int(stage), path))
+                tab = rec.index("\t")
+                out.append(
+                    make(IndexEntry, (rec[:6], rec[7 : tab - 2], int(rec[tab - 1]), rec[tab + 1 :]))
+                )
         return out
 
     def staged_changes(self) -> list[IndexEntry]:
@@ -255,11 +275,15 @@ class Git:
         Before the first commit, every staged file. Renames are not detected
         (a renamed file is an added one). Honours ``keep_index``.
         """
-        if self.rev_parse("HEAD^{tree}") is None:
-            return [e for e in self.ls_files_stage() if e.stage == 0]
-        raw = self.run(
-            ["diff-index", "--cached", "--no-renames", "--diff-filter=d", "-z", "HEAD", "--"]
-        ).stdout
+        proc = self.run(
+            ["diff-index", "--cached", "--no-renames", "--diff-filter=d", "-z", "HEAD", "--"],
+            check=False,
+        )
+        if proc.returncode != 0:
+            if self.rev_parse("HEAD^{tree}") is None:  # no commit yet: everything is new
+                return [e for e in self.ls_files_stage() if e.stage == 0]
+            self.run(["diff-index", "--cached", "-z", "HEAD", "--"])  # raises with the cause
+        raw = proc.stdout
         fields = _decode_path(raw).split("\0")
         out = []
         for meta, path in zip(fields[0::2], fields[1::2], strict=False):

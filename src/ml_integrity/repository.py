@@ -33,9 +33,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from ._git import Git
+from ._git import Git, IndexEntry
 from ._lfs import (
     Endpoint,
     LfsStore,
@@ -74,7 +74,7 @@ RECOVER_HINT = (
     f"signed commit) run `{RECOVER_COMMAND}` to restore it"
 )
 _CACHE_VERSION = 1
-_POINTER_CACHE = "pointers-v1"
+_POINTER_CACHE = "pointers.json"
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,9 @@ class Repository:
             None if trust_settings is None else dict(trust_settings)
         )
         self._store: LfsStore | None = None
-        self._pointers: dict[str, Pointer | None] | None = None
+        self._pointers: dict[str, Any] | None = None
+        self._listing: list[IndexEntry] | None = None
+        self._index_pointers: dict[str, Pointer] | None = None
 
     @classmethod
     def discover(cls, start: Path | None = None, *, keep_index: bool = False) -> Repository:
@@ -226,14 +228,21 @@ class Repository:
         """path -> pointer for every LFS pointer in the index or in a tree-ish.
 
         Which blobs are pointers is remembered by blob id in
-        ``.git/ml-integrity/pointers-v1`` (a blob never changes), so a commit
+        ``.git/ml-integrity/pointers.json`` (a blob never changes), so a commit
         in a large repository reads only the blobs it has not seen before.
         """
         paths = list(paths)
+        whole_index = source == INDEX and not paths
+        if whole_index and self._index_pointers is not None:
+            return dict(self._index_pointers)
         sizes: dict[str, int] | None = None
         if source == INDEX:
-            entries = [(e.oid, e.path) for e in self.git.ls_files_stage(paths) if e.stage == 0]
-            entries = [(o, p) for o, p in entries if not p.startswith(META_DIR + "/")]
+            listing = self._index_listing() if not paths else self.git.ls_files_stage(paths)
+            entries = [
+                (e.oid, e.path)
+                for e in listing
+                if e.stage == 0 and not e.path.startswith(META_DIR + "/")
+            ]
         else:
             tree = self.git.ls_tree(source, paths)
             entries = [(t.oid, t.path) for t in tree if t.type == "blob"]
@@ -243,58 +252,79 @@ class Repository:
         if unknown:
             if sizes is None:
                 sizes = self.blob_sizes(unknown)
-            learned: dict[str, Pointer | None] = {}
+            learned: dict[str, object] = {}
             small = [o for o in unknown if 0 < sizes.get(o, 1 << 30) < 1024]
             for oid, data in self._cat.read_many(small):
                 if data is not None:
-                    learned[oid] = parse_pointer(data)
+                    pointer = parse_pointer(data)
+                    learned[oid] = 0 if pointer is None else pointer
             # Large or empty blobs are never pointers; blobs git cannot read are
             # left out (a partial clone may fetch them later).
-            learned.update((o, None) for o in unknown if o in sizes and o not in small)
+            read = set(small)
+            learned.update((o, 0) for o in unknown if o in sizes and o not in read)
             known.update(learned)
             self._save_pointer_cache(learned, len(entries))
-        out = {}
-        for oid, path in entries:
-            pointer = known.get(oid)
-            if pointer is not None:
-                out[path] = pointer
+        make = tuple.__new__  # a Pointer from the cache's [oid, size] without the Python __new__
+        get = known.get
+        found = [(path, value) for oid, path in entries if (value := get(oid))]
+        out = {
+            path: make(Pointer, (value[0], value[1], ())) if type(value) is list else value
+            for path, value in found
+        }
+        if whole_index:
+            self._index_pointers = dict(out)
         return out
 
-    def _pointer_cache(self) -> dict[str, Pointer | None]:
+    def _index_listing(self) -> list[IndexEntry]:
+        """``git ls-files -s`` of the whole index, once per command (until we stage)."""
+        if self._listing is None:
+            self._listing = self.git.ls_files_stage()
+        return self._listing
+
+    def _pointer_cache(self) -> dict[str, Any]:
+        """blob id -> ``[LFS oid, size]``, ``0`` for a blob that is not a pointer, or a
+        :class:`Pointer` learned in this process (with extensions: never saved)."""
         if self._pointers is None:
             self._pointers = {}
             try:
-                text = (self.state_dir / _POINTER_CACHE).read_text("ascii")
-            except (OSError, UnicodeDecodeError):
+                doc = json.loads((self.state_dir / _POINTER_CACHE).read_bytes())
+                blobs = doc["blobs"] if doc.get("v") == 1 else {}
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 return self._pointers
-            for line in text.splitlines():
-                parts = line.split(" ")
-                if len(parts) == 3 and len(parts[1]) == 64 and parts[2].isdigit():
-                    self._pointers[parts[0]] = Pointer(parts[1], int(parts[2]))
-                elif len(parts) == 2 and parts[1] == "-":
-                    self._pointers[parts[0]] = None
+            if type(blobs) is not dict:
+                return self._pointers
+            pointers: list[Any] = [v for v in blobs.values() if v != 0]
+            valid = all(type(v) is list and len(v) == 2 for v in pointers) and all(
+                type(oid) is str and len(oid) == 64 and type(size) is int for oid, size in pointers
+            )
+            if valid:  # else start afresh: a damaged cache is only slower
+                self._pointers = blobs
         return self._pointers
 
-    def _save_pointer_cache(self, learned: Mapping[str, Pointer | None], in_use: int) -> None:
+    def _save_pointer_cache(self, learned: Mapping[str, object], in_use: int) -> None:
         """Add what was learned; start afresh when the cache outgrows the listing by far."""
-        lines = []
-        for oid, pointer in learned.items():
-            if pointer is None:
-                lines.append(f"{oid} -\n")
-            elif not pointer.extensions:
-                lines.append(f"{oid} {pointer.oid} {pointer.size}\n")
-        if not lines:
+        add: dict[str, object] = {}
+        for blob, value in learned.items():
+            if value == 0:
+                add[blob] = 0
+            elif isinstance(value, Pointer) and not value.extensions:
+                add[blob] = [value.oid, value.size]
+        if not add:
             return
         path = self.state_dir / _POINTER_CACHE
         try:
-            old = path.read_text("ascii") if path.is_file() else ""
-            if old.count("\n") > 4 * in_use + 1000:
-                old = ""  # keep the cache about the size of what is in use
+            try:
+                blobs = json.loads(path.read_bytes())["blobs"]
+                if type(blobs) is not dict or len(blobs) > 4 * in_use + 1000:
+                    blobs = {}  # keep the cache about the size of what is in use
+            except (OSError, ValueError, KeyError, TypeError):
+                blobs = {}
+            blobs.update(add)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}")
-            tmp.write_text(old + "".join(lines), "ascii")
+            tmp.write_text(json.dumps({"v": 1, "blobs": blobs}, separators=(",", ":")))
             os.replace(tmp, path)
-        except (OSError, UnicodeDecodeError):
+        except OSError:
             pass  # a cache that cannot be written is only slower
 
     def blob_sizes(self, oids: Iterable[str]) -> dict[str, int]:
@@ -355,6 +385,7 @@ class Repository:
             return False
         write_atomic(self.root / MANIFEST_PATH, data)
         self.git.run(["add", "--", MANIFEST_PATH])
+        self._listing = self._index_pointers = None
         index = os.environ.get("GIT_INDEX_FILE", "") if self.git.keep_index else ""
         real = self.git.git_dir / "index.lock"
         if os.path.basename(index).startswith("next-index-") and real.is_file():
@@ -375,6 +406,7 @@ class Repository:
         write_atomic(self.root / MANIFEST_PATH, manifest.to_json())
         write_atomic(bundle_path, bundle.encode("utf-8"))
         self.git.run(["add", "--", MANIFEST_PATH, f"{META_DIR}/{name}.sig"])
+        self._listing = self._index_pointers = None
         return manifest, bundle_path
 
     # -- LFS endpoints --------------------------------------------------------------
@@ -400,13 +432,7 @@ class Repository:
     def trust_settings(self) -> dict[str, str]:
         """The ``ml-integrity.*`` git config (lower-case keys): where trust comes from."""
         if self._settings is None:
-            out = self.git.run(["config", "-z", "--get-regexp", r"^ml-integrity\."], check=False)
-            settings: dict[str, str] = {}
-            for rec in out.stdout.split(b"\0"):
-                if rec:
-                    key, _, value = rec.decode("utf-8", "surrogateescape").partition("\n")
-                    settings[key.lower()] = value
-            self._settings = settings
+            self._settings = self.git.config_matching(r"^ml-integrity\.")
         return self._settings
 
     def _verifier_for(self) -> BundleVerifier:
@@ -459,8 +485,11 @@ class Repository:
     def signature_blobs(self, source: str) -> list[tuple[str, str]]:
         """(path, blob oid) of the ``.ml-integrity/*.sig`` bundles of a source."""
         if source == INDEX:
+            prefix = META_DIR + "/"
             rows = [
-                (e.path, e.oid) for e in self.git.ls_files_stage([META_DIR + "/"]) if e.stage == 0
+                (e.path, e.oid)
+                for e in self._index_listing()
+                if e.stage == 0 and e.path.startswith(prefix)
             ]
         else:
             rows = [

@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
@@ -233,7 +234,7 @@ def manifest_status(repo: Repository) -> ManifestStatus:
     are free. No manifest is fine only while there are no LFS files.
     """
     pointers = repo.lfs_pointers(INDEX)
-    expected = {_nfc(p): (ptr.size, ptr.oid) for p, ptr in pointers.items()}
+    expected = {(p if p.isascii() else _nfc(p)): (ptr.size, ptr.oid) for p, ptr in pointers.items()}
     data = repo.read_blob(f":{MANIFEST_PATH}")
     if data is None:
         if not expected:
@@ -243,6 +244,8 @@ def manifest_status(repo: Repository) -> ManifestStatus:
         recorded = _recorded_entries(data)
     except ManifestError as exc:
         return ManifestStatus(len(expected), problem=f"is not a valid manifest: {exc.message}")
+    if recorded == expected:
+        return ManifestStatus(len(expected))
     missing = sorted(p for p in recorded if p not in expected)
     extra = sorted(p for p in expected if p not in recorded)
     changed = sorted(p for p in expected if p in recorded and recorded[p] != expected[p])
@@ -259,16 +262,17 @@ def manifest_status(repo: Repository) -> ManifestStatus:
 
 
 def _nfc(path: str) -> str:
-    return path if path.isascii() else unicodedata.normalize("NFC", path)
+    return unicodedata.normalize("NFC", path)
 
 
 def _recorded_entries(data: bytes) -> dict[str, tuple[int, str]]:
     """path -> (size, sha256) of a manifest document, validated as ``Manifest.from_json`` does.
 
-    Written for speed on large manifests (no objects per entry); paths are
-    compared with the index's exactly, so a path that is not clean never matches.
+    Written for speed on large manifests (whole-list checks, no object per
+    entry); paths are compared with the index's exactly, so a path that is
+    not clean never matches.
     """
-    from .manifest import FORMAT_VERSION, is_sha256_hex
+    from .manifest import FORMAT_VERSION
 
     try:
         doc = json.loads(data.decode("utf-8"))
@@ -277,32 +281,37 @@ def _recorded_entries(data: bytes) -> dict[str, tuple[int, str]]:
     if not isinstance(doc, dict) or doc.get("format_version") != FORMAT_VERSION:
         raise ManifestError(f"not a manifest of format_version {FORMAT_VERSION}")
     entries = doc.get("entries")
-    if not isinstance(entries, list):
-        raise ManifestError("no 'entries' list")
-    if not isinstance(doc.get("repository", ""), str) or not isinstance(doc.get("version", 0), int):
+    if not isinstance(entries, list) or not all(type(item) is dict for item in entries):
+        raise ManifestError("no 'entries' list of objects")
+    version = doc.get("version", 0)
+    if not isinstance(doc.get("repository", ""), str) or type(version) is not int:
         raise ManifestError("'repository' must be a string and 'version' an integer")
-    out: dict[str, tuple[int, str]] = {}
+    paths = [item.get("path") for item in entries]
+    sizes = [item.get("size") for item in entries]
+    digests = [item.get("sha256") for item in entries]
+    if not all(type(p) is str and p for p in paths):
+        raise ManifestError("an entry has no path")
+    if not all(type(n) is int and n >= 0 for n in sizes):
+        raise ManifestError("an entry's 'size' is not a non-negative integer")
+    if not all(type(d) is str for d in digests) or not _DIGESTS_RE.fullmatch(
+        "".join(f"{d}\n" for d in digests)
+    ):
+        raise ManifestError("an entry's 'sha256' is not 64 lowercase hex digits")
     for item in entries:
-        if not isinstance(item, dict):
-            raise ManifestError("an entry is not an object")
-        path, size, digest = item.get("path"), item.get("size"), item.get("sha256")
-        if not isinstance(path, str) or not path:
-            raise ManifestError("an entry has no path")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise ManifestError(f"entry {path!r}: 'size' must be a non-negative integer")
-        if not is_sha256_hex(digest):
-            raise ManifestError(f"entry {path!r}: 'sha256' must be 64 lowercase hex digits")
-        annotations = item.get("annotations", {})
-        if not isinstance(item.get("format", ""), str) or not (
-            isinstance(annotations, dict)
-            and all(isinstance(k, str) and isinstance(v, str) for k, v in annotations.items())
-        ):
-            raise ManifestError(f"entry {path!r}: invalid 'format' or 'annotations'")
-        if path in out:
-            raise ManifestError(f"duplicate path {path!r}")
-        assert isinstance(digest, str)
-        out[path] = (size, digest)
+        if "format" in item or "annotations" in item:
+            annotations = item.get("annotations", {})
+            if not isinstance(item.get("format", ""), str) or not (
+                isinstance(annotations, dict)
+                and all(type(k) is str and type(v) is str for k, v in annotations.items())
+            ):
+                raise ManifestError(f"entry {item['path']!r}: invalid 'format' or 'annotations'")
+    out = dict(zip(paths, zip(sizes, digests, strict=True), strict=True))
+    if len(out) != len(entries):
+        raise ManifestError("a path is listed twice")
     return out
+
+
+_DIGESTS_RE = re.compile(r"(?:[0-9a-f]{64}\n)*")
 
 
 def _shown(diff: ManifestDiff) -> ManifestDiff:

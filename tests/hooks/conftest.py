@@ -52,6 +52,7 @@ class HooksRepo:
 
 
 HOOK_IDS = ("ml-integrity-scan", "ml-integrity-manifest", "ml-integrity-signed")
+"""The single hooks; ``ml-integrity`` runs the three in one process."""
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +93,7 @@ def hooks_repo(tmp_path_factory: pytest.TempPathFactory) -> HooksRepo:
     # build the hooks' environment now, once (the expensive part: about 10 s)
     warm = root / "warm"
     run(["git", "init", "-q", warm], root, env, inherit=False)
-    (warm / ".pre-commit-config.yaml").write_text(repo.config(*HOOK_IDS))
+    (warm / ".pre-commit-config.yaml").write_text(repo.config("ml-integrity", *HOOK_IDS))
     run(
         [sys.executable, "-m", "pre_commit", "install-hooks"],
         warm,

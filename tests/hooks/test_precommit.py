@@ -11,15 +11,31 @@ import sys
 from pathlib import Path
 
 from tests.hooks.conftest import HOOK_IDS, HooksRepo
-from tests.hooks.support import EVIL_PICKLE, SAFE, Proc, git, lfs_repo, make_keys, mi, run, write
+from tests.hooks.support import (
+    EVIL_PICKLE,
+    PLAIN_PICKLE,
+    SAFE,
+    Proc,
+    git,
+    lfs_repo,
+    make_keys,
+    mi,
+    run,
+    write,
+)
 
 
-def _consumer(tmp_path: Path, hooks: HooksRepo) -> tuple[Path, Path]:
-    """An LFS repository with the three hooks installed; returns it and the signing key."""
+def _consumer(
+    tmp_path: Path,
+    hooks: HooksRepo,
+    hook_ids: tuple[str, ...] = HOOK_IDS,
+    args: dict[str, list[str]] | None = None,
+) -> tuple[Path, Path]:
+    """An LFS repository with the hooks installed; returns it and the signing key."""
     repo = lfs_repo(tmp_path / "consumer")
     keys = make_keys(tmp_path / "keys")
     git("config", "ml-integrity.publicKey", keys.pub, cwd=repo)
-    (repo / ".pre-commit-config.yaml").write_text(hooks.config(*HOOK_IDS))
+    (repo / ".pre-commit-config.yaml").write_text(hooks.config(*hook_ids, args=args))
     run([sys.executable, "-m", "pre_commit", "install"], repo, hooks.env)
     git("add", ".pre-commit-config.yaml", cwd=repo)
     first = commit(repo, hooks, "pre-commit config")  # no LFS files: every hook passes
@@ -100,6 +116,29 @@ def test_stale_manifest_and_unsigned_file_are_refused_then_fixed(
     git("add", "weights.bin", cwd=repo)
     assert mi("sign-repo", "--key", key, cwd=repo).returncode == 0
     assert commit(repo, hooks_repo, "retrained", "-a").returncode == 0
+
+
+def test_the_one_process_hook_with_args(tmp_path: Path, hooks_repo: HooksRepo) -> None:
+    """``ml-integrity``: the three checks at once; args from the config reach it."""
+    repo, key = _consumer(
+        tmp_path, hooks_repo, ("ml-integrity",), {"ml-integrity": ["--pickle", "allowlist"]}
+    )
+    write(repo, {"model.pt": EVIL_PICKLE, "state.pkl": PLAIN_PICKLE})
+    git("add", ".", cwd=repo)
+    refused = commit(repo, hooks_repo, "checkpoints")
+    assert refused.returncode == 1, refused.output
+    assert hook_lines(refused) == {
+        "ml-integrity (scan, manifest, signatures of the staged content)": "Failed"
+    }
+    assert "model.pt: UNSAFE: pickle imports posix.system" in refused.output
+    assert "state.pkl" not in refused.output  # allowlisted containers (--pickle allowlist)
+    assert "manifest.json is not staged" in refused.output
+    assert "not covered by a valid signature" in refused.output
+    write(repo, {"model.pt": SAFE})
+    git("add", "model.pt", cwd=repo)
+    assert mi("sign-repo", "--key", key, cwd=repo).returncode == 0
+    accepted = commit(repo, hooks_repo, "checkpoints")
+    assert accepted.returncode == 0, accepted.output
 
 
 def test_try_repo(tmp_path: Path, hooks_repo: HooksRepo) -> None:

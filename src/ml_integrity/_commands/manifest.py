@@ -67,7 +67,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import manifest, signing
     from ..errors import UsageError
 
     if args.staged:
@@ -78,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{'--check' if args.check else '--write'} needs --staged")
     if args.path is None:
         raise UsageError("give the model folder or file (or --staged)")
+    from .. import manifest, signing
 
     ignores = list(args.ignore_path)
     if args.output is not None:

@@ -6,16 +6,16 @@ import argparse
 import json
 import os
 import sys
-import tempfile
-import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._common import Progress, add_command, add_json_flag, print_json
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
+    from ..policy import PickleRule
+    from ..repository import Repository
     from ..scanning import FileReport, ScanPolicy, ScanReport
 
 ORDER = 50
@@ -109,21 +109,12 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import scanning
 
-    mode: Literal["block", "allowlist"] = "block"
-    allowed = {h.lower() for h in args.allow_sha256}
+    pickle_rule = None
     if args.policy is not None:
         from ..policy import load_policy
 
-        rule = load_policy(args.policy, "command line").pickle
-        mode = rule.mode
-        allowed |= set(rule.allowed_digests)
-    if args.pickle is not None:
-        mode = "allowlist" if args.pickle == "allowlist" else "block"
-    policy = scanning.ScanPolicy(
-        pickle=mode,
-        allowed_sha256=frozenset(allowed),
-        lfs_missing=args.lfs_missing,
-    )
+        pickle_rule = load_policy(args.policy, "command line").pickle
+    policy = scan_policy(args, pickle_rule)
     with Progress("scanning") as progress:
         if args.staged:
             report = _scan_staged(args.paths, policy, progress)
@@ -140,8 +131,27 @@ def run(args: argparse.Namespace) -> int:
         _write_atomic(args.sarif, json.dumps(sarif(report), indent=2) + "\n")
     if args.json:
         print_json(report.to_json())
-    else:
-        verbose = getattr(args, "verbose", 0)
+    print_report(report, getattr(args, "verbose", 0), lines=not args.json)
+    return 0 if report.ok else 1
+
+
+def scan_policy(args: argparse.Namespace, rule: PickleRule | None = None) -> ScanPolicy:
+    """The scanner's policy: the trust policy's pickle rule, then --pickle, --allow-sha256."""
+    from ..scanning import ScanPolicy
+
+    mode: Literal["block", "allowlist"] = "block"
+    allowed = {h.lower() for h in args.allow_sha256}
+    if rule is not None:
+        mode = rule.mode
+        allowed |= set(rule.allowed_digests)
+    if args.pickle is not None:
+        mode = "allowlist" if args.pickle == "allowlist" else "block"
+    return ScanPolicy(pickle=mode, allowed_sha256=frozenset(allowed), lfs_missing=args.lfs_missing)
+
+
+def print_report(report: ScanReport, verbose: int, *, lines: bool = True) -> None:
+    """One line per file that is not safe (stdout), a summary (stderr)."""
+    if lines:
         for f in report.files:
             line = _human(f, verbose)
             if line:
@@ -150,24 +160,34 @@ def run(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     print(
         f"ml-integrity scan: {len(report.files)} files: {summary or 'nothing to scan'} "
-        f"(policy: pickle={policy.pickle})",
+        f"(policy: pickle={report.policy.pickle})",
         file=sys.stderr,
     )
-    return 0 if report.ok else 1
 
 
 def _scan_staged(
     paths: list[str], policy: ScanPolicy, progress: Callable[[int, int], None]
 ) -> ScanReport:
     from ..repository import Repository
-    from ..staged import scan_staged, staged_entries
 
     with Repository.discover(keep_index=True) as repo:
-        rel = [_repo_path(p, repo.root) for p in paths]
-        return scan_staged(repo, staged_entries(repo.git, rel), policy, progress=progress)
+        return scan_staged_paths(repo, paths, policy, progress)
 
 
-def _repo_path(path: str, root: Path) -> str:
+def scan_staged_paths(
+    repo: Repository,
+    paths: Sequence[str],
+    policy: ScanPolicy,
+    progress: Callable[[int, int], None] | None = None,
+) -> ScanReport:
+    """Scan the staged content of PATHs (command-line paths), or of the staged changes."""
+    from ..staged import scan_staged, staged_entries
+
+    rel = [repo_path(p, repo.root) for p in paths]
+    return scan_staged(repo, staged_entries(repo.git, rel), policy, progress=progress)
+
+
+def repo_path(path: str, root: Path) -> str:
     """A PATH of the command line (relative to the current directory) as an index path."""
     from ..errors import UsageError
 
@@ -268,6 +288,8 @@ def sarif(report: ScanReport) -> dict[str, object]:
 
 
 def _artifact(path: str) -> dict[str, str]:
+    import urllib.parse
+
     p = Path(path)
     absolute = p.resolve()
     try:
@@ -278,6 +300,8 @@ def _artifact(path: str) -> dict[str, str]:
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    import tempfile
+
     path = path.resolve()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

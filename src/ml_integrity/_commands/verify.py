@@ -12,8 +12,11 @@ from ._options import add_walk_options
 from ._trust import VERIFY_EPILOG, add_verify_options
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .._git import Git
     from ..policy import Policy
+    from ..repository import Repository, TreeVerdict
     from ..verifying import BundleVerifier
     from ._trust import Backends
 
@@ -121,9 +124,6 @@ def make_verifier(args: argparse.Namespace) -> BundleVerifier:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import verifying
-    from ._trust import run_verify, wants_policy
-
     if args.git_repo or args.staged:
         if args.bundle:
             from ..errors import UsageError
@@ -137,6 +137,9 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import UsageError
 
         raise UsageError("give PATH and --bundle FILE (or --git-repo)")
+    from .. import verifying
+    from ._trust import run_verify, wants_policy
+
     if wants_policy(args):
         return run_verify(args)
     verifier = make_verifier(args)
@@ -242,13 +245,15 @@ def repository_trust(args: argparse.Namespace, git: Git, factory: Backends) -> R
 
         trust.use_policy(_with_rollback(args, load_policy(args.policy, "command line")), factory)
         return trust
-    configured = git.config_get("ml-integrity.policy")
-    settings = {PUBLIC_KEY: git.config_get(PUBLIC_KEY), CERT_CHAIN: git.config_get(CERT_CHAIN)}
-    base = args.policy_base or git.config_get("ml-integrity.policyBase")
-    if not configured and (any(settings.values()) or base is None):
+    config = git.config_matching(r"^ml-integrity\.")  # one git run for every setting
+    configured = config.get("ml-integrity.policy")
+    roots = [config[k] for k in (PUBLIC_KEY, CERT_CHAIN) if config.get(k)]
+    base = args.policy_base or config.get("ml-integrity.policybase")
+    if not configured and (roots or base is None):
         # the repository's git config trust (ml-integrity.publicKey / certChain); with
         # none, the verdict says that no trust root is configured
-        trust.files += [git.root / Path(v).expanduser() for v in settings.values() if v]
+        trust.kwargs = {"trust_settings": config}
+        trust.files += [git.root / Path(v).expanduser() for v in roots]
         return trust
     from ..policy import resolve
 
@@ -267,9 +272,7 @@ def _with_rollback(args: argparse.Namespace, policy: Policy) -> Policy:
 
 def run_repository(args: argparse.Namespace) -> int:
     from .._git import Git
-    from ..errors import IntegrityError
-    from ..repository import INDEX, Repository, check_policy_supported
-    from ..staged import check_trust_files, signature_error, signature_verdict
+    from ..repository import Repository
     from ._trust import backends
 
     staged = bool(args.staged)
@@ -277,45 +280,75 @@ def run_repository(args: argparse.Namespace) -> int:
     git = Git.discover(start, keep_index=staged)
     with backends(args) as factory, Progress("rehashing") as progress:
         trust = repository_trust(args, git, factory)
-        if staged:
-            args.offline = True  # a commit hook never waits for the network (TUF refresh)
-        if trust.policy is not None:
-            check_policy_supported(trust.policy)
-        if staged:
-            check_trust_files(git, trust.files)
         with Repository(git, **trust.kwargs) as repo:
-            if staged:
-                verdict = signature_verdict(repo, trust.policy)
-            else:
-                verdict = repo.check_tree(
-                    "HEAD", rehash=args.rehash, progress=progress, worktree=False
-                )
-                if trust.policy is not None:
-                    verdict.apply_policy(trust.policy)
+            verdict = check_signatures(args, repo, trust, staged=staged, progress=progress)
+    print_signatures(args, verdict, trust, staged=staged)
+    return 0
+
+
+def check_signatures(
+    args: argparse.Namespace,
+    repo: Repository,
+    trust: RepositoryTrust,
+    *,
+    staged: bool,
+    progress: Callable[[int, int], None] | None = None,
+) -> TreeVerdict:
+    """The LFS files of the index (``staged``) or HEAD against their signatures;
+    raises the failure (IntegrityError, or ConfigError for trust the change brings)."""
+    from ..errors import IntegrityError
+    from ..repository import check_policy_supported
+    from ..staged import check_trust_files, signature_error, signature_verdict
+
+    if staged:
+        args.offline = True  # a commit hook never waits for the network (TUF refresh)
+    if trust.policy is not None:
+        check_policy_supported(trust.policy)
+    if staged:
+        check_trust_files(repo.git, trust.files)
+        verdict = signature_verdict(repo, trust.policy)
+    else:
+        verdict = repo.check_tree("HEAD", rehash=args.rehash, progress=progress, worktree=False)
+        if trust.policy is not None:
+            verdict.apply_policy(trust.policy)
+    if verdict.ok:
+        return verdict
+    if staged:
+        error = signature_error(verdict)
+    elif verdict.verified.error and set(verdict.refused) == set(verdict.pointers):
+        error = IntegrityError(
+            f"HEAD cannot be verified: {verdict.verified.error}",
+            path=repo.root,
+            hint="trust comes from --key/--cert-chain/--policy or git config "
+            "ml-integrity.publicKey; sign with `ml-integrity sign-repo --key KEY`",
+        )
+    else:
+        error = verdict.error()
     policy_line = trust.describe()
-    if not verdict.ok:
-        if staged:
-            error = signature_error(verdict)
-        elif verdict.verified.error and set(verdict.refused) == set(verdict.pointers):
-            error = IntegrityError(
-                f"HEAD cannot be verified: {verdict.verified.error}",
-                path=start,
-                hint="trust comes from --key/--cert-chain/--policy or git config "
-                "ml-integrity.publicKey; sign with `ml-integrity sign-repo --key KEY`",
-            )
-        else:
-            error = verdict.error()
-        if policy_line:
-            error.hint = f"{error.hint}; policy: {policy_line}" if error.hint else policy_line
-        raise error
+    if policy_line:
+        error.hint = f"{error.hint}; policy: {policy_line}" if error.hint else policy_line
+    raise error
+
+
+def signatures_json(
+    verdict: TreeVerdict, trust: RepositoryTrust, *, staged: bool
+) -> dict[str, Any]:
+    from ..repository import INDEX
+
+    doc = verdict.to_json()
+    doc["source"] = INDEX if staged else "HEAD"
+    doc["policy"] = None if trust.policy is None else trust.policy.source.to_json()
+    doc["accepted_unsigned"] = sorted(verdict.unsigned_extra)
+    doc["notes"] = list(trust.notes)
+    return doc
+
+
+def print_signatures(
+    args: argparse.Namespace, verdict: TreeVerdict, trust: RepositoryTrust, *, staged: bool
+) -> None:
     if args.json:
-        doc = verdict.to_json()
-        doc["source"] = INDEX if staged else "HEAD"
-        doc["policy"] = None if trust.policy is None else trust.policy.source.to_json()
-        doc["accepted_unsigned"] = sorted(verdict.unsigned_extra)
-        doc["notes"] = list(trust.notes)
-        print_json(doc)
-        return 0
+        print_json(signatures_json(verdict, trust, staged=staged))
+        return
     n = len(verdict.pointers)
     signers = ", ".join(sorted(set(verdict.verified.signers))) or "nobody (no LFS files)"
     if n and not verdict.verified.signers:
@@ -323,6 +356,7 @@ def run_repository(args: argparse.Namespace) -> int:
     files = f"{n} LFS file{'s' if n != 1 else ''}"
     what = f"staged {files}" if staged else f"{files} of HEAD"
     print(f"OK: {what} verified (signed by {signers})")
+    policy_line = trust.describe()
     if policy_line:
         print(f"policy: {policy_line}")
     if verdict.unsigned_extra:
@@ -331,4 +365,3 @@ def run_repository(args: argparse.Namespace) -> int:
         print(f"unsigned files accepted by the policy: {', '.join(shown[:10])}{more}")
     for note in trust.notes:
         print(f"note: {note}")
-    return 0
