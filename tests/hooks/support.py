@@ -64,7 +64,10 @@ def run(
 
 
 def git(
-    *args: str | Path, cwd: Path, env: Mapping[str, str] | None = None, check: bool = True
+    *args: str | Path,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
 ) -> Proc:
     return run(["git", *args], cwd, env, check=check)
 

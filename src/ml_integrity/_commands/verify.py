@@ -66,8 +66,7 @@ def register(subparsers: Any) -> None:
         "--git-repo",
         action="store_true",
         help="PATH (default: .) is a git repository: verify the Git LFS files of HEAD "
-        "against .ml-integrity/*.sig (trust from --key, --cert-chain or git config "
-        "ml-integrity.publicKey); no download, no rehash unless --rehash",
+        "against .ml-integrity/*.sig (trust: see below); no download, no rehash unless --rehash",
     )
     parser.add_argument(
         "--staged",
