@@ -266,10 +266,10 @@ class Repository:
             self._save_pointer_cache(learned, len(entries))
         make = tuple.__new__  # a Pointer from the cache's [oid, size] without the Python __new__
         get = known.get
-        found = [(path, value) for oid, path in entries if (value := get(oid))]
         out = {
             path: make(Pointer, (value[0], value[1], ())) if type(value) is list else value
-            for path, value in found
+            for oid, path in entries
+            if (value := get(oid))
         }
         if whole_index:
             self._index_pointers = dict(out)

@@ -75,3 +75,30 @@ def test_the_cli_imports_only_the_command_it_runs() -> None:
     )
     loaded = probe.stdout
     assert "ml_integrity._commands.scan" in loaded and "ml_integrity._commands.verify" not in loaded
+
+
+def test_canonical_manifest_is_byte_for_byte_the_manifest_writer() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ml_integrity._lfs import Pointer
+    from ml_integrity.manifest import Entry, Manifest
+    from ml_integrity.staged import canonical_manifest
+
+    component = st.text(
+        alphabet=st.sampled_from(list("ab-_.Z09 \"'\\é\u0301\u00e9\u4e2d\t")),
+        min_size=1,
+        max_size=6,
+    ).filter(lambda c: c not in (".", ".."))
+    paths = st.lists(
+        st.lists(component, min_size=1, max_size=3).map("/".join), max_size=12, unique=True
+    )
+
+    @settings(max_examples=200, deadline=None)
+    @given(paths, st.integers(min_value=0, max_value=2**40))
+    def check(names: list[str], size: int) -> None:
+        pointers = {n: Pointer(f"{i:064x}", size + i) for i, n in enumerate(names)}
+        written = Manifest(tuple(Entry(p, q.size, q.oid) for p, q in pointers.items())).to_json()
+        assert canonical_manifest(pointers) == written
+
+    check()
