@@ -50,3 +50,21 @@ def test_only_paths_skip_and_the_policy_pickle_rule(tmp_path: Path) -> None:
     policy.write_text(f"version: 1\nsigners:\n  a:\n    key: {keys.pub}\npickle: allowlist\n")
     r = mi("check-staged", "--skip", "manifest", "--policy", policy, cwd=repo)
     assert r.returncode == 0, r.output  # the policy's pickle rule; no LFS file to sign
+
+
+def test_before_the_first_commit(tmp_path: Path) -> None:
+    """No HEAD yet: everything staged is the change (and trust inside the repository is new)."""
+    repo = tmp_path / "r"
+    git("init", "-q", repo, cwd=tmp_path)
+    git("lfs", "track", "*.bin", cwd=repo)
+    keys = make_keys(repo / "keys")  # inside the repository
+    write(repo, {"a.bin": SAFE, "x.pkl": PLAIN_PICKLE})
+    git("add", ".gitattributes", "a.bin", "x.pkl", cwd=repo)
+    scanned = mi("scan", "--staged", "--json", cwd=repo)
+    assert scanned.returncode == 1 and "x.pkl" in scanned.stdout, scanned.output
+    git("rm", "-q", "--cached", "x.pkl", cwd=repo)
+    assert mi("sign-repo", "--key", keys.key, cwd=repo).returncode == 0
+    assert mi("check-staged", "--key", keys.pub, cwd=repo).returncode == 0  # key not staged
+    git("add", keys.pub, cwd=repo)
+    brought = mi("check-staged", "--key", keys.pub, cwd=repo)
+    assert brought.returncode == 2 and "part of the change" in brought.stderr, brought.output
