@@ -161,6 +161,31 @@ def test_biggest_files_are_scheduled_first(
     assert sizes == sorted(sizes, reverse=True)
 
 
+def test_many_small_files_in_batches(tmp_path: Path) -> None:
+    sizes = {f"d{i % 7}/f{i:03d}.bin": (i * 37) % 3000 for i in range(150)}
+    sizes["huge.bin"] = 3 * CHUNK
+    contents = make_tree(tmp_path, sizes)
+    paths = sorted(contents)
+    expected = {p: sha(contents[p]) for p in paths}
+    assert hash_files(tmp_path, paths, workers=3) == expected
+    assert hash_files(tmp_path, paths, workers=1) == expected
+
+
+def test_batches_group_small_files_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hashing, "BATCH_BYTES", 1000)
+    monkeypatch.setattr(hashing, "BATCH_FILES", 3)
+    todo = [(5000, "a", "r/a"), (1000, "b", "r/b"), (600, "c", "r/c"), (500, "d", "r/d")]
+    todo += [(1, f"s{i}", f"r/s{i}") for i in range(4)]
+    batches = hashing._batches(todo)
+    assert [[rel for _, rel, _ in b] for b in batches] == [
+        ["a"],
+        ["b"],
+        ["c", "d"],  # 1100 bytes >= BATCH_BYTES
+        ["s0", "s1", "s2"],  # BATCH_FILES
+        ["s3"],
+    ]
+
+
 @pytest.fixture
 def readahead_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Lower the read-ahead threshold to 16 chunks; record the bytes each
@@ -201,15 +226,15 @@ def test_running_file_switches_to_readahead_when_a_thread_frees_up(
 ) -> None:
     data = make_tree(tmp_path, {"big.bin": 100 * CHUNK})["big.bin"]
     budget = hashing._Budget(2, pending=2)  # two files; this one starts first
-    budget.start_file()
+    budget.start_task()
     chunks = 0
 
     def on_bytes(n: int) -> None:
         nonlocal chunks
         chunks += 1
         if chunks == 10:  # meanwhile, the other file starts and finishes
-            budget.start_file()
-            budget.end_file()
+            budget.start_task()
+            budget.end_task()
 
     fd = os.open(tmp_path / "big.bin", os.O_RDONLY)
     try:
@@ -640,6 +665,17 @@ def test_file_changed_while_hashing(tmp_path: Path) -> None:
     with pytest.raises(OperationalError) as info:
         hash_files(tmp_path, ["grow.bin"], chunk_size=CHUNK, progress=append_once)
     assert_operational(info.value, tmp_path / "grow.bin", "changed while")
+
+
+def test_file_truncated_while_hashing(tmp_path: Path) -> None:
+    make_tree(tmp_path, {"shrink.bin": 20 * CHUNK})
+
+    def truncate(done: int, total: int) -> None:
+        os.truncate(tmp_path / "shrink.bin", 5 * CHUNK)
+
+    with pytest.raises(OperationalError) as info:
+        hash_files(tmp_path, ["shrink.bin"], chunk_size=CHUNK, progress=truncate)
+    assert_operational(info.value, tmp_path / "shrink.bin", "changed while")
 
 
 @contextlib.contextmanager

@@ -55,7 +55,7 @@ import logging
 import os
 import queue
 import stat
-import tempfile
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -106,8 +106,19 @@ PROGRESS_INTERVAL_S = 0.1
 
 _O_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-# O_NONBLOCK: opening a FIFO must not hang; it has no effect on regular files.
+# O_NONBLOCK: opening a FIFO must not hang. Linux ignores it for regular files;
+# elsewhere it is cleared after the open.
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_CLEAR_NONBLOCK = bool(_O_NONBLOCK) and not sys.platform.startswith("linux")
+_HAVE_FADVISE = hasattr(os, "posix_fadvise")
+_FADVISE_MIN_SIZE = 4 << 20
+
+BATCH_BYTES = 8 << 20
+"""Files smaller than this are handed to the workers in batches of up to this
+many bytes (or :data:`BATCH_FILES` files), so that thread hand-offs do not
+dominate the cost of small files."""
+
+BATCH_FILES = 64
 
 _CACHE_FORMAT = "ml-integrity/statcache"
 _CACHE_VERSION = 1
@@ -128,9 +139,10 @@ def _error_for(exc: OSError, path: str | Path) -> OperationalError:
     """Translate an OSError about ``path`` into an error with a hint."""
     if isinstance(exc, FileNotFoundError) or exc.errno in (errno.ENOENT, errno.ENOTDIR):
         return OperationalError(
-            "file not found (it vanished or was renamed while being hashed)",
+            "file not found",
             path=path,
-            hint="make sure nothing else is changing the folder, then run the command again",
+            hint="check the path; if the file existed a moment ago, something is changing "
+            "the folder: let it finish, then run the command again",
         )
     if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM):
         return OperationalError(
@@ -261,9 +273,9 @@ def _open_regular(
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise _not_regular(display, _describe_mode(st.st_mode))
-        if _O_NONBLOCK and hasattr(os, "set_blocking"):
+        if _CLEAR_NONBLOCK:
             os.set_blocking(fd, True)
-        if hasattr(os, "posix_fadvise"):
+        if _HAVE_FADVISE and st.st_size >= _FADVISE_MIN_SIZE:
             with contextlib.suppress(OSError):
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
     except BaseException:
@@ -275,10 +287,11 @@ def _open_regular(
 class _Budget:
     """How many threads a run may use, and how many it uses now.
 
-    Every file being hashed holds one thread. A read-ahead thread is started
-    only when no file is waiting for a worker and fewer than ``limit``
-    threads are busy, i.e. when a core would otherwise sit idle (one large
-    file, or the tail of a run whose last large file is still being hashed).
+    Every task (a file, or a batch of small files) being hashed holds one
+    thread. A read-ahead thread is started only when no task is waiting for a
+    worker and fewer than ``limit`` threads are busy, i.e. when a core would
+    otherwise sit idle (one large file, or the tail of a run whose last large
+    file is still being hashed).
     """
 
     def __init__(self, limit: int, pending: int) -> None:
@@ -287,17 +300,17 @@ class _Budget:
         self.active = 0
         self._lock = threading.Lock()
 
-    def start_file(self) -> None:
+    def start_task(self) -> None:
         with self._lock:
             self.pending -= 1
             self.active += 1
 
-    def end_file(self) -> None:
+    def end_task(self) -> None:
         with self._lock:
             self.active -= 1
 
     def end_reader(self) -> None:
-        self.end_file()
+        self.end_task()
 
     def try_reader(self) -> bool:
         if self.pending > 0 or self.active >= self.limit:  # cheap unlocked pre-check
@@ -339,6 +352,10 @@ def _hash_fd(
         h.update(buf if n == full else view[:n])
         total += n
         on_bytes(n)
+        if total == size:
+            # No read to confirm EOF: the fstat after hashing catches a file
+            # that grew meanwhile (an empty file still gets one read).
+            break
     return total, h.hexdigest()
 
 
@@ -408,23 +425,19 @@ def _hash_path(
     """Hash one file. Returns the digest, the stat taken before reading, and
     the time (ns) just before that stat, for the stat cache."""
     recorded_ns = time.time_ns()
-    budget.start_file()
+    fd, before = _open_regular(path, display, follow_symlinks)
     try:
-        fd, before = _open_regular(path, display, follow_symlinks)
+        buf = _take_buffer(buffers, chunk_size)
         try:
-            buf = _take_buffer(buffers, chunk_size)
-            try:
-                size, hexdigest = _hash_fd(fd, buf, before.st_size, budget, stop, on_bytes)
-                after = os.fstat(fd)
-            except OSError as exc:
-                raise _error_for(exc, display) from exc
-            finally:
-                if buffers is not None:
-                    buffers.put(buf)
+            size, hexdigest = _hash_fd(fd, buf, before.st_size, budget, stop, on_bytes)
+            after = os.fstat(fd)
+        except OSError as exc:
+            raise _error_for(exc, display) from exc
         finally:
-            os.close(fd)
+            if buffers is not None:
+                buffers.put(buf)
     finally:
-        budget.end_file()
+        os.close(fd)
     if size != before.st_size or _stat_key(after) != _stat_key(before):
         raise _changed(display)
     return FileDigest(size, hexdigest), before, recorded_ns
@@ -461,12 +474,10 @@ def hash_file(
             or changed while it was read.
     """
     _check_chunk_size(chunk_size)
+    budget = _Budget(os.cpu_count() or 1, pending=1)
+    budget.start_task()
     digest, _, _ = _hash_path(
-        os.fspath(path),
-        path,
-        chunk_size=chunk_size,
-        follow_symlinks=follow_symlinks,
-        budget=_Budget(os.cpu_count() or 1, pending=1),
+        os.fspath(path), path, chunk_size=chunk_size, follow_symlinks=follow_symlinks, budget=budget
     )
     return digest
 
@@ -656,6 +667,8 @@ def _parse_cache(raw: bytes) -> dict[str, dict[str, _Entry]]:
 
 
 def _atomic_write(path: Path, payload: bytes) -> None:
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -757,7 +770,9 @@ def hash_files(
             the end with ``done_bytes == total_bytes``. ``total_bytes`` counts
             only the bytes that have to be read (cache hits are not included).
         chunk_size: bytes per read.
-        follow_symlinks: hash the target of a symbolic link instead of refusing it.
+        follow_symlinks: hash the target of a symbolic link instead of refusing
+            it. Only the last path component is checked; that no path goes
+            through a linked directory is the caller's validation.
 
     Returns:
         ``{path: FileDigest}`` in the order of ``paths``.
@@ -799,32 +814,40 @@ def hash_files(
 
     if todo:
         todo.sort(key=lambda item: (-item[0], item[1]))  # biggest first
+        batches = _batches(todo)
         counter = _Counter(sum(size for size, _, _ in todo), progress) if progress else None
         on_bytes = counter.add if counter else _noop
         buffers: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         stop = threading.Event()
-        budget = _Budget(workers, pending=len(todo))
+        budget = _Budget(workers, pending=len(batches))
 
-        def one(rel: str, full: str) -> tuple[str, FileDigest]:
-            digest, st, recorded_ns = _hash_path(
-                full,
-                full,
-                chunk_size=chunk_size,
-                follow_symlinks=follow_symlinks,
-                budget=budget,
-                buffers=buffers,
-                stop=stop,
-                on_bytes=on_bytes,
-            )
-            if cache is not None:
-                cache._record(root_key, rel, st, recorded_ns, digest)
-            return rel, digest
+        def run_batch(batch: list[tuple[int, str, str]]) -> list[tuple[str, FileDigest]]:
+            out = []
+            budget.start_task()
+            try:
+                for _, rel, full in batch:
+                    digest, st, recorded_ns = _hash_path(
+                        full,
+                        full,
+                        chunk_size=chunk_size,
+                        follow_symlinks=follow_symlinks,
+                        budget=budget,
+                        buffers=buffers,
+                        stop=stop,
+                        on_bytes=on_bytes,
+                    )
+                    if cache is not None:
+                        cache._record(root_key, rel, st, recorded_ns, digest)
+                    out.append((rel, digest))
+            finally:
+                budget.end_task()
+            return out
 
-        if workers == 1 or len(todo) == 1:
-            for _, rel, full in todo:
-                results[rel] = one(rel, full)[1]
+        if workers == 1 or len(batches) == 1:
+            for batch in batches:
+                results.update(run_batch(batch))
         else:
-            _run_pool(one, todo, min(workers, len(todo)), stop, results)
+            _run_pool(run_batch, batches, min(workers, len(batches)), stop, results)
         if counter:
             counter.finish()
     elif progress:
@@ -833,31 +856,52 @@ def hash_files(
     return {rel: results[rel] for rel in paths}
 
 
+_Batch = list[tuple[int, str, str]]  # (size, rel, full path)
+
+
+def _batches(todo: _Batch) -> list[_Batch]:
+    """Group the small files of ``todo`` (sorted biggest first) into batches."""
+    batches: list[_Batch] = []
+    current: _Batch = []
+    current_bytes = 0
+    for item in todo:
+        if item[0] >= BATCH_BYTES:
+            batches.append([item])
+            continue
+        current.append(item)
+        current_bytes += item[0]
+        if current_bytes >= BATCH_BYTES or len(current) >= BATCH_FILES:
+            batches.append(current)
+            current, current_bytes = [], 0
+    if current:
+        batches.append(current)
+    return batches
+
+
 def _run_pool(
-    one: Callable[[str, str], tuple[str, FileDigest]],
-    todo: list[tuple[int, str, str]],
+    run_batch: Callable[[_Batch], list[tuple[str, FileDigest]]],
+    batches: list[_Batch],
     workers: int,
     stop: threading.Event,
     results: dict[str, FileDigest],
 ) -> None:
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ml-integrity-hash")
-    futures: list[Future[tuple[str, FileDigest]]] = []
+    futures: list[Future[list[tuple[str, FileDigest]]]] = []
     try:
-        futures = [executor.submit(one, rel, full) for _, rel, full in todo]
+        futures = [executor.submit(run_batch, batch) for batch in batches]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         for future in futures:
             if future in done and future.exception() is not None:
                 raise _first_error(futures)
         for future in futures:
-            rel, digest = future.result()
-            results[rel] = digest
+            results.update(future.result())
     finally:
         # On an error or Ctrl-C: the running reads stop at their next chunk.
         stop.set()
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _first_error(futures: list[Future[tuple[str, FileDigest]]]) -> BaseException:
+def _first_error(futures: list[Future[list[tuple[str, FileDigest]]]]) -> BaseException:
     """The error of the earliest-scheduled failed file (not a cancellation)."""
     for future in futures:
         if future.done() and not future.cancelled():
