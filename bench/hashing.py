@@ -88,7 +88,7 @@ def generate_small_tree(root: Path, count: int) -> None:
 
 
 def list_files(root: Path) -> list[str]:
-    out = []
+    out: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         rel = os.path.relpath(dirpath, root).replace(os.sep, "/")
@@ -108,13 +108,39 @@ def warm(root: Path, paths: list[str]) -> None:
 # --- measurements --------------------------------------------------------------
 
 
+def cpu_snapshot() -> tuple[float, float]:
+    """(CPU-seconds all processes spent busy, CPU-seconds this process and its
+    children spent), to tell how much other work shared the machine."""
+    busy = 0.0
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+        ticks = [int(x) for x in fields]
+        # user nice system idle iowait irq softirq steal ...
+        busy = (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    t = os.times()
+    return busy, t.user + t.system + t.children_user + t.children_system
+
+
 def timed(fn: Callable[[], object], repeat: int) -> dict[str, Any]:
     times = []
+    other = 0.0
     for _ in range(repeat):
+        busy0, own0 = cpu_snapshot()
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return {"seconds": statistics.median(times), "runs": times}
+        busy1, own1 = cpu_snapshot()
+        other += max(0.0, (busy1 - busy0) - (own1 - own0))
+    cores = os.cpu_count() or 1
+    return {
+        "seconds": statistics.median(times),
+        "runs": times,
+        # Share of the machine that other processes used while this was timed.
+        "other_load": other / (sum(times) * cores) if times else 0.0,
+    }
 
 
 def hashlib_loop(root: Path, paths: list[str]) -> None:
@@ -169,7 +195,9 @@ def model_signing_setup(work: Path) -> tuple[Path | None, str]:
 def model_signing_api(model: Path, key: Path, sig: Path) -> None:
     from model_signing import signing
 
-    signing.Config().use_elliptic_key_signer(private_key=key).sign(model, sig)
+    make_config: Any = signing.Config
+    config = make_config()
+    config.use_elliptic_key_signer(private_key=key).sign(model, sig)
 
 
 OURS_FRESH_PROCESS = """
@@ -212,7 +240,6 @@ def machine() -> dict[str, Any]:
         "hashlib_openssl": ssl.OPENSSL_VERSION,
         "openssl_cli": openssl_cli,
         "ml_integrity": ml_integrity_version,
-        "loadavg_before": os.getloadavg(),
     }
 
 
@@ -254,6 +281,7 @@ def log(msg: str) -> None:
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    loadavg_before = os.getloadavg()
     model = work / "model"
     tree = work / "tree"
     params = {
@@ -434,6 +462,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     ratio(f"{len(tree_paths)}-file incremental, ms", ms, "< 50 ms", ms < 50)
 
     info = machine()
+    info["loadavg_before"] = loadavg_before
     info["loadavg_after"] = os.getloadavg()
     return {
         "command": " ".join(["python", "bench/hashing.py", *sys.argv[1:]]),
@@ -461,16 +490,18 @@ def print_table(report: dict[str, Any], kept: Path | None) -> None:
     print(f"machine: {m['cores']} cores, {m['cpu']} ({m['sha_extensions']}), kernel {m['kernel']}")
     print(f"python {m['python']}, hashlib on {m['hashlib_openssl']}, CLI {m['openssl_cli']}")
     print(f"load average before {m['loadavg_before']}, after {m['loadavg_after']}")
+    print("'others': share of all cores that other processes used during the measurement")
     print(
         f"data: {d['files']} files, {d['bytes'] / GB:.3f} GB (largest "
         f"{d['largest_file_bytes'] / GB:.3f} GB); warm page cache; median of {d['repeat']} runs"
     )
     print()
-    print(f"{'measurement':<68} {'seconds':>9} {'GB/s':>7}")
-    print("-" * 86)
+    print(f"{'measurement':<68} {'seconds':>9} {'GB/s':>7} {'others':>7}")
+    print("-" * 94)
     for res in report["results"].values():
         gbps = f"{res['gb_per_s']:.2f}" if res["gb_per_s"] else "-"
-        print(f"{res['label']:<68} {res['seconds']:>9.3f} {gbps:>7}")
+        other = f"{res['other_load']:.0%}"
+        print(f"{res['label']:<68} {res['seconds']:>9.3f} {gbps:>7} {other:>7}")
     one = report["openssl_speed_one_core_gb_per_s"]
     multi = report["openssl_speed_multi_gb_per_s"]
     if one:

@@ -174,10 +174,11 @@ def test_many_small_files_in_batches(tmp_path: Path) -> None:
 def test_batches_group_small_files_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hashing, "BATCH_BYTES", 1000)
     monkeypatch.setattr(hashing, "BATCH_FILES", 3)
-    todo = [(5000, "a", "r/a"), (1000, "b", "r/b"), (600, "c", "r/c"), (500, "d", "r/d")]
-    todo += [(1, f"s{i}", f"r/s{i}") for i in range(4)]
+    key = (0, 0, 0, 0, 0)
+    sizes = {"a": 5000, "b": 1000, "c": 600, "d": 500, **{f"s{i}": 1 for i in range(4)}}
+    todo = [(size, rel, f"r/{rel}", key) for rel, size in sizes.items()]
     batches = hashing._batches(todo)
-    assert [[rel for _, rel, _ in b] for b in batches] == [
+    assert [[item[1] for item in b] for b in batches] == [
         ["a"],
         ["b"],
         ["c", "d"],  # 1100 bytes >= BATCH_BYTES

@@ -10,6 +10,8 @@ What it does
 - Across files, a pool of ``workers`` threads hashes several files at once.
   The biggest files are scheduled first, so one large file that happens to
   come last in path order cannot leave the other cores idle at the end.
+  Small files go to the workers in batches (:data:`BATCH_BYTES`,
+  :data:`BATCH_FILES`), so that thread hand-offs do not dominate.
 - Within one file there is no parallel hashing, and there cannot be: a SHA-256
   digest is one sequential chain of compression-function calls, each
   depending on the previous one. What *is* parallel within a large file is
@@ -30,10 +32,11 @@ What it does
 - Racy entries: a file changed within the same timestamp tick as the moment
   its entry was recorded could keep an identical stat key. So, like git's
   "racy git" rule, an entry is trusted only when the file's mtime and ctime
-  are strictly older than the time the entry was recorded, minus a margin for
-  coarse filesystem clocks (:data:`RACY_MARGIN_NS`, or
-  :data:`RACY_MARGIN_COARSE_NS` for timestamps with whole-millisecond
-  granularity). Such files are simply hashed again next time.
+  (both: ctime moves even when an mtime is restored) are strictly older than
+  the time the entry was recorded, minus a margin for coarse filesystem
+  clocks (:data:`RACY_MARGIN_NS`, or :data:`RACY_MARGIN_COARSE_NS` for
+  timestamps with whole-millisecond granularity). Such files are simply
+  hashed again next time.
 
 What the cache does not protect against: someone who can write the cache file
 itself (it lives in the repository's git directory or the user's cache
@@ -87,7 +90,8 @@ DEFAULT_CHUNK_SIZE = 1 << 20
 enough that a chunk is still in the CPU cache when it is hashed."""
 
 READAHEAD_MIN_SIZE = 32 << 20
-"""Files at least this big get a read-ahead thread (I/O overlapped with hashing)."""
+"""Files at least this big get a read-ahead thread (I/O overlapped with
+hashing) when a thread is free for it."""
 
 READAHEAD_BUFFERS = 4
 """Chunks in flight per read-ahead file (bounded memory: this times the chunk size)."""
@@ -485,6 +489,7 @@ def hash_file(
 # --- the stat cache -----------------------------------------------------------
 
 _Key = tuple[int, int, int, int, int]
+_Batch = list[tuple[int, str, str, _Key]]  # (size, rel, full path, stat key)
 
 
 def _stat_key(st: os.stat_result) -> _Key:
@@ -791,7 +796,7 @@ def hash_files(
     stat_path = os.stat if follow_symlinks else os.lstat
 
     results: dict[str, FileDigest] = {}
-    todo: list[tuple[int, str, str]] = []  # (size, rel, full path)
+    todo: _Batch = []
     seen: set[str] = set()
     for rel in paths:
         if rel in seen:
@@ -810,22 +815,22 @@ def hash_files(
             if hit is not None:
                 results[rel] = hit
                 continue
-        todo.append((st.st_size, rel, full))
+        todo.append((st.st_size, rel, full, _stat_key(st)))
 
     if todo:
         todo.sort(key=lambda item: (-item[0], item[1]))  # biggest first
         batches = _batches(todo)
-        counter = _Counter(sum(size for size, _, _ in todo), progress) if progress else None
+        counter = _Counter(sum(item[0] for item in todo), progress) if progress else None
         on_bytes = counter.add if counter else _noop
         buffers: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         stop = threading.Event()
         budget = _Budget(workers, pending=len(batches))
 
-        def run_batch(batch: list[tuple[int, str, str]]) -> list[tuple[str, FileDigest]]:
+        def run_batch(batch: _Batch) -> list[tuple[str, FileDigest]]:
             out = []
             budget.start_task()
             try:
-                for _, rel, full in batch:
+                for _, rel, full, listed in batch:
                     digest, st, recorded_ns = _hash_path(
                         full,
                         full,
@@ -836,7 +841,9 @@ def hash_files(
                         stop=stop,
                         on_bytes=on_bytes,
                     )
-                    if cache is not None:
+                    # Only when the file opened is the file listed: if it was
+                    # replaced in between, the next run simply hashes it again.
+                    if cache is not None and _stat_key(st) == listed:
                         cache._record(root_key, rel, st, recorded_ns, digest)
                     out.append((rel, digest))
             finally:
@@ -854,9 +861,6 @@ def hash_files(
         progress(0, 0)
 
     return {rel: results[rel] for rel in paths}
-
-
-_Batch = list[tuple[int, str, str]]  # (size, rel, full path)
 
 
 def _batches(todo: _Batch) -> list[_Batch]:
