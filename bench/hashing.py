@@ -301,127 +301,141 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     paths = list_files(model)
     total = sum((model / p).stat().st_size for p in paths)
     tree_paths = list_files(tree)
+    largest = max(paths, key=lambda p: (model / p).stat().st_size)
+    size_largest = (model / largest).stat().st_size
+    log("flushing dirty pages to disk (so that write-back does not run during the timings)")
+    os.sync()
     log(f"{len(paths)} files, {total / GB:.3f} GB; warming the page cache")
     warm(model, paths)
     warm(tree, tree_paths)
-    # Entries are only trusted for files older than the racy margin.
+    # Cache entries are only trusted for files older than the racy margin.
     time.sleep(RACY_MARGIN_NS / 1e9 + 0.05)
 
-    r = args.repeat
-    results: dict[str, dict[str, Any]] = {}
+    model_cache = work / "statcache-model.json"
+    tree_cache = work / "statcache-tree.json"
+    for cache_path, root, rel in ((model_cache, model, paths), (tree_cache, tree, tree_paths)):
+        cache_path.unlink(missing_ok=True)
+        populate = StatCache.load(cache_path)
+        hash_files(root, rel, cache=populate)
+        populate.save()
 
-    def record(name: str, label: str, fn: Callable[[], object], nbytes: int = total) -> None:
-        log(label)
-        res = timed(fn, r)
-        res["label"] = label
-        res["gb_per_s"] = nbytes / GB / res["seconds"] if nbytes else None
-        results[name] = res
-
-    record(
-        "ours", "ml-integrity hash_files, first run (no cache)", lambda: hash_files(model, paths)
-    )
-
-    cache_path = work / "statcache.json"
-    cache_path.unlink(missing_ok=True)
-    populate = StatCache.load(cache_path)
-    hash_files(model, paths, cache=populate)
-    populate.save()
-
-    def incremental(root: Path, rel: list[str]) -> None:
+    def incremental(cache_path: Path, root: Path, rel: list[str]) -> None:
         cache = StatCache.load(cache_path)
         hash_files(root, rel, cache=cache)
         if cache.misses:
             raise RuntimeError(f"incremental run re-read {cache.misses} files")
         cache.save()
 
-    record(
-        "ours_incremental",
-        "ml-integrity hash_files, incremental (warm cache, unchanged tree)",
-        lambda: incremental(model, paths),
-    )
-
-    joined = "\n".join(paths)
-    record(
-        "ours_process",
-        "ml-integrity hashing in a fresh process (start-up + import + hash)",
-        lambda: run_quiet([sys.executable, "-c", OURS_FRESH_PROCESS, str(model)], input=joined),
-    )
-    if shutil.which("sha256sum"):
-        record(
-            "sha256sum",
-            "sha256sum, sequential (find | sort | xargs sha256sum)",
+    # (name, label, function, bytes for GB/s)
+    cases: list[tuple[str, str, Callable[[], object], int]] = [
+        (
+            "ours",
+            "ml-integrity hash_files, first run (no cache)",
+            lambda: hash_files(model, paths),
+            total,
+        ),
+        (
+            "ours_incremental",
+            "ml-integrity hash_files, incremental (warm cache, unchanged tree)",
+            lambda: incremental(model_cache, model, paths),
+            total,
+        ),
+        (
+            "ours_process",
+            "ml-integrity hashing in a fresh process (start-up + import + hash)",
             lambda: run_quiet(
-                [
-                    "bash",
-                    "-c",
-                    'set -o pipefail; find "$1" -type f -print0 | sort -z'
-                    " | xargs -0 sha256sum >/dev/null",
-                    "bash",
-                    str(model),
-                ]
+                [sys.executable, "-c", OURS_FRESH_PROCESS, str(model)], input="\n".join(paths)
             ),
+            total,
+        ),
+        (
+            "hashlib_1thread",
+            "Python hashlib loop, 1 thread, 1 MiB reads",
+            lambda: hashlib_loop(model, paths),
+            total,
+        ),
+    ]
+    if shutil.which("sha256sum"):
+        cases.append(
+            (
+                "sha256sum",
+                "sha256sum, sequential (find | sort | xargs sha256sum)",
+                lambda: run_quiet(
+                    [
+                        "bash",
+                        "-c",
+                        'set -o pipefail; find "$1" -type f -print0 | sort -z'
+                        " | xargs -0 sha256sum >/dev/null",
+                        "bash",
+                        str(model),
+                    ]
+                ),
+                total,
+            )
         )
-    record(
-        "hashlib_1thread",
-        "Python hashlib loop, 1 thread, 1 MiB reads",
-        lambda: hashlib_loop(model, paths),
-    )
-
     key, ms_reason = model_signing_setup(work)
     if key is not None:
         sig = work / "out" / "model.sig"
         sig.parent.mkdir(exist_ok=True)
-        record(
-            "model_signing_api",
-            "model_signing 1.1.1 sign key, API in process (hash + sign)",
-            lambda: model_signing_api(model, key, sig),
-        )
-        record(
-            "model_signing_cli",
-            "model_signing 1.1.1 sign key, CLI in a fresh process",
-            lambda: run_quiet(
-                [
-                    sys.executable,
-                    "-m",
-                    "model_signing",
-                    "sign",
-                    "key",
-                    str(model),
-                    "--private_key",
-                    str(key),
-                    "--signature",
-                    str(sig),
-                ]
+        cli = [sys.executable, "-m", "model_signing", "sign", "key", str(model)]
+        cli += ["--private_key", str(key), "--signature", str(sig)]
+        cases += [
+            (
+                "model_signing_api",
+                "model_signing 1.1.1 sign key, API in process (hash + sign)",
+                lambda: model_signing_api(model, key, sig),
+                total,
             ),
-        )
+            (
+                "model_signing_cli",
+                "model_signing 1.1.1 sign key, CLI in a fresh process",
+                lambda: run_quiet(cli),
+                total,
+            ),
+        ]
     else:
         log(ms_reason)
+    cases += [
+        (
+            "one_file_readahead",
+            "ml-integrity, one large file, read-ahead thread (workers=cores)",
+            lambda: hash_files(model, [largest]),
+            size_largest,
+        ),
+        (
+            "one_file_plain",
+            "ml-integrity, one large file, no read-ahead (workers=1)",
+            lambda: hash_files(model, [largest], workers=1),
+            size_largest,
+        ),
+        (
+            "tree_incremental",
+            f"incremental re-hash, unchanged {len(tree_paths)}-file tree (load+stat+save)",
+            lambda: incremental(tree_cache, tree, tree_paths),
+            0,
+        ),
+    ]
 
-    largest = max(paths, key=lambda p: (model / p).stat().st_size)
-    size_largest = (model / largest).stat().st_size
-    record(
-        "one_file_readahead",
-        "ml-integrity, one large file, read-ahead thread (workers=cores)",
-        lambda: hash_files(model, [largest]),
-        size_largest,
-    )
-    record(
-        "one_file_plain",
-        "ml-integrity, one large file, no read-ahead (workers=1)",
-        lambda: hash_files(model, [largest], workers=1),
-        size_largest,
-    )
-
-    # The 1,000-file tree: populate, then time load + stat-all + save.
-    cache_path.unlink(missing_ok=True)
-    populate = StatCache.load(cache_path)
-    hash_files(tree, tree_paths, cache=populate)
-    populate.save()
-    log(f"incremental re-hash of an unchanged {len(tree_paths)}-file tree")
-    res = timed(lambda: incremental(tree, tree_paths), max(r, 5))
-    res["label"] = f"incremental re-hash, unchanged {len(tree_paths)}-file tree (load+stat+save)"
-    res["gb_per_s"] = None
-    results["tree_incremental"] = res
+    # Rounds: every measurement once per round (in a rotating order), so that
+    # a burst of other work on the machine hits all of them rather than one.
+    r = args.repeat
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in cases}
+    for i in range(r):
+        log(f"round {i + 1} of {r}")
+        shift = i % len(cases)  # rotate the order from round to round
+        for name, _, fn, _ in cases[shift:] + cases[:shift]:
+            runs[name].append(timed(fn, 1 if name != "tree_incremental" else 5))
+    results: dict[str, dict[str, Any]] = {}
+    for name, label, _, nbytes in cases:
+        times = [t for one in runs[name] for t in one["runs"]]
+        seconds = statistics.median(times)
+        results[name] = {
+            "label": label,
+            "seconds": seconds,
+            "runs": times,
+            "gb_per_s": nbytes / GB / seconds if nbytes else None,
+            "other_load": statistics.mean(one["other_load"] for one in runs[name]),
+        }
 
     log("openssl speed (3 s each)")
     cores = os.cpu_count() or 1
