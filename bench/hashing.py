@@ -38,6 +38,7 @@ import os
 import platform
 import random
 import re
+import resource
 import shutil
 import ssl
 import statistics
@@ -120,12 +121,16 @@ def cpu_snapshot() -> tuple[float, float]:
         busy = (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         pass
-    t = os.times()
-    return busy, t.user + t.system + t.children_user + t.children_system
+    own = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        own += usage.ru_utime + usage.ru_stime
+    return busy, own
 
 
 def timed(fn: Callable[[], object], repeat: int) -> dict[str, Any]:
     times = []
+    cpu = []
     other = 0.0
     for _ in range(repeat):
         busy0, own0 = cpu_snapshot()
@@ -133,11 +138,14 @@ def timed(fn: Callable[[], object], repeat: int) -> dict[str, Any]:
         fn()
         times.append(time.perf_counter() - start)
         busy1, own1 = cpu_snapshot()
+        cpu.append(own1 - own0)
         other += max(0.0, (busy1 - busy0) - (own1 - own0))
     cores = os.cpu_count() or 1
     return {
         "seconds": statistics.median(times),
         "runs": times,
+        # CPU-seconds this process and its children used (all threads).
+        "cpu_runs": cpu,
         # Share of the machine that other processes used while this was timed.
         "other_load": other / (sum(times) * cores) if times else 0.0,
     }
@@ -429,11 +437,14 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     for name, label, _, nbytes in cases:
         times = [t for one in runs[name] for t in one["runs"]]
         seconds = statistics.median(times)
+        cpu_s = statistics.median(c for one in runs[name] for c in one["cpu_runs"])
         results[name] = {
             "label": label,
             "seconds": seconds,
             "runs": times,
             "gb_per_s": nbytes / GB / seconds if nbytes else None,
+            "cpu_seconds": cpu_s,
+            "gb_per_cpu_s": nbytes / GB / cpu_s if nbytes and cpu_s else None,
             "other_load": statistics.mean(one["other_load"] for one in runs[name]),
         }
 
@@ -464,6 +475,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     ratio("ours vs openssl speed x cores", v, ">= 0.9", v >= 0.9 if v else None)
     v = over(ours, multi / GB if multi else None)
     ratio("ours vs openssl speed -multi cores", v, "(info)", None)
+    v = over(results["ours"]["gb_per_cpu_s"], one_core / GB if one_core else None)
+    ratio("ours GB per CPU-second vs openssl one core", v, "(info)", None)
     v = over(ours, gbps("sha256sum"))
     ratio("ours vs sha256sum", v, "(info)", None)
     v = over(ours, gbps("hashlib_1thread"))
@@ -504,18 +517,22 @@ def print_table(report: dict[str, Any], kept: Path | None) -> None:
     print(f"machine: {m['cores']} cores, {m['cpu']} ({m['sha_extensions']}), kernel {m['kernel']}")
     print(f"python {m['python']}, hashlib on {m['hashlib_openssl']}, CLI {m['openssl_cli']}")
     print(f"load average before {m['loadavg_before']}, after {m['loadavg_after']}")
-    print("'others': share of all cores that other processes used during the measurement")
+    print("CPU s: CPU-seconds used by the measured code (all threads and child processes)")
+    print("others: share of all cores that other processes used during the measurement")
     print(
         f"data: {d['files']} files, {d['bytes'] / GB:.3f} GB (largest "
         f"{d['largest_file_bytes'] / GB:.3f} GB); warm page cache; median of {d['repeat']} runs"
     )
     print()
-    print(f"{'measurement':<68} {'seconds':>9} {'GB/s':>7} {'others':>7}")
-    print("-" * 94)
+    print(f"{'measurement':<68} {'seconds':>8} {'GB/s':>6} {'CPU s':>6} {'others':>6}")
+    print("-" * 98)
     for res in report["results"].values():
         gbps = f"{res['gb_per_s']:.2f}" if res["gb_per_s"] else "-"
         other = f"{res['other_load']:.0%}"
-        print(f"{res['label']:<68} {res['seconds']:>9.3f} {gbps:>7} {other:>7}")
+        print(
+            f"{res['label']:<68} {res['seconds']:>8.3f} {gbps:>6} "
+            f"{res['cpu_seconds']:>6.2f} {other:>6}"
+        )
     one = report["openssl_speed_one_core_gb_per_s"]
     multi = report["openssl_speed_multi_gb_per_s"]
     if one:
