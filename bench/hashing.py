@@ -46,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -128,33 +128,23 @@ def cpu_snapshot() -> tuple[float, float]:
     return busy, own
 
 
-def timed(fn: Callable[[], object], repeat: int) -> dict[str, Any]:
-    times = []
-    cpu = []
-    other = 0.0
-    for _ in range(repeat):
-        busy0, own0 = cpu_snapshot()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-        busy1, own1 = cpu_snapshot()
-        cpu.append(own1 - own0)
-        other += max(0.0, (busy1 - busy0) - (own1 - own0))
+def timed(fn: Callable[[], object]) -> dict[str, Any]:
+    """Run ``fn`` once: wall seconds, CPU-seconds of this process and its
+    children (all threads), and the share of the machine that other processes
+    used meanwhile (None for runs too short for /proc/stat's 10 ms ticks)."""
+    busy0, own0 = cpu_snapshot()
+    start = time.perf_counter()
+    fn()
+    seconds = time.perf_counter() - start
+    busy1, own1 = cpu_snapshot()
+    cpu = own1 - own0
+    other = max(0.0, (busy1 - busy0) - cpu)
     cores = os.cpu_count() or 1
     return {
-        "seconds": statistics.median(times),
-        "runs": times,
-        # CPU-seconds this process and its children used (all threads).
-        "cpu_runs": cpu,
-        # Share of the machine that other processes used while this was timed
-        # (/proc/stat counts in 10 ms ticks: not meaningful for short runs).
-        "other_load": other / (sum(times) * cores) if sum(times) >= 0.2 else None,
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "other_load": other / (seconds * cores) if seconds >= 0.2 else None,
     }
-
-
-def mean_or_none(values: list[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return statistics.mean(known) if known else None
 
 
 def hashlib_loop(root: Path, paths: list[str]) -> None:
@@ -208,6 +198,11 @@ def openssl_speed(multi: int | None) -> float | None:
     # The result line: "sha256   1493749.88k" (thousands of bytes per second).
     match = re.search(r"^sha256\s+([\d.]+)k\s*$", proc.stdout, re.MULTILINE)
     return float(match.group(1)) * 1000 if match else None
+
+
+def max_or_none(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
 
 
 def model_signing_setup(work: Path) -> tuple[Path | None, str]:
@@ -291,7 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tree-files", type=int, default=1000, help="files of the incremental tree"
     )
-    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="rounds; the best run of each measurement counts"
+    )
     parser.add_argument("--dir", type=Path, help="put the data here (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the generated data")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -479,30 +476,34 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     # a burst of other work on the machine hits all of them rather than one.
     r = args.repeat
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in cases}
+    inner = {"tree_incremental": 5, "ours_incremental": 5}
     for i in range(r):
         log(f"round {i + 1} of {r}")
         shift = i % len(cases)  # rotate the order from round to round
         for name, _, fn, _ in cases[shift:] + cases[:shift]:
-            runs[name].append(timed(fn, 1 if name != "tree_incremental" else 5))
+            runs[name] += [timed(fn) for _ in range(inner.get(name, 1))]
     results: dict[str, dict[str, Any]] = {}
     for name, label, _, nbytes in cases:
-        times = [t for one in runs[name] for t in one["runs"]]
-        seconds = statistics.median(times)
-        cpu_s = statistics.median(c for one in runs[name] for c in one["cpu_runs"])
+        # The best run: the one least disturbed by other work on the machine.
+        best = min(runs[name], key=lambda one: float(one["seconds"]))
+        seconds = best["seconds"]
+        cpu_s = best["cpu_seconds"]
         results[name] = {
             "label": label,
             "seconds": seconds,
-            "runs": times,
+            "median_seconds": statistics.median(one["seconds"] for one in runs[name]),
+            "runs": runs[name],
             "gb_per_s": nbytes / GB / seconds if nbytes else None,
             "cpu_seconds": cpu_s,
             "gb_per_cpu_s": nbytes / GB / cpu_s if nbytes and cpu_s else None,
-            "other_load": mean_or_none([one["other_load"] for one in runs[name]]),
+            "other_load": best["other_load"],
         }
 
-    log("openssl speed (3 s each)")
+    log("openssl speed (4 runs of 3 s)")
     cores = os.cpu_count() or 1
-    one_core = openssl_speed(None)
-    multi = openssl_speed(cores) if cores > 1 else one_core
+    # Best of two runs each, like the measurements above.
+    one_core = max_or_none(openssl_speed(None) for _ in range(2))
+    multi = max_or_none(openssl_speed(cores) for _ in range(2)) if cores > 1 else one_core
 
     def gbps(name: str) -> float | None:
         value = results.get(name, {}).get("gb_per_s")
@@ -578,10 +579,10 @@ def print_table(report: dict[str, Any], kept: Path | None) -> None:
     print(f"python {m['python']}, hashlib on {m['hashlib_openssl']}, CLI {m['openssl_cli']}")
     print(f"load average before {m['loadavg_before']}, after {m['loadavg_after']}")
     print("CPU s: CPU-seconds used by the measured code (all threads and child processes)")
-    print("others: share of all cores that other processes used during the measurement")
+    print("others: share of all cores that other processes used during that (best) run")
     print(
         f"data: {d['files']} files, {d['bytes'] / GB:.3f} GB (largest "
-        f"{d['largest_file_bytes'] / GB:.3f} GB); warm page cache; median of {d['repeat']} runs"
+        f"{d['largest_file_bytes'] / GB:.3f} GB); warm page cache; best of {d['repeat']} rounds"
     )
     print()
     print(f"{'measurement':<68} {'seconds':>8} {'GB/s':>6} {'CPU s':>6} {'others':>6}")
