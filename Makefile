@@ -21,14 +21,16 @@ $(VENV)/.installed: pyproject.toml
 
 venv dev: $(VENV)/.installed
 
+PYDIRS := $(wildcard src tests bench)
+
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check $(PYDIRS)
+	$(VENV)/bin/ruff format --check $(PYDIRS)
 	$(VENV)/bin/mypy
 
 reformat: $(VENV)/.installed
-	$(VENV)/bin/ruff check --fix src tests bench
-	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix $(PYDIRS)
+	$(VENV)/bin/ruff format $(PYDIRS)
 
 # git-lfs, the LFS test server, the Sigstore test double: see tests/tools/install.sh
 test-deps: $(VENV)/.installed

@@ -9,7 +9,16 @@ certificate chain) and ``_sigstore.SigstoreSigner`` (keyless).
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
+
+from . import manifest, oms
+from .errors import UsageError
+from .manifest import Manifest
 
 
 class Signer(Protocol):
@@ -24,3 +33,80 @@ class Signer(Protocol):
     def describe(self) -> str:
         """Who signs, for messages (a key fingerprint, an identity)."""
         ...
+
+
+@dataclass(frozen=True)
+class SignResult:
+    bundle_path: Path
+    manifest: Manifest
+    signer: str
+    single_file: bool
+
+
+def bundle_ignores(target: Path, bundle_out: Path) -> list[str]:
+    """The bundle's own path relative to ``target`` when it lies inside it."""
+    if target.is_dir():
+        try:
+            rel = bundle_out.resolve().relative_to(target.resolve())
+        except ValueError:
+            return []
+        return [rel.as_posix()]
+    return []
+
+
+def sign(
+    target: Path,
+    signer: Signer,
+    bundle_out: Path,
+    *,
+    allow_symlinks: bool = False,
+    ignore_paths: Sequence[str] = (),
+    workers: int | None = None,
+    rehash: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    repository: str | None = None,
+    version: int | None = None,
+) -> SignResult:
+    """Sign ``target`` (a folder or one file); write the bundle atomically."""
+    if allow_symlinks:
+        raise UsageError(
+            "signing with --allow-symlinks is not supported",
+            hint="OMS is deprecating allow_symlinks; copy the link targets into the model",
+        )
+    ignores = [*ignore_paths, *bundle_ignores(target, bundle_out)]
+    m = manifest.build_from_directory(
+        target,
+        ignore=ignores,
+        workers=workers,
+        rehash=rehash,
+        progress=progress,
+    )
+    if repository is not None or version is not None:
+        m = Manifest(m.entries, repository=repository, version=version)
+    single = target.is_file()
+    recorded = sorted({*manifest.DEFAULT_IGNORES, *ignores}) if not single else []
+    statement = oms.build_statement(
+        m,
+        model_name=target.resolve().name,
+        single_file=single,
+        ignore_paths=recorded,
+    )
+    bundle = signer.sign_statement(statement)
+    write_atomic(bundle_out, bundle.encode("utf-8"))
+    return SignResult(bundle_out, m, signer.describe(), single)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file: never a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise UsageError(f"cannot write: {exc.strerror}", path=path) from None

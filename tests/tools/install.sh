@@ -16,3 +16,58 @@ if ((${#need_apt[@]})); then
         exit 3
     fi
 fi
+
+# GitHub Action: the wheels pinned (by hash) in install/requirements.txt, for
+# this platform, so that tests/action/test_setup.py runs the Action's set-up
+# step (venv + pip install --require-hashes) without network.
+wheels=.cache/action-wheels
+if [ ! -f "$wheels/.complete" ] || [ install/requirements.txt -nt "$wheels/.complete" ]; then
+    py=.venv/bin/python
+    [ -x "$py" ] || py=python3
+    mkdir -p "$wheels"
+    if ! "$py" -m pip download --quiet --disable-pip-version-check --require-hashes \
+        --only-binary :all: --no-deps -r install/requirements.txt -d "$wheels" \
+        >"$wheels/download.log" 2>&1; then
+        grep -v '^WARNING: Location' "$wheels/download.log" >&2
+        exit 3
+    fi
+    touch "$wheels/.complete"
+fi
+
+# --- Sigstore test double: Node + @sigstore/mock (tests/tools/sigstore-mock) ----
+# A loopback Fulcio + Rekor for the keyless round trip (tests/trust). The
+# package and its dependencies are pinned by package-lock.json; 0.13.0 is the
+# version that works (0.11.0's SCTs are refused by sigstore-python).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+    else
+        echo "tests/tools/install.sh: please install: nodejs npm (sudo apt-get install nodejs npm)" >&2
+        exit 3
+    fi
+fi
+MOCK_DIR=tests/tools/sigstore-mock
+MOCK_PKG="$MOCK_DIR/node_modules/@sigstore/mock/package.json"
+if [ ! -e "$MOCK_PKG" ] || ! grep -q '"version": "0.13.0"' "$MOCK_PKG" \
+    || [ "$MOCK_DIR/package-lock.json" -nt "$MOCK_DIR/node_modules/.package-lock.json" ]; then
+    (cd "$MOCK_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+
+# --- giftless: a real Git LFS HTTP server for tests/lfs (own virtualenv) ----
+# giftless 0.6.2's wheel declares no dependencies; this is its working set
+# (see shared notes/git_lfs.md §7): marshmallow<4 and PyJWT<2.10 are required.
+GIFTLESS_VENV=.cache/giftless-venv
+GIFTLESS_PINS=(
+    "giftless==0.6.2" "figcan==0.0.4" "Flask==2.3.3" "Flask-Classful==0.16.0"
+    "flask-marshmallow==0.15.0" "marshmallow==3.26.2" "webargs==8.7.1" "Werkzeug==3.1.9"
+    "PyYAML" "python-dotenv" "python-dateutil" "cachetools" "PyJWT==2.9.0" "waitress==3.0.2"
+    "typing-extensions"
+)
+GIFTLESS_STAMP="$GIFTLESS_VENV/.installed-$(printf '%s\n' "${GIFTLESS_PINS[@]}" | sha256sum | cut -c1-12)"
+if [ ! -e "$GIFTLESS_STAMP" ]; then
+    rm -rf "$GIFTLESS_VENV"
+    python3 -m venv "$GIFTLESS_VENV"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 "$GIFTLESS_VENV/bin/pip" install --quiet "${GIFTLESS_PINS[@]}"
+    touch "$GIFTLESS_STAMP"
+fi

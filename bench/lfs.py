@@ -1,0 +1,193 @@
+"""Benchmark: Git LFS clone with and without ml-integrity, and pointer-level verification.
+
+One run measures, on this machine and in the same conditions:
+
+1. clone of a repository with N (default 2,000) LFS files from a local bare
+   remote: plain git + git-lfs, then ``ml-integrity clone`` (filter wrapper,
+   transfer agent, hooks, final check). Runs alternate; the median counts.
+   Target: ratio <= 1.3.
+2. ``ml-integrity verify --git-repo`` on a repository with M (default
+   5,000) LFS pointers: the whole command, interpreter start-up included,
+   with a cold verification cache and a warm one. Target: < 0.5 s.
+
+Usage: .venv/bin/python bench/lfs.py [--files 2000] [--pointers 5000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def sh(args: list[str], cwd: Path, env: dict[str, str], quiet: bool = True) -> None:
+    subprocess.run(
+        args,
+        cwd=cwd,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL if quiet else None,
+        stderr=subprocess.DEVNULL if quiet else None,
+    )
+
+
+CPU: dict[str, list[float]] = {}
+
+
+def timed(args: list[str], cwd: Path, env: dict[str, str], label: str = "") -> float:
+    """Wall time of a command; its CPU time (user+sys, all its processes) goes to CPU[label]."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    dt = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    CPU.setdefault(label, []).append(cpu)
+    return dt
+
+
+def make_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "ML_INTEGRITY_"))}
+    home.mkdir(parents=True)
+    (home / ".gitconfig").write_text(
+        "[init]\n\tdefaultBranch = main\n[user]\n\tname = Bench\n\temail = bench@example.com\n"
+        '[protocol "file"]\n\tallow = always\n'
+    )
+    env.update(HOME=str(home), GIT_CONFIG_GLOBAL=str(home / ".gitconfig"), GIT_CONFIG_NOSYSTEM="1")
+    sh(["git", "lfs", "install", "--skip-repo"], home, env)
+    return env
+
+
+MI = [sys.executable, "-m", "ml_integrity"]
+
+
+def build_clone_repo(root: Path, env: dict[str, str], n: int) -> tuple[Path, Path]:
+    sh([*MI, "keygen", "--out", str(root / "k.pem")], root, env)
+    author = root / "author"
+    sh(["git", "init", "-q", str(author)], root, env)
+    sh(["git", "lfs", "track", "*.bin"], author, env)
+    for i in range(n):
+        d = author / "data" / f"d{i // 100:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i:05d}.bin").write_bytes(hashlib.sha256(str(i).encode()).digest() * 128)  # 4 KiB
+    sh(["git", "add", "."], author, env)
+    sh([*MI, "sign-repo", "--key", str(root / "k.pem")], author, env)
+    sh(["git", "commit", "-q", "-m", "data"], author, env)
+    remote = root / "remote.git"
+    sh(["git", "init", "-q", "--bare", str(remote)], root, env)
+    sh(["git", "remote", "add", "origin", str(remote)], author, env)
+    sh(["git", "push", "-q", "origin", "main"], author, env, quiet=False)
+    return remote, root / "k.pem.pub"
+
+
+def bench_clone(root: Path, env: dict[str, str], n: int, runs: int) -> tuple[float, float]:
+    remote, pub = build_clone_repo(root, env, n)
+    plain, ours = [], []
+    for i in range(runs):
+        dest = root / f"plain{i}"
+        plain.append(timed(["git", "clone", "-q", str(remote), str(dest)], root, env, "plain"))
+        dest2 = root / f"ours{i}"
+        ours.append(
+            timed([*MI, "clone", str(remote), str(dest2), "--key", str(pub)], root, env, "ours")
+        )
+        if i == 0:
+            for name in ("data/d00/f00000.bin", f"data/d{(n - 1) // 100:02d}/f{n - 1:05d}.bin"):
+                assert (dest2 / name).read_bytes() == (dest / name).read_bytes()
+                assert len((dest2 / name).read_bytes()) == 4096
+        shutil.rmtree(dest)
+        shutil.rmtree(dest2)
+    return statistics.median(plain), statistics.median(ours)
+
+
+def bench_verify(root: Path, env: dict[str, str], m: int) -> tuple[float, float, float]:
+    sh([*MI, "keygen", "--out", str(root / "k.pem")], root, env)
+    repo = root / "pointers"
+    sh(["git", "init", "-q", str(repo)], root, env)
+    for i in range(m):
+        d = repo / "data" / f"d{i // 500:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        oid = hashlib.sha256(f"object {i}".encode()).hexdigest()
+        (d / f"f{i:05d}.bin").write_text(
+            f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {16384 + i}\n"
+        )
+    sh(["git", "add", "."], repo, env)
+    sh([*MI, "sign-repo", "--key", str(root / "k.pem")], repo, env)
+    sh(["git", "commit", "-q", "-m", "pointers"], repo, env)
+    sh(["git", "gc", "-q"], repo, env)
+    sh(["git", "config", "ml-integrity.publicKey", str(root / "k.pem.pub")], repo, env)
+    cmd = [*MI, "verify", "--git-repo"]
+    cache = repo / ".git" / "ml-integrity" / "cache"
+    cold = []
+    for _ in range(3):
+        shutil.rmtree(cache, ignore_errors=True)
+        cold.append(timed(cmd, repo, env))
+    warm = [timed(cmd, repo, env) for _ in range(3)]
+    startup = [timed([*MI, "--version"], repo, env) for _ in range(3)]
+    return statistics.median(cold), statistics.median(warm), statistics.median(startup)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--files", type=int, default=2000)
+    ap.add_argument("--pointers", type=int, default=5000)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    git_v = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout.strip()
+    lfs_v = subprocess.run(
+        ["git", "lfs", "version"], capture_output=True, text=True
+    ).stdout.split()[0]
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()}, "
+        f"Python {platform.python_version()}, {git_v}, {lfs_v}"
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-lfs-") as tmp:
+        root = Path(tmp)
+        env = make_env(root / "home")
+        (root / "clone").mkdir()
+        plain, ours = bench_clone(root / "clone", env, args.files, args.runs)
+        (root / "verify").mkdir()
+        cold, warm, startup = bench_verify(root / "verify", env, args.pointers)
+    ratio = ours / plain
+    print()
+    print("| measurement | time | target |")
+    print("| --- | --- | --- |")
+    print(
+        f"| clone, {args.files} LFS files, plain git-lfs (median of {args.runs}) "
+        f"| {plain:.2f} s | |"
+    )
+    print(f"| clone, {args.files} LFS files, `ml-integrity clone` | {ours:.2f} s | |")
+    print(
+        f"| ratio ml-integrity / plain | {ratio:.2f}x "
+        f"| <= 1.3x {'OK' if ratio <= 1.3 else 'MISSED'} |"
+    )
+    cpu_plain, cpu_ours = statistics.median(CPU["plain"]), statistics.median(CPU["ours"])
+    print(
+        f"| clone CPU time (user+sys, all processes): plain / ml-integrity "
+        f"| {cpu_plain:.2f} s / {cpu_ours:.2f} s = {cpu_ours / cpu_plain:.2f}x | |"
+    )
+    print(
+        f"| `verify --git-repo`, {args.pointers} pointers, cold cache | {cold:.2f} s | "
+        f"< 0.5 s {'OK' if cold < 0.5 else 'MISSED'} |"
+    )
+    print(
+        f"| `verify --git-repo`, {args.pointers} pointers, warm cache | {warm:.2f} s | "
+        f"< 0.5 s {'OK' if warm < 0.5 else 'MISSED'} |"
+    )
+    print(f"| interpreter + CLI start-up (`ml-integrity --version`) | {startup:.2f} s | |")
+
+
+if __name__ == "__main__":
+    main()

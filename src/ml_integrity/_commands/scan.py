@@ -1,0 +1,231 @@
+"""``ml-integrity scan``: refuse code-carrying artifacts (pickles, Keras Lambda layers)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import urllib.parse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._common import Progress, add_command, add_json_flag, print_json
+
+if TYPE_CHECKING:
+    from ..scanning import FileReport, ScanReport
+
+ORDER = 50
+
+_DESCRIPTION = """\
+Scan model and data files for content that runs code when loaded: pickles
+(PyTorch .pt/.bin/.ckpt, legacy PyTorch, joblib, numpy object arrays, nested
+pickles), Keras Lambda layers and foreign modules, inside zip/tar archives and
+gzip/bz2/xz/lzma/zlib wrappers. Formats are recognised by content, never by
+file name. Pickles are analysed by walking their opcodes; nothing is loaded.
+
+Policy: --pickle block (default) refuses every pickle; --pickle allowlist
+accepts pickles that only rebuild torch tensors, numpy arrays and plain
+containers. A reviewed file can be allowed by its sha256 (--allow-sha256).
+A Git LFS pointer is scanned through the local LFS object; when the object is
+missing the file is not scanned (so not safe) unless --lfs-missing skip.
+Anything that cannot be parsed or scanned is reported, never passed."""
+
+_EPILOG = """\
+examples:
+  ml-integrity scan models/                      # every file under models/
+  ml-integrity scan --pickle allowlist model.pt  # accept plain torch checkpoints
+  ml-integrity scan --allow-sha256 3f2a...e1 --allow-sha256 9b0c...77 legacy/ (repeatable)
+  ml-integrity scan --json . > scan.json
+  ml-integrity scan --sarif scan.sarif .         # for github/codeql-action/upload-sarif
+
+exit codes: 0 every file safe, 1 a file is unsafe or could not be scanned,
+2 usage error, 3 operational error."""
+
+
+def register(subparsers: Any) -> None:
+    parser = add_command(
+        subparsers,
+        "scan",
+        help="refuse pickles and other code-carrying artifacts",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
+    parser.add_argument(
+        "--pickle",
+        choices=("block", "allowlist"),
+        default=os.environ.get("ML_INTEGRITY_PICKLE") or None,
+        help="block every pickle (default), or allow allowlisted torch/numpy/container "
+        "pickles (env: ML_INTEGRITY_PICKLE); overrides the policy's pickle rule",
+    )
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="a trust policy (YAML) whose 'pickle' rule (mode, allowed digests) applies",
+    )
+    parser.add_argument(
+        "--allow-sha256",
+        action="append",
+        default=[],
+        metavar="HEX",
+        help="sha256 of a reviewed file that is allowed whatever it contains (repeatable)",
+    )
+    parser.add_argument(
+        "--lfs-missing",
+        choices=("fail", "skip"),
+        default="fail",
+        help="an LFS pointer whose object is not present: fail (default) or skip",
+    )
+    parser.add_argument(
+        "--sarif", metavar="FILE", type=Path, help="also write a SARIF 2.1.0 report to FILE"
+    )
+    add_json_flag(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import scanning
+
+    mode: Literal["block", "allowlist"] = "block"
+    allowed = {h.lower() for h in args.allow_sha256}
+    if args.policy is not None:
+        from ..policy import load_policy
+
+        rule = load_policy(args.policy, "command line").pickle
+        mode = rule.mode
+        allowed |= set(rule.allowed_digests)
+    if args.pickle is not None:
+        mode = "allowlist" if args.pickle == "allowlist" else "block"
+    policy = scanning.ScanPolicy(
+        pickle=mode,
+        allowed_sha256=frozenset(allowed),
+        lfs_missing=args.lfs_missing,
+    )
+    with Progress("scanning") as progress:
+        report = scanning.scan_paths(args.paths, policy, progress=progress)
+    if args.sarif is not None:
+        _write_atomic(args.sarif, json.dumps(sarif(report), indent=2) + "\n")
+    if args.json:
+        print_json(report.to_json())
+    else:
+        verbose = getattr(args, "verbose", 0)
+        for f in report.files:
+            line = _human(f, verbose)
+            if line:
+                print(line)
+    counts = {v: sum(1 for f in report.files if f.verdict == v) for v in _ORDER}
+    summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    print(
+        f"ml-integrity scan: {len(report.files)} files: {summary or 'nothing to scan'} "
+        f"(policy: pickle={policy.pickle})",
+        file=sys.stderr,
+    )
+    return 0 if report.ok else 1
+
+
+_ORDER = ("safe", "allowed", "skipped", "unsafe", "not-scanned")
+
+
+def _human(f: FileReport, verbose: int) -> str:
+    if f.verdict == "safe":
+        return f"{f.path}: ok ({f.format})" if verbose else ""
+    if f.verdict in ("allowed", "skipped"):
+        return f"{f.path}: {f.verdict}: {f.note}"
+    first = f.findings[0]
+    where = f" in {first.member}" if first.member else ""
+    more = f" (+{len(f.findings) - 1} more)" if len(f.findings) > 1 else ""
+    lines = [f"{f.path}: {f.verdict.upper()}: {first.message}{where}{more}; hint: {first.hint}"]
+    if verbose:
+        lines += [
+            f"  {x.kind}: {x.message}" + (f" in {x.member}" if x.member else "")
+            for x in f.findings[1:]
+        ]
+    return "\n".join(lines)
+
+
+def sarif(report: ScanReport) -> dict[str, object]:
+    """A SARIF 2.1.0 log of the findings, for GitHub code scanning."""
+    from .. import __version__
+    from ..scanning import RULES
+
+    rule_ids = list(RULES)
+    results = []
+    for x in report.findings:
+        text = x.message + (f" (in {x.member})" if x.member else "") + f". Hint: {x.hint}."
+        results.append(
+            {
+                "ruleId": x.kind,
+                "ruleIndex": rule_ids.index(x.kind),
+                "level": "error",
+                "message": {"text": text},
+                "locations": [
+                    {
+                        "physicalLocation": {
+                            "artifactLocation": _artifact(x.path),
+                            "region": {"startLine": 1},
+                        },
+                        **(
+                            {"logicalLocations": [{"fullyQualifiedName": x.member}]}
+                            if x.member
+                            else {}
+                        ),
+                    }
+                ],
+                "partialFingerprints": {
+                    "mlIntegrityFinding/v1": f"{x.kind}:{x.path}:{x.member}:{x.detail}"
+                },
+            }
+        )
+    return {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "ml-integrity",
+                        "version": __version__,
+                        "informationUri": "https://github.com/ml-integrity/ml-integrity",
+                        "rules": [
+                            {
+                                "id": rid,
+                                "name": "".join(w.capitalize() for w in rid.split("-")),
+                                "shortDescription": {"text": short},
+                                "fullDescription": {"text": full},
+                                "help": {"text": full},
+                                "defaultConfiguration": {"level": "error"},
+                                "properties": {"tags": ["security"]},
+                            }
+                            for rid, (short, full) in RULES.items()
+                        ],
+                    }
+                },
+                "results": results,
+            }
+        ],
+    }
+
+
+def _artifact(path: str) -> dict[str, str]:
+    p = Path(path)
+    absolute = p.resolve()
+    try:
+        rel = absolute.relative_to(Path.cwd().resolve())
+    except ValueError:
+        return {"uri": absolute.as_uri()}
+    return {"uri": urllib.parse.quote(rel.as_posix()), "uriBaseId": "%SRCROOT%"}
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path = path.resolve()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
