@@ -80,15 +80,10 @@ def register(subparsers: Any) -> None:
 
 
 def make_verifier(args: argparse.Namespace) -> BundleVerifier:
-    """The trust the command line gives."""
+    """The trust --key or --cert-chain gives (for --git-repo)."""
     from ..errors import UsageError
 
     given = [name for name, on in (("--key", args.key), ("--cert-chain", args.cert_chain)) if on]
-    if not given:
-        raise UsageError(
-            "no trust material given",
-            hint="pass the signer's public key with --key PUB, or a root CA with --cert-chain CA",
-        )
     if len(given) > 1:
         raise UsageError(f"give only one of {' and '.join(given)}")
     from .._keys import CertificateVerifier, KeyVerifier
@@ -99,16 +94,11 @@ def make_verifier(args: argparse.Namespace) -> BundleVerifier:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import verifying
-    from ._trust import run_verify, wants_policy
+    from ..errors import UsageError
+    from ._trust import policy_options_given, run_verify
 
     if args.git_repo:
-        # any option beyond plain key/chain trust (identities, policy, rollback...)
-        probe = argparse.Namespace(**vars(args))
-        probe.bundle, probe.key = [Path("-")], args.key or Path("-")
-        if wants_policy(probe):
-            from ..errors import UsageError
-
+        if policy_options_given(args):
             raise UsageError(
                 "--git-repo takes its trust from --key, --cert-chain or git config "
                 "(ml-integrity.publicKey / ml-integrity.certChain); policy and Sigstore "
@@ -116,32 +106,8 @@ def run(args: argparse.Namespace) -> int:
             )
         return run_repository(args)
     if args.path is None or not args.bundle:
-        from ..errors import UsageError
-
         raise UsageError("give PATH and --bundle FILE (or --git-repo)")
-    if wants_policy(args):
-        return run_verify(args)
-    verifier = make_verifier(args)
-    with Progress("verifying") as progress:
-        result = verifying.verify_model(
-            args.path,
-            args.bundle[0],
-            verifier,
-            ignore_paths=args.ignore_path,
-            allow_symlinks=args.allow_symlinks,
-            ignore_unsigned=args.ignore_unsigned_files,
-            workers=args.workers,
-            rehash=args.rehash,
-            progress=progress,
-        )
-    if args.json:
-        print_json(result.to_json())
-    else:
-        print(
-            f"OK: {args.path} verified ({result.files} file{'s' if result.files != 1 else ''}, "
-            f"signed by {result.signer})"
-        )
-    return 0
+    return run_verify(args)
 
 
 def run_repository(args: argparse.Namespace) -> int:
