@@ -192,14 +192,17 @@ def check_content(
     )
     present = [p for p in paths if p in signed.resources]
     extra = [p for p in paths if p not in signed.resources]
+    cache = hashing.StatCache.load(hashing.default_cache_path(target))
     digests = hashing.hash_files(
         target,
         present,
         workers=workers,
         rehash=rehash,
         progress=progress,
-        cache=hashing.StatCache.load(hashing.default_cache_path(target)),
+        cache=cache,
+        follow_symlinks=allow_symlinks or signed.allow_symlinks,
     )
+    cache.save()
     refused = set(extra if refuse_unsigned is None else refuse_unsigned(extra)) if extra else set()
     actual = {p: digests[p].sha256 for p in present}
     actual.update(dict.fromkeys(refused, ""))
@@ -225,7 +228,7 @@ def _check_single_file(target: Path, signed: SignedModel) -> ContentCheck:
             path=target,
             hint="pass the model folder that was signed",
         )
-    digest = hashing.hash_file(target)
+    digest = hashing.hash_file(target, follow_symlinks=True)  # the user named this path
     ((_name, expected),) = signed.resources.items()
     if digest.sha256 != expected:
         raise IntegrityError(

@@ -295,3 +295,27 @@ def test_unreadable_model_file(tmp_path_factory: pytest.TempPathFactory, cli: CL
         assert "config.json" in proc.stderr
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_verify_follows_symlinks_only_when_allowed(
+    signed: tuple[Path, Path, Path], cli: CLI
+) -> None:
+    model, bundle, pub = signed
+    vocab = model / "tokenizer" / "vocab.txt"
+    real = model / "tokenizer" / "vocab.real"
+    vocab.rename(real)
+    os.symlink("vocab.real", vocab)
+    refused = cli("verify", model, "--bundle", bundle, "--key", pub)
+    assert refused.returncode == 1 and "symbolic link" in refused.stderr
+    followed = cli(
+        "verify",
+        model,
+        "--bundle",
+        bundle,
+        "--key",
+        pub,
+        "--allow-symlinks",
+        "--ignore-path",
+        "tokenizer/vocab.real",
+    )
+    assert followed.returncode == 0, followed.stderr
