@@ -45,8 +45,11 @@ test: lint test-deps
 demo: $(VENV)/.installed
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples/demo.sh
 
+# each benchmark prints its machine line and a markdown table (see docs/benchmarks.md)
+BENCHES := bench/scanning.py bench/lfs.py bench/hooks.py
+
 bench: $(VENV)/.installed test-deps
-	$(PY) bench/hashing.py $(BENCH_ARGS)
+	@set -e; for b in $(BENCHES); do echo "== $$b"; $(PY) $$b; done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist .cache

@@ -383,13 +383,11 @@ class TrustReader:
         self.ctx = ctx
         self.git = git
         self.base = base
-        self.used: list[bytes] = []
 
     def read(self, value: str, what: str) -> tuple[bytes, str]:
         """The bytes of a trust input and a description of where they came from."""
         if value.lstrip().startswith("-----BEGIN"):
             data = value.strip().encode() + b"\n"
-            self.used.append(data)
             return data, "PEM text given to the Action"
         path = Path(value).expanduser()
         # Lexically, never through symbolic links: a link the pull request
@@ -398,9 +396,7 @@ class TrustReader:
         try:
             rel = absolute.relative_to(self.ctx.workspace)
         except ValueError:
-            data = _read_file(absolute, what)
-            self.used.append(data)
-            return data, str(absolute)
+            return _read_file(absolute, what), str(absolute)
         if self.ctx.is_pull_request:
             if self.git is None or self.base is None:
                 raise OperationalError(
@@ -417,18 +413,8 @@ class TrustReader:
                     hint="trust comes from the base branch, never from the pull request: "
                     "merge the key or policy first, in a reviewed pull request of its own",
                 )
-            self.used.append(blob.stdout)
             return blob.stdout, f"{rel.as_posix()} at base commit {self.base[:12]}"
-        data = _read_file(absolute, what)
-        self.used.append(data)
-        return data, rel.as_posix()
-
-    def fingerprint(self) -> str:
-        """A digest of all trust material read: keys the verification cache."""
-        h = hashlib.sha256(b"ml-integrity action trust v1\0")
-        for data in self.used:
-            h.update(hashlib.sha256(data).digest())
-        return h.hexdigest()
+        return _read_file(absolute, what), rel.as_posix()
 
 
 def _read_file(path: Path, what: str) -> bytes:
@@ -695,7 +681,7 @@ def run_verify(ctx: Context, inputs: Inputs, runner: Runner) -> int:
             scope = _verify_path(ctx, inputs, policy, backends, report, runner)
         else:
             verifier = PolicyVerifier(policy, backends)
-            scope = _verify_repository(git, verifier, trust.fingerprint(), report, runner)
+            scope = _verify_repository(git, verifier, report, runner)
             _apply_policy_to_repository(policy, report)
 
     if inputs.scan != "none":
@@ -828,26 +814,16 @@ def _verify_path(
 def _verify_repository(
     git: Git,
     verifier: BundleVerifier,
-    trust_fingerprint: str,
     report: VerifyReport,
     runner: Runner,
 ) -> list[str]:
     """Pointer-level check of HEAD (no download); returns the LFS paths."""
     from .repository import Repository
 
-    class ActionRepository(Repository):
-        """The repository, trusting only the Action's inputs.
-
-        ``trust_key`` keys the verification cache under ``.git/ml-integrity/``;
-        it must name this trust, not the (empty) git config of the runner,
-        or a checkout reused by a self-hosted runner would answer from a
-        verification made with other trust.
-        """
-
-        def trust_key(self) -> str:
-            return trust_fingerprint
-
-    with ActionRepository(git, verifier_factory=lambda _root: verifier) as repo:
+    # The verifier (a policy over the Action's backends) has no trust
+    # fingerprint, so nothing is cached: a checkout reused by a self-hosted
+    # runner never answers from a verification made with other trust.
+    with Repository(git, verifier_factory=lambda _root: verifier) as repo:
         verdict = repo.check_tree("HEAD")
     report.signers = sorted(set(verdict.verified.signers))
     report.signature_error = verdict.verified.error if verdict.pointers else None

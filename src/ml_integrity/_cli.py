@@ -58,7 +58,50 @@ Set ML_INTEGRITY_LOGLEVEL=DEBUG (or pass -vv) for debug logging.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_module(command: str) -> ModuleType | None:
+    """The module of one subcommand, imported alone (``sign-repo`` -> ``sign_repo``)."""
+    import importlib.util
+
+    name = command.replace("-", "_")
+    if not name.isidentifier() or name.startswith("_"):
+        return None
+    qualified = f"ml_integrity._commands.{name}"
+    try:
+        if importlib.util.find_spec(qualified) is None:
+            return None
+    except (ImportError, ValueError):
+        return None
+    module = importlib.import_module(qualified)
+    return module if hasattr(module, "register") else None
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (top-level options take no value)."""
+    for arg in argv:
+        if arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand; with ``command``, of that one only when it can.
+
+    Importing one command module instead of all of them keeps the start-up of
+    the commands that run often (git hooks, pre-commit hooks, filters) short.
+    """
+    if command is not None:
+        module = _command_module(command)
+        if module is not None:
+            parser = _parser([module])
+            sub = next(a for a in parser._actions if a.dest == "command")
+            if command in (sub.choices or {}):
+                return parser
+    return _parser(_command_modules())
+
+
+def _parser(modules: Sequence[ModuleType]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ml-integrity",
         description=(
@@ -71,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_verbosity(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for module in _command_modules():
+    for module in modules:
         module.register(sub)
     return parser
 
@@ -114,7 +157,9 @@ def report_error(err: Error, *, as_json: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (the console script exits with it)."""
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     _configure_logging(getattr(args, "verbose", 0))
     handler = getattr(args, "handler", None)

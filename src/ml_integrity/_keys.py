@@ -290,6 +290,10 @@ class KeyVerifier:
         self.key = load_public_key(public_key_path)
         self.key_path = public_key_path
 
+    def trust_fingerprint(self) -> str:
+        """Digest of the trusted key (see :func:`verifying.trust_fingerprint`)."""
+        return hashlib.sha256(b"ml-integrity key trust v1\0" + public_pem(self.key)).hexdigest()
+
     def verify_bundle(self, bundle: bytes, source: str) -> VerifiedPayload:
         parsed = oms.parse_bundle(bundle, source)
         if parsed.material != "key":
@@ -336,6 +340,14 @@ class CertificateVerifier:
         self.anchors = [c for p in anchors for c in _load_certs(p)]
         self.anchor_paths = list(anchors)
         self.at = at
+
+    def trust_fingerprint(self) -> str:
+        """Digest of the trust anchors (see :func:`verifying.trust_fingerprint`)."""
+        h = hashlib.sha256(b"ml-integrity certificate trust v1\0")
+        for der in sorted(c.public_bytes(serialization.Encoding.DER) for c in self.anchors):
+            h.update(hashlib.sha256(der).digest())
+        h.update(b"at:" + (self.at.isoformat().encode() if self.at else b"now"))
+        return h.hexdigest()
 
     def verify_bundle(self, bundle: bytes, source: str) -> VerifiedPayload:
         parsed = oms.parse_bundle(bundle, source)

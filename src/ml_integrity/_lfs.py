@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, NamedTuple, Protocol
 
 from .errors import ToolError, UsageError
 
@@ -79,9 +79,11 @@ def require_git_lfs() -> str:
 # --- pointers --------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Pointer:
-    """A parsed Git LFS pointer: the object's sha256 (hex), its size, extensions."""
+class Pointer(NamedTuple):
+    """A parsed Git LFS pointer: the object's sha256 (hex), its size, extensions.
+
+    A named tuple: repositories list tens of thousands of them per commit.
+    """
 
     oid: str
     size: int

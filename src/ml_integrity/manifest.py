@@ -101,7 +101,10 @@ def normalize_path(raw: str, *, source: str | None = None) -> str:
 
 def path_sort_key(path: str) -> tuple[str, ...]:
     """Order paths by component, as model_signing does (``a/b`` before ``a-b``)."""
-    return PurePosixPath(path).parts
+    parts = path.split("/")
+    if "" in parts or "." in parts:  # not normalised: let pathlib decide
+        return PurePosixPath(path).parts
+    return tuple(parts)
 
 
 @dataclass(frozen=True)

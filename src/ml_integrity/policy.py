@@ -508,6 +508,40 @@ class Policy:
         out.extend(f"warning: {w}" for w in self.warnings)
         return out
 
+    def fingerprint(self) -> str:
+        """A digest of everything that decides what this policy accepts.
+
+        Where the policy came from and its warnings are left out; the key and
+        certificate material, identities, lists and rules are in. Keys caches
+        of verification results (see ``verifying.trust_fingerprint``).
+        """
+        import hashlib
+        import json
+
+        def rule(r: SignerRule) -> object:
+            if isinstance(r, KeyRule | ChainRule):
+                return [r.kind, hashlib.sha256(r.pem).hexdigest()]
+            return [r.kind, r.to_json()]
+
+        root = self.sigstore.trusted_root
+        doc = {
+            "signers": [[s.name, rule(s.rule)] for s in self.signers],
+            "require": self.effective_requirement.to_json(),
+            "deny_digests": sorted(self.deny_digests),
+            "deny_signers": [rule(s.rule) for s in self.deny_signers],
+            "allow_digests": sorted(self.allow_digests),
+            "artifacts": list(self.artifact_paths),
+            "must_sign": list(self.must_sign),
+            "pickle": [self.pickle.mode, sorted(self.pickle.allowed_digests)],
+            "rollback": [self.rollback.not_older_than, self.rollback.repository],
+            "sigstore": [
+                self.sigstore.instance,
+                None if root is None else hashlib.sha256(root).hexdigest(),
+            ],
+        }
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(b"ml-integrity policy v1\0" + text.encode()).hexdigest()
+
     def to_json(self) -> dict[str, object]:
         return {
             "source": self.source.to_json(),

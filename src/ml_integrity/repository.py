@@ -12,8 +12,9 @@ the ``pull``/``verify`` commands:
 - :meth:`Repository.verified_digests` reads the signature bundles
   ``<treeish>:.ml-integrity/*.sig``, verifies each with the trust roots from
   git config (never from the repository itself), and returns what they
-  signed, path by path. Results are cached per set of bundles and trust
-  roots under ``.git/ml-integrity/cache/``.
+  signed, path by path. Results are cached per set of bundles and
+  fingerprint of the trust actually applied (:meth:`Repository.trust_key`)
+  under ``.git/ml-integrity/cache/``.
 - :class:`SmudgeVerifier` and :class:`DownloadGate` are the decisions of the
   filter proxy and of the transfer agent; :meth:`Repository.check_tree` is the
   pointer-level verdict of hooks and ``verify``.
@@ -32,9 +33,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from ._git import Git
+from ._git import Git, IndexEntry
 from ._lfs import (
     Endpoint,
     LfsStore,
@@ -49,6 +50,7 @@ from .errors import Error, IntegrityError, ManifestDiff
 
 if TYPE_CHECKING:
     from .manifest import Manifest
+    from .policy import Policy
     from .signing import Signer
     from .verifying import BundleVerifier
 
@@ -72,6 +74,7 @@ RECOVER_HINT = (
     f"signed commit) run `{RECOVER_COMMAND}` to restore it"
 )
 _CACHE_VERSION = 1
+_POINTER_CACHE = "pointers.json"
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,22 @@ class TreeVerdict:
             "rehash_failed": dict(sorted(self.rehash_failed.items())),
         }
 
+    def apply_policy(self, policy: Policy) -> None:
+        """What a policy says beyond who may sign: denied digests, allowed unsigned files.
+
+        A denied digest is refused even when signed. A file no signature
+        covers is accepted when no must-sign pattern matches it or its digest
+        is allowed; it is then listed in ``unsigned_extra``.
+        """
+        for path, pointer in sorted(self.pointers.items()):
+            if pointer.oid in policy.deny_digests:
+                self.refused[path] = f"sha256:{pointer.oid[:12]}... is denied by the policy"
+            elif path in self.refused and (
+                not policy.must_be_signed(path) or pointer.oid in policy.allow_digests
+            ):
+                del self.refused[path]
+                self.unsigned_extra.append(path)
+
     def error(self) -> IntegrityError:
         changed = tuple(sorted(set(self.refused) | set(self.rehash_failed)))
         notes = {**self.refused, **self.rehash_failed}
@@ -147,8 +166,15 @@ class Repository:
     """A git work tree with Git LFS content."""
 
     def __init__(
-        self, git: Git, *, verifier_factory: Callable[[Path], BundleVerifier] | None = None
+        self,
+        git: Git,
+        *,
+        verifier_factory: Callable[[Path], BundleVerifier] | None = None,
+        trust_settings: Mapping[str, str] | None = None,
     ) -> None:
+        """``verifier_factory`` (the trust of a caller) or ``trust_settings`` (settings
+        in the form of the git config's ``ml-integrity.*`` keys, lower-case) replace
+        the trust of the git config."""
         self.git = git
         self.root = git.root
         self._cat = git.cat_file()
@@ -156,8 +182,13 @@ class Repository:
         self._verifier_factory = verifier_factory
         self._verifier: BundleVerifier | None = None
         self._trust_key: str | None = None
-        self._settings: dict[str, str] | None = None
+        self._settings: dict[str, str] | None = (
+            None if trust_settings is None else dict(trust_settings)
+        )
         self._store: LfsStore | None = None
+        self._pointers: dict[str, Any] | None = None
+        self._listing: list[IndexEntry] | None = None
+        self._index_pointers: dict[str, Pointer] | None = None
 
     @classmethod
     def discover(cls, start: Path | None = None, *, keep_index: bool = False) -> Repository:
@@ -194,27 +225,111 @@ class Repository:
     # -- pointers -----------------------------------------------------------------
 
     def lfs_pointers(self, source: str = INDEX, paths: Iterable[str] = ()) -> dict[str, Pointer]:
-        """path -> pointer for every LFS pointer in the index or in a tree-ish."""
+        """path -> pointer for every LFS pointer in the index or in a tree-ish.
+
+        Which blobs are pointers is remembered by blob id in
+        ``.git/ml-integrity/pointers.json`` (a blob never changes), so a commit
+        in a large repository reads only the blobs it has not seen before.
+        """
         paths = list(paths)
+        whole_index = source == INDEX and not paths
+        if whole_index and self._index_pointers is not None:
+            return dict(self._index_pointers)
+        sizes: dict[str, int] | None = None
         if source == INDEX:
-            entries = [(e.oid, e.path) for e in self.git.ls_files_stage(paths) if e.stage == 0]
-            entries = [(o, p) for o, p in entries if not p.startswith(META_DIR + "/")]
-            sizes = self._sizes([o for o, _ in entries])
+            listing = self._index_listing() if not paths else self.git.ls_files_stage(paths)
+            entries = [
+                (e.oid, e.path)
+                for e in listing
+                if e.stage == 0 and not e.path.startswith(META_DIR + "/")
+            ]
         else:
             tree = self.git.ls_tree(source, paths)
             entries = [(t.oid, t.path) for t in tree if t.type == "blob"]
             sizes = {t.oid: t.size for t in tree if t.type == "blob"}
-        small = [(o, p) for o, p in entries if 0 < sizes.get(o, 1 << 30) < 1024]
-        blobs = dict(self._cat.read_many(sorted({o for o, _ in small})))
-        out = {}
-        for oid, path in small:
-            data = blobs.get(oid)
-            pointer = parse_pointer(data) if data else None
-            if pointer is not None:
-                out[path] = pointer
+        known = self._pointer_cache()
+        unknown = sorted({o for o, _ in entries if o not in known})
+        if unknown:
+            if sizes is None:
+                sizes = self.blob_sizes(unknown)
+            learned: dict[str, object] = {}
+            small = [o for o in unknown if 0 < sizes.get(o, 1 << 30) < 1024]
+            for oid, data in self._cat.read_many(small):
+                if data is not None:
+                    pointer = parse_pointer(data)
+                    learned[oid] = 0 if pointer is None else pointer
+            # Large or empty blobs are never pointers; blobs git cannot read are
+            # left out (a partial clone may fetch them later).
+            read = set(small)
+            learned.update((o, 0) for o in unknown if o in sizes and o not in read)
+            known.update(learned)
+            self._save_pointer_cache(learned, len(entries))
+        make = tuple.__new__  # a Pointer from the cache's [oid, size] without the Python __new__
+        get = known.get
+        out = {
+            path: make(Pointer, (value[0], value[1], ())) if type(value) is list else value
+            for oid, path in entries
+            if (value := get(oid))
+        }
+        if whole_index:
+            self._index_pointers = dict(out)
         return out
 
-    def _sizes(self, oids: list[str]) -> dict[str, int]:
+    def _index_listing(self) -> list[IndexEntry]:
+        """``git ls-files -s`` of the whole index, once per command (until we stage)."""
+        if self._listing is None:
+            self._listing = self.git.ls_files_stage()
+        return self._listing
+
+    def _pointer_cache(self) -> dict[str, Any]:
+        """blob id -> ``[LFS oid, size]``, ``0`` for a blob that is not a pointer, or a
+        :class:`Pointer` learned in this process (with extensions: never saved)."""
+        if self._pointers is None:
+            self._pointers = {}
+            try:
+                doc = json.loads((self.state_dir / _POINTER_CACHE).read_bytes())
+                blobs = doc["blobs"] if doc.get("v") == 1 else {}
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                return self._pointers
+            if type(blobs) is not dict:
+                return self._pointers
+            pointers: list[Any] = [v for v in blobs.values() if v != 0]
+            valid = all(type(v) is list and len(v) == 2 for v in pointers) and all(
+                type(oid) is str and len(oid) == 64 and type(size) is int for oid, size in pointers
+            )
+            if valid:  # else start afresh: a damaged cache is only slower
+                self._pointers = blobs
+        return self._pointers
+
+    def _save_pointer_cache(self, learned: Mapping[str, object], in_use: int) -> None:
+        """Add what was learned; start afresh when the cache outgrows the listing by far."""
+        add: dict[str, object] = {}
+        for blob, value in learned.items():
+            if value == 0:
+                add[blob] = 0
+            elif isinstance(value, Pointer) and not value.extensions:
+                add[blob] = [value.oid, value.size]
+        if not add:
+            return
+        path = self.state_dir / _POINTER_CACHE
+        try:
+            try:
+                blobs = json.loads(path.read_bytes())["blobs"]
+                if type(blobs) is not dict or len(blobs) > 4 * in_use + 1000:
+                    blobs = {}  # keep the cache about the size of what is in use
+            except (OSError, ValueError, KeyError, TypeError):
+                blobs = {}
+            blobs.update(add)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text(json.dumps({"v": 1, "blobs": blobs}, separators=(",", ":")))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a cache that cannot be written is only slower
+
+    def blob_sizes(self, oids: Iterable[str]) -> dict[str, int]:
+        """oid -> size of the objects that exist (one ``git cat-file --batch-check``)."""
+        oids = list(oids)
         if not oids:
             return {}
         raw = self.git.run(
@@ -270,6 +385,7 @@ class Repository:
             return False
         write_atomic(self.root / MANIFEST_PATH, data)
         self.git.run(["add", "--", MANIFEST_PATH])
+        self._listing = self._index_pointers = None
         index = os.environ.get("GIT_INDEX_FILE", "") if self.git.keep_index else ""
         real = self.git.git_dir / "index.lock"
         if os.path.basename(index).startswith("next-index-") and real.is_file():
@@ -290,6 +406,7 @@ class Repository:
         write_atomic(self.root / MANIFEST_PATH, manifest.to_json())
         write_atomic(bundle_path, bundle.encode("utf-8"))
         self.git.run(["add", "--", MANIFEST_PATH, f"{META_DIR}/{name}.sig"])
+        self._listing = self._index_pointers = None
         return manifest, bundle_path
 
     # -- LFS endpoints --------------------------------------------------------------
@@ -315,13 +432,7 @@ class Repository:
     def trust_settings(self) -> dict[str, str]:
         """The ``ml-integrity.*`` git config (lower-case keys): where trust comes from."""
         if self._settings is None:
-            out = self.git.run(["config", "-z", "--get-regexp", r"^ml-integrity\."], check=False)
-            settings: dict[str, str] = {}
-            for rec in out.stdout.split(b"\0"):
-                if rec:
-                    key, _, value = rec.decode("utf-8", "surrogateescape").partition("\n")
-                    settings[key.lower()] = value
-            self._settings = settings
+            self._settings = self.git.config_matching(r"^ml-integrity\.")
         return self._settings
 
     def _verifier_for(self) -> BundleVerifier:
@@ -334,28 +445,51 @@ class Repository:
                 self._verifier = verifier_from_settings(self.trust_settings(), base=self.root)
         return self._verifier
 
-    def trust_key(self) -> str:
-        """A fingerprint of the trust roots in git config and their files (keys the cache)."""
+    def trust_key(self) -> str | None:
+        """A fingerprint of the trust in use; it keys the verification cache.
+
+        With a ``verifier_factory`` it is the verifier's own fingerprint
+        (:func:`~ml_integrity.verifying.trust_fingerprint`): the trust actually
+        applied, not the git config. A verifier that cannot fingerprint
+        itself gets None: its results are not cached. Without a factory the
+        trust is the git config's ``ml-integrity.*`` settings and the files
+        they name (read without building the verifier, which is costly).
+        """
         if self._trust_key is None:
-            h = hashlib.sha256()
-            for key, value in sorted(self.trust_settings().items()):
-                h.update(f"{key}={value}\n".encode())
-                p = Path(value).expanduser()
-                if not p.is_absolute():
-                    p = self.root / p
+            if self._verifier_factory is not None:
+                from .verifying import trust_fingerprint
+
                 try:
-                    if p.is_file():
-                        h.update(p.read_bytes())
-                except OSError:
-                    pass
-            self._trust_key = h.hexdigest()
+                    verifier = self._verifier_for()
+                except Error:
+                    return None
+                fingerprint = trust_fingerprint(verifier)
+                if fingerprint is None:
+                    return None
+                self._trust_key = "verifier:" + fingerprint
+            else:
+                h = hashlib.sha256()
+                for key, value in sorted(self.trust_settings().items()):
+                    h.update(f"{key}={value}\n".encode())
+                    p = Path(value).expanduser()
+                    if not p.is_absolute():
+                        p = self.root / p
+                    try:
+                        if p.is_file():
+                            h.update(p.read_bytes())
+                    except OSError:
+                        pass
+                self._trust_key = "git-config:" + h.hexdigest()
         return self._trust_key
 
     def signature_blobs(self, source: str) -> list[tuple[str, str]]:
         """(path, blob oid) of the ``.ml-integrity/*.sig`` bundles of a source."""
         if source == INDEX:
+            prefix = META_DIR + "/"
             rows = [
-                (e.path, e.oid) for e in self.git.ls_files_stage([META_DIR + "/"]) if e.stage == 0
+                (e.path, e.oid)
+                for e in self._index_listing()
+                if e.stage == 0 and e.path.startswith(prefix)
             ]
         else:
             rows = [
@@ -385,12 +519,15 @@ class Repository:
             )
         if not sigs:
             return VerifiedDigests(label, error=f"{label} has no signature ({META_DIR}/*.sig)")
-        key = hashlib.sha256(
-            (self.trust_key() + "".join(f"{p}\0{o}\0" for p, o in sigs)).encode()
-        ).hexdigest()
-        cached = self._cache_read(key, label)
-        if cached is not None:
-            return cached
+        trust = self.trust_key()
+        key = None
+        if trust is not None:
+            key = hashlib.sha256(
+                (trust + "\0" + "".join(f"{p}\0{o}\0" for p, o in sigs)).encode()
+            ).hexdigest()
+            cached = self._cache_read(key, label)
+            if cached is not None:
+                return cached
         try:
             verifier = self._verifier_for()
         except Error as exc:
@@ -429,7 +566,8 @@ class Repository:
                 None,
                 tuple(warnings),
             )
-            self._cache_write(key, result)
+            if key is not None:
+                self._cache_write(key, result)
         return result
 
     def _cache_path(self, key: str) -> Path:
@@ -544,6 +682,30 @@ class Repository:
                 "source": source,
                 "time": int(time.time()),
             },
+        )
+
+
+def check_policy_supported(policy: Policy) -> None:
+    """Refuse policies whose rules repository mode cannot enforce yet (never half apply).
+
+    A requirement across several signers (all-of, k-of-n) and rollback rules
+    need per-bundle verdicts that the union of signed digests does not keep.
+    """
+    from .errors import ConfigError
+
+    requirement = policy.effective_requirement
+    unsupported = []
+    if requirement.mode != "any-of":
+        unsupported.append(f"require ({requirement.describe()})")
+    if policy.rollback.not_older_than is not None or policy.rollback.repository is not None:
+        unsupported.append("rollback")
+    if unsupported:
+        raise ConfigError(
+            f"the policy uses {' and '.join(unsupported)}, which is not enforced on a "
+            "repository's LFS files yet",
+            path=policy.source.path,
+            hint="verify model folders with `ml-integrity verify PATH --bundle ...`, or use a "
+            "policy without these rules for the repository",
         )
 
 

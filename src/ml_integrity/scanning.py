@@ -54,6 +54,7 @@ __all__ = [
     "scan_file",
     "scan_path",
     "scan_paths",
+    "scan_stream",
 ]
 
 
@@ -730,23 +731,49 @@ def scan_file(
     policy = policy or ScanPolicy()
     p = Path(path)
     shown = display or fm.path_of(p)
-    scan = _FileScan(shown, policy)
-    report = FileReport(shown, Format.DATA.value)
     try:
-        with open(p, "rb") as f:
-            reader = FileReader(f)
-            head = reader.peek(1024)
-            fmt = fm.sniff(head)
-            if fmt is Format.LFS_POINTER:
-                report.format = fmt.value
-                _scan_lfs(p, head, reader, scan, report, policy)
-                return report
-            if policy.allowed_sha256 and _sha256(f) in policy.allowed_sha256:
-                report.verdict = "allowed"
-                report.note = "allowed by sha256"
-                report.format = fmt.value
-                return report
-            report.format = scan.scan_reader(reader, (), 0, top=True).value
+        f = open(p, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        report = FileReport(shown, Format.DATA.value)
+        scan = _FileScan(shown, policy)
+        scan.add("not-scanned", f"could not read: {exc.strerror or exc}", ())
+        report.findings = scan.findings
+        _verdict(report)
+        return report
+    with f:
+        return scan_stream(f, shown, policy, lfs_object=lambda oid: _lfs_object(p, oid))
+
+
+def scan_stream(
+    f: BinaryIO,
+    display: str,
+    policy: ScanPolicy | None = None,
+    *,
+    lfs_object: Callable[[str], Path | None] | None = None,
+) -> FileReport:
+    """Scan content from an open, seekable binary file (for example staged bytes).
+
+    ``display`` names it in the report. When the content is a Git LFS
+    pointer, ``lfs_object(oid)`` says where the object is (None: not
+    present); without it every pointer counts as an object not present.
+    """
+    policy = policy or ScanPolicy()
+    scan = _FileScan(display, policy)
+    report = FileReport(display, Format.DATA.value)
+    try:
+        reader = FileReader(f)
+        head = reader.peek(1024)
+        fmt = fm.sniff(head)
+        if fmt is Format.LFS_POINTER:
+            report.format = fmt.value
+            _scan_lfs(lfs_object or (lambda _oid: None), head, scan, report, policy)
+            return report
+        if policy.allowed_sha256 and _sha256(f) in policy.allowed_sha256:
+            report.verdict = "allowed"
+            report.note = "allowed by sha256"
+            report.format = fmt.value
+            return report
+        report.format = scan.scan_reader(reader, (), 0, top=True).value
     except OSError as exc:
         scan.add("not-scanned", f"could not read: {exc.strerror or exc}", ())
     except RecursionError:
@@ -757,9 +784,8 @@ def scan_file(
 
 
 def _scan_lfs(
-    p: Path,
+    lfs_object: Callable[[str], Path | None],
     head: bytes,
-    reader: FileReader,
     scan: _FileScan,
     report: FileReport,
     policy: ScanPolicy,
@@ -775,7 +801,7 @@ def _scan_lfs(
         report.verdict = "allowed"
         report.note = f"LFS object sha256:{ptr.oid} allowed by sha256"
         return
-    obj = _lfs_object(p, ptr.oid)
+    obj = lfs_object(ptr.oid)
     if obj is None:
         if policy.lfs_missing == "skip":
             report.verdict = "skipped"

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
-from .verifying import BundleVerifier
+
+if TYPE_CHECKING:  # importing verifying (oms, hashing...) would slow down every hook
+    from .verifying import BundleVerifier
 
 PUBLIC_KEY = "ml-integrity.publickey"
 CERT_CHAIN = "ml-integrity.certchain"

@@ -71,6 +71,16 @@ class PolicyVerifier:
         self.factory = factory
         self._keyless: BundleVerifier | None = None
 
+    def trust_fingerprint(self) -> str | None:
+        """The policy's digest plus the backends' (None when the backends cannot say)."""
+        import hashlib
+
+        backends = verifying.trust_fingerprint(self.factory)
+        if backends is None:
+            return None
+        text = f"ml-integrity policy verifier v1\0{self.policy.fingerprint()}\0{backends}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
     def _of_kind(self, kind: str, signers: Sequence[TrustedSigner]) -> list[TrustedSigner]:
         return [s for s in signers if s.rule.kind == kind]
 

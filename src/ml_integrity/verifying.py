@@ -42,6 +42,21 @@ class BundleVerifier(Protocol):
     def verify_bundle(self, bundle: bytes, source: str) -> VerifiedPayload: ...
 
 
+def trust_fingerprint(verifier: object) -> str | None:
+    """A digest of the trust ``verifier`` applies, or None when it cannot say.
+
+    Verifiers (and verifier factories) may define ``trust_fingerprint() -> str |
+    None``: a digest of everything that decides what they accept (keys, roots,
+    identities, the policy). It keys caches of verification results; without
+    one, results must not be cached, since nothing would tell another trust apart.
+    """
+    method = getattr(verifier, "trust_fingerprint", None)
+    if not callable(method):
+        return None
+    value = method()
+    return value if isinstance(value, str) and value else None
+
+
 @dataclass(frozen=True)
 class VerificationResult:
     """A successful verification: who signed what."""

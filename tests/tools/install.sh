@@ -71,3 +71,20 @@ if [ ! -e "$GIFTLESS_STAMP" ]; then
     PIP_DISABLE_PIP_VERSION_CHECK=1 "$GIFTLESS_VENV/bin/pip" install --quiet "${GIFTLESS_PINS[@]}"
     touch "$GIFTLESS_STAMP"
 fi
+
+# --- pre-commit framework tests (tests/hooks): an offline wheelhouse ----------
+# pre-commit builds ml-integrity into its own virtualenv (language: python).
+# The tests run that pip with PIP_NO_INDEX=1 against this folder: the runtime
+# dependencies of pyproject.toml, and hatchling to build the project.
+HOOK_WHEELS=.cache/hooks-wheels
+if [ ! -f "$HOOK_WHEELS/.complete" ] || [ pyproject.toml -nt "$HOOK_WHEELS/.complete" ]; then
+    py=.venv/bin/python
+    [ -x "$py" ] || py=python3
+    mkdir -p "$HOOK_WHEELS"
+    if ! "$py" -m pip download --quiet --disable-pip-version-check --only-binary :all: \
+        -d "$HOOK_WHEELS" hatchling . >"$HOOK_WHEELS/download.log" 2>&1; then
+        grep -v '^WARNING: Location' "$HOOK_WHEELS/download.log" >&2
+        exit 3
+    fi
+    touch "$HOOK_WHEELS/.complete"
+fi

@@ -348,6 +348,19 @@ class Backends:
     def close(self) -> None:
         self._tmp.cleanup()
 
+    def trust_fingerprint(self) -> str | None:
+        """What the backends add to a policy: the Sigstore root options (keys the cache)."""
+        import hashlib
+
+        h = hashlib.sha256(b"ml-integrity cli backends v1\0")
+        h.update(f"staging={bool(self.args.staging)} offline={bool(self.args.offline)}\0".encode())
+        if self.args.trusted_root is not None:
+            try:
+                h.update(hashlib.sha256(Path(self.args.trusted_root).read_bytes()).digest())
+            except OSError:
+                return None
+        return h.hexdigest()
+
     def _material_file(self, pem: bytes, name: str) -> Path:
         p = Path(self._tmp.name) / name
         p.write_bytes(pem)

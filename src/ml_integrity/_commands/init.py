@@ -25,18 +25,25 @@ Verifiers (you too) trust the signer through git config, never the repository:
 _POLICY_TEMPLATE = """\
 # ml-integrity policy for this repository (a convenience: verifiers that matter
 # take their trust from outside the repository, e.g. git config
-# ml-integrity.publicKey or ml-integrity.policy).
+# ml-integrity.publicKey or ml-integrity.policy; the in-repository policy is
+# honoured only as committed at a trusted base: --policy-base REV).
+# Reference: docs/trust.md; check it with `ml-integrity policy check FILE`.
 version: 1
-# Who may sign. Examples:
+# Who may sign, by name. Examples:
 # signers:
-#   - key: keys/release.pub
-#   - identity: https://github.com/ORG/REPO/.github/workflows/release.yml@refs/heads/main
-#     issuer: https://token.actions.githubusercontent.com
+#   release:
+#     key: keys/release.pub        # relative to this file: .ml-integrity/keys/
+#   ci:
+#     sigstore:
+#       github:
+#         repository: ORG/REPO
+#         workflow: release.yml
+#         ref: refs/heads/main
 # Artifacts besides Git LFS files (glob patterns):
 # artifacts:
-#   - "models/**"
+#   paths: ["models/**"]
 # Pickles: block (default) or allowlist
-pickles: block
+pickle: block
 """
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ._common import Progress, add_command, add_json_flag
+from ._common import Progress, add_command, add_json_flag, print_json
 from ._options import add_walk_options
 
 ORDER = 20
@@ -19,6 +19,14 @@ examples:
 
 The second run over an unchanged folder reads no file content: a stat cache
 (device, inode, size, mtime, ctime) remembers the digests. --rehash ignores it.
+
+In a git repository with Git LFS files, --staged works on the manifest of
+the staged LFS files (.ml-integrity/manifest.json; digests are the pointers'
+oids, nothing is hashed; GIT_INDEX_FILE is honoured):
+  ml-integrity manifest --staged                print it
+  ml-integrity manifest --staged --check        exit 1 when the staged manifest is stale
+                                                (the pre-commit hook ml-integrity-manifest)
+  ml-integrity manifest --staged --write        rewrite and stage it (the fix)
 """
 
 
@@ -31,7 +39,25 @@ def register(subparsers: Any) -> None:
         "path, size, sha256 and content format.",
         epilog=_EPILOG,
     )
-    parser.add_argument("path", type=Path, metavar="PATH", help="model folder or file")
+    parser.add_argument("path", type=Path, nargs="?", metavar="PATH", help="model folder or file")
+    staged = parser.add_argument_group("the staged LFS files of a git repository")
+    staged.add_argument(
+        "--staged",
+        action="store_true",
+        help="the manifest of the staged LFS pointers (.ml-integrity/manifest.json), not a folder",
+    )
+    what = staged.add_mutually_exclusive_group()
+    what.add_argument(
+        "--check",
+        action="store_true",
+        help="with --staged: exit 1 unless the staged manifest lists exactly the staged LFS "
+        "files (path, size, sha256)",
+    )
+    what.add_argument(
+        "--write",
+        action="store_true",
+        help="with --staged: write .ml-integrity/manifest.json from the index and stage it",
+    )
     parser.add_argument(
         "--output", "-o", type=Path, metavar="FILE", help="write the manifest JSON to FILE"
     )
@@ -41,6 +67,16 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import UsageError
+
+    if args.staged:
+        if args.path is not None or args.output is not None:
+            raise UsageError("--staged works on the repository's index: give no PATH or --output")
+        return run_staged(args)
+    if args.check or args.write:
+        raise UsageError(f"{'--check' if args.check else '--write'} needs --staged")
+    if args.path is None:
+        raise UsageError("give the model folder or file (or --staged)")
     from .. import manifest, signing
 
     ignores = list(args.ignore_path)
@@ -66,4 +102,45 @@ def run(args: argparse.Namespace) -> int:
             fmt = e.format or "-"
             print(f"{e.sha256}  {e.size:>14,}  {fmt:<12} {e.path}")
         print(f"{len(m.entries)} files, {m.total_size:,} bytes")
+    return 0
+
+
+def run_staged(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..repository import MANIFEST_PATH, Repository
+    from ..staged import manifest_status
+
+    with Repository.discover(keep_index=True) as repo:
+        if args.check:
+            status = manifest_status(repo)
+            if not status.ok:
+                raise status.error()
+            if args.json:
+                print_json(status.to_json())
+            else:
+                print(
+                    f"{MANIFEST_PATH} matches the {status.files} staged LFS file(s)",
+                    file=sys.stderr,
+                )
+            return 0
+        if args.write:
+            changed = repo.update_manifest()
+            files = len(repo.lfs_pointers())
+            if args.json:
+                print_json(
+                    {"ok": True, "manifest": MANIFEST_PATH, "files": files, "changed": changed}
+                )
+            elif changed:
+                print(f"wrote and staged {MANIFEST_PATH} ({files} LFS file(s))")
+            else:
+                print(f"{MANIFEST_PATH} is up to date ({files} LFS file(s))")
+            return 0
+        m = repo.manifest_from_index()
+    if args.json:
+        print(m.to_json().decode("utf-8"), end="")
+    else:
+        for e in m.entries:
+            print(f"{e.sha256}  {e.size:>14,}  {e.path}")
+        print(f"{len(m.entries)} LFS files, {m.total_size:,} bytes")
     return 0

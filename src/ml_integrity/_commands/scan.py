@@ -6,15 +6,17 @@ import argparse
 import json
 import os
 import sys
-import tempfile
-import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._common import Progress, add_command, add_json_flag, print_json
 
 if TYPE_CHECKING:
-    from ..scanning import FileReport, ScanReport
+    from collections.abc import Callable, Sequence
+
+    from ..policy import PickleRule
+    from ..repository import Repository
+    from ..scanning import FileReport, ScanPolicy, ScanReport
 
 ORDER = 50
 
@@ -30,7 +32,13 @@ accepts pickles that only rebuild torch tensors, numpy arrays and plain
 containers. A reviewed file can be allowed by its sha256 (--allow-sha256).
 A Git LFS pointer is scanned through the local LFS object; when the object is
 missing the file is not scanned (so not safe) unless --lfs-missing skip.
-Anything that cannot be parsed or scanned is reported, never passed."""
+Anything that cannot be parsed or scanned is reported, never passed.
+
+--staged scans what the next commit holds, not the work tree: the staged
+blob of each file (a staged LFS pointer through its object in the local LFS
+store), from the index git is committing (GIT_INDEX_FILE is honoured). PATHs
+are then files or folders as staged; without PATH, every file the commit adds
+or changes. This is the pre-commit hook ml-integrity-scan."""
 
 _EPILOG = """\
 examples:
@@ -39,6 +47,7 @@ examples:
   ml-integrity scan --allow-sha256 3f2a...e1 --allow-sha256 9b0c...77 legacy/ (repeatable)
   ml-integrity scan --json . > scan.json
   ml-integrity scan --sarif scan.sarif .         # for github/codeql-action/upload-sarif
+  ml-integrity scan --staged                     # what `git commit` would record now
 
 exit codes: 0 every file safe, 1 a file is unsafe or could not be scanned,
 2 usage error, 3 operational error."""
@@ -52,7 +61,18 @@ def register(subparsers: Any) -> None:
         description=_DESCRIPTION,
         epilog=_EPILOG,
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="files or directories (at least one without --staged)",
+    )
+    parser.add_argument(
+        "--staged",
+        action="store_true",
+        help="scan the staged content (the index), not the work tree; without PATH, every "
+        "file the next commit adds or changes",
+    )
     parser.add_argument(
         "--pickle",
         choices=("block", "allowlist"),
@@ -89,29 +109,49 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import scanning
 
-    mode: Literal["block", "allowlist"] = "block"
-    allowed = {h.lower() for h in args.allow_sha256}
+    pickle_rule = None
     if args.policy is not None:
         from ..policy import load_policy
 
-        rule = load_policy(args.policy, "command line").pickle
-        mode = rule.mode
-        allowed |= set(rule.allowed_digests)
-    if args.pickle is not None:
-        mode = "allowlist" if args.pickle == "allowlist" else "block"
-    policy = scanning.ScanPolicy(
-        pickle=mode,
-        allowed_sha256=frozenset(allowed),
-        lfs_missing=args.lfs_missing,
-    )
+        pickle_rule = load_policy(args.policy, "command line").pickle
+    policy = scan_policy(args, pickle_rule)
     with Progress("scanning") as progress:
-        report = scanning.scan_paths(args.paths, policy, progress=progress)
+        if args.staged:
+            report = _scan_staged(args.paths, policy, progress)
+        elif not args.paths:
+            from ..errors import UsageError
+
+            raise UsageError(
+                "give the files or folders to scan (or --staged for what is staged)",
+                hint="ml-integrity scan models/",
+            )
+        else:
+            report = scanning.scan_paths(args.paths, policy, progress=progress)
     if args.sarif is not None:
         _write_atomic(args.sarif, json.dumps(sarif(report), indent=2) + "\n")
     if args.json:
         print_json(report.to_json())
-    else:
-        verbose = getattr(args, "verbose", 0)
+    print_report(report, getattr(args, "verbose", 0), lines=not args.json)
+    return 0 if report.ok else 1
+
+
+def scan_policy(args: argparse.Namespace, rule: PickleRule | None = None) -> ScanPolicy:
+    """The scanner's policy: the trust policy's pickle rule, then --pickle, --allow-sha256."""
+    from ..scanning import ScanPolicy
+
+    mode: Literal["block", "allowlist"] = "block"
+    allowed = {h.lower() for h in args.allow_sha256}
+    if rule is not None:
+        mode = rule.mode
+        allowed |= set(rule.allowed_digests)
+    if args.pickle is not None:
+        mode = "allowlist" if args.pickle == "allowlist" else "block"
+    return ScanPolicy(pickle=mode, allowed_sha256=frozenset(allowed), lfs_missing=args.lfs_missing)
+
+
+def print_report(report: ScanReport, verbose: int, *, lines: bool = True) -> None:
+    """One line per file that is not safe (stdout), a summary (stderr)."""
+    if lines:
         for f in report.files:
             line = _human(f, verbose)
             if line:
@@ -120,10 +160,48 @@ def run(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     print(
         f"ml-integrity scan: {len(report.files)} files: {summary or 'nothing to scan'} "
-        f"(policy: pickle={policy.pickle})",
+        f"(policy: pickle={report.policy.pickle})",
         file=sys.stderr,
     )
-    return 0 if report.ok else 1
+
+
+def _scan_staged(
+    paths: list[str], policy: ScanPolicy, progress: Callable[[int, int], None]
+) -> ScanReport:
+    from ..repository import Repository
+
+    with Repository.discover(keep_index=True) as repo:
+        return scan_staged_paths(repo, paths, policy, progress)
+
+
+def scan_staged_paths(
+    repo: Repository,
+    paths: Sequence[str],
+    policy: ScanPolicy,
+    progress: Callable[[int, int], None] | None = None,
+) -> ScanReport:
+    """Scan the staged content of PATHs (command-line paths), or of the staged changes."""
+    from ..staged import scan_staged, staged_entries
+
+    rel = [repo_path(p, repo.root) for p in paths]
+    return scan_staged(repo, staged_entries(repo.git, rel), policy, progress=progress)
+
+
+def repo_path(path: str, root: Path) -> str:
+    """A PATH of the command line (relative to the current directory) as an index path."""
+    from ..errors import UsageError
+
+    # lexically first (a symbolic link inside the repository stays a path of it)
+    for candidate in (Path(os.path.abspath(path)), Path(os.path.realpath(path))):
+        for base in (root, root.resolve()):
+            try:
+                rel = candidate.relative_to(base)
+            except ValueError:
+                continue
+            return rel.as_posix() if rel.parts else "."
+    raise UsageError(
+        f"{path} is outside the repository {root}", path=path, hint="scan it without --staged"
+    )
 
 
 _ORDER = ("safe", "allowed", "skipped", "unsafe", "not-scanned")
@@ -210,6 +288,8 @@ def sarif(report: ScanReport) -> dict[str, object]:
 
 
 def _artifact(path: str) -> dict[str, str]:
+    import urllib.parse
+
     p = Path(path)
     absolute = p.resolve()
     try:
@@ -220,6 +300,8 @@ def _artifact(path: str) -> dict[str, str]:
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    import tempfile
+
     path = path.resolve()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
