@@ -11,16 +11,23 @@ Public modules:
 - :mod:`ml_integrity.signing`: sign a model folder or file as an OpenSSF
   Model Signing (OMS) v1.0 bundle.
 - :mod:`ml_integrity.verifying`: verify such a bundle: signature, then trust,
-  then digests.
+  then digests. :func:`ml_integrity.verifying.verify_model` is the simple
+  API: one bundle, one verifier (a key, a certificate chain).
+- :mod:`ml_integrity.verdict`: verify one or several bundles under a trust
+  policy (:mod:`ml_integrity.policy`); what the command line and the Action use.
 - :mod:`ml_integrity.errors`: the one error hierarchy and the exit codes.
 
 Example::
 
     from pathlib import Path
-    from ml_integrity import signing, verifying
+    from ml_integrity import _keys, signing, verifying
 
-    signing.sign_with_key(Path("model"), Path("key.pem"), Path("model.sig"))
-    verifying.verify_with_key(Path("model"), Path("model.sig"), Path("key.pem.pub"))
+    signer = _keys.KeySigner(Path("key.pem"))
+    signing.sign(Path("model"), signer, Path("model.sig"))
+    result = verifying.verify_model(
+        Path("model"), Path("model.sig"), _keys.KeyVerifier(Path("key.pem.pub"))
+    )
+    print(result.signer, result.files)
 """
 
 __version__ = "0.1.0"

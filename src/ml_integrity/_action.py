@@ -491,47 +491,11 @@ class ActionBackends:
 
 
 def _identity_rule(inputs: Inputs) -> IdentityRule | None:
-    from .policy import GITHUB_ISSUER, IdentityRule
+    from .policy import IDENTITY_FIELDS, identity_rule
 
-    github = bool(inputs.github_repository or inputs.github_ref or inputs.github_workflow)
-    if not (inputs.identity or inputs.identity_regex or inputs.issuer or github):
-        return None
-    if inputs.identity and inputs.identity_regex:
-        raise UsageError("give identity or identity-regex, not both")
-    if not (inputs.identity or inputs.identity_regex or github):
-        raise UsageError(
-            "issuer alone would trust every identity of that issuer",
-            hint="add identity (or identity-regex, or github-repository)",
-        )
-    issuer = inputs.issuer or (GITHUB_ISSUER if github else "")
-    if not issuer:
-        raise UsageError(
-            "identity needs issuer (the OIDC provider that vouched for it)",
-            hint="for example https://accounts.google.com or "
-            "https://token.actions.githubusercontent.com",
-        )
-    if inputs.identity_regex:
-        import re
-
-        try:
-            re.compile(inputs.identity_regex)
-        except re.error as exc:
-            raise UsageError(f"identity-regex is not a valid regular expression: {exc}") from None
-    if inputs.github_ref and not inputs.github_ref.startswith("refs/"):
-        raise UsageError(
-            f"github-ref {inputs.github_ref!r} is not a full ref name",
-            hint=f"write refs/tags/{inputs.github_ref} or refs/heads/{inputs.github_ref}",
-        )
-    wf = inputs.github_workflow
-    if wf and not inputs.github_repository and ("/" not in wf or wf.startswith(".github/")):
-        raise UsageError("github-workflow needs github-repository (OWNER/REPO)")
-    return IdentityRule(
-        issuer=issuer,
-        identity=inputs.identity or None,
-        identity_regex=inputs.identity_regex or None,
-        github_repository=inputs.github_repository or None,
-        github_ref=inputs.github_ref or None,
-        github_workflow=wf or None,
+    return identity_rule(
+        **{f: getattr(inputs, f) for f in IDENTITY_FIELDS},
+        names={f: f.replace("_", "-") for f in IDENTITY_FIELDS},
     )
 
 

@@ -359,7 +359,7 @@ def build_from_directory(
     if not root.exists():
         raise UsageError("no such file or directory", path=root)
     if root.is_file():
-        digest = hashing.hash_file(root)
+        digest = hashing.hash_file(root, follow_symlinks=True)  # the user named this path
         entry = Entry(
             path=normalize_path(root.name),
             size=digest.size,
@@ -380,13 +380,16 @@ def build_from_directory(
     if use_cache:
         cache = hashing.StatCache.load(hashing.default_cache_path(root))
     digests = hashing.hash_files(
-        root, paths, workers=workers, cache=cache, rehash=rehash, progress=progress
+        root,
+        paths,
+        workers=workers,
+        cache=cache,
+        rehash=rehash,
+        progress=progress,
+        follow_symlinks=allow_symlinks,
     )
     if cache is not None:
-        try:
-            cache.save()
-        except OSError:
-            pass  # a cache we cannot write only costs speed next time
+        cache.save()  # a cache that cannot be written only costs speed next time (logged)
     entries = tuple(
         Entry(path=p, size=digests[p].size, sha256=digests[p].sha256, format=sniff_file(root / p))
         for p in paths

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal, NoReturn, Protocol
 
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     import yaml
@@ -56,6 +56,7 @@ __all__ = [
     "GITHUB_ISSUER",
     "GIT_CONFIG_BASE",
     "GIT_CONFIG_POLICY",
+    "IDENTITY_FIELDS",
     "IN_REPO_POLICY",
     "ChainRule",
     "IdentityRule",
@@ -70,6 +71,7 @@ __all__ = [
     "SigstoreInstance",
     "TrustedSigner",
     "glob_match",
+    "identity_rule",
     "load_policy",
     "parse_policy",
     "resolve",
@@ -164,6 +166,87 @@ class IdentityRule:
             if value is not None:
                 out[key] = value
         return out
+
+
+IDENTITY_FIELDS = (
+    "identity",
+    "identity_regex",
+    "issuer",
+    "github_repository",
+    "github_ref",
+    "github_workflow",
+)
+"""The Sigstore identity options, as :func:`identity_rule` takes them."""
+
+
+def identity_rule(
+    *,
+    identity: str | None = None,
+    identity_regex: str | None = None,
+    issuer: str | None = None,
+    github_repository: str | None = None,
+    github_ref: str | None = None,
+    github_workflow: str | None = None,
+    names: Mapping[str, str],
+) -> IdentityRule | None:
+    """The Sigstore signer that command-line options or Action inputs describe.
+
+    None when no identity option is given. ``names`` maps each field of
+    :data:`IDENTITY_FIELDS` to how the caller spells it in messages
+    (``--identity`` on the command line, ``identity`` for an Action input).
+    Empty strings count as not given. Contradictory or too weak options (an
+    issuer alone would trust every account it issues) are a
+    :class:`~ml_integrity.errors.UsageError`. The policy file's ``sigstore:``
+    signers are checked by the parser, which names the line.
+    """
+    n = {f: names.get(f, f) for f in IDENTITY_FIELDS}
+    github = bool(github_repository or github_ref or github_workflow)
+    if not (identity or identity_regex or issuer or github):
+        return None
+    if identity and identity_regex:
+        raise UsageError(f"give {n['identity']} or {n['identity_regex']}, not both")
+    if not (identity or identity_regex or github):
+        raise UsageError(
+            f"{n['issuer']} alone would trust every identity of that issuer",
+            hint=f"add {n['identity']} (or {n['identity_regex']}, or {n['github_repository']})",
+        )
+    issuer = issuer or (GITHUB_ISSUER if github else None)
+    if not issuer:
+        given = n["identity_regex"] if identity_regex else n["identity"]
+        raise UsageError(
+            f"{given} needs {n['issuer']} (the OIDC provider that vouched for it)",
+            hint="for example https://accounts.google.com or " + GITHUB_ISSUER,
+        )
+    if identity_regex:
+        try:
+            re.compile(identity_regex)
+        except re.error as exc:
+            raise UsageError(
+                f"{n['identity_regex']} is not a valid regular expression: {exc}"
+            ) from None
+    wf = github_workflow
+    if wf and "@" in wf:
+        raise UsageError(
+            f"{n['github_workflow']} is a file path; give the ref with {n['github_ref']}"
+        )
+    if wf and not github_repository and ("/" not in wf or wf.startswith(".github/")):
+        raise UsageError(
+            f"{n['github_workflow']} needs {n['github_repository']} (OWNER/REPO)",
+            hint="a workflow file is named within its repository",
+        )
+    if github_ref and not github_ref.startswith("refs/"):
+        raise UsageError(
+            f"{n['github_ref']} {github_ref!r} is not a full ref name",
+            hint=f"write refs/heads/{github_ref} or refs/tags/{github_ref}",
+        )
+    return IdentityRule(
+        issuer=issuer,
+        identity=identity or None,
+        identity_regex=identity_regex or None,
+        github_repository=github_repository or None,
+        github_ref=github_ref or None,
+        github_workflow=wf or None,
+    )
 
 
 @dataclass(frozen=True)

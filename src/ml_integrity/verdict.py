@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from . import hashing, manifest, oms, verifying
+from . import hashing, oms, verifying
 from .errors import Error, IntegrityError, ManifestDiff, PolicyError, SignatureError
 from .oms import SignedModel
 from .policy import ChainRule, IdentityRule, KeyRule, Policy, TrustedSigner, satisfy
@@ -121,8 +121,8 @@ class PolicyVerifier:
             ]
             if not by_hint:
                 raise SignatureError(
-                    f"bundle was signed by key {parsed.key_hint[:16]}..., which the policy "
-                    "does not trust (trusted keys: "
+                    f"bundle was signed by another key ({parsed.key_hint[:16]}...), which the "
+                    "policy does not trust (trusted keys: "
                     + ", ".join(f"{s.name} {s.rule.describe()}" for s in trusted)
                     + ")",
                     path=source,
@@ -395,41 +395,36 @@ def _verify(
             hint="a denied digest is refused even when a trusted signer signed it",
         )
 
-    # 5. the content on disk: signed files first, then files nobody signed
-    result = verifying.verify_model(
+    # 5. the content on disk: signed files, then files nobody signed
+    def refuse_unsigned(extra: Sequence[str]) -> list[str]:
+        return _refused_unsigned(
+            target, extra, policy, ignore_unsigned=ignore_unsigned, workers=workers
+        )
+
+    content = verifying.check_content(
         target,
-        bundles[0],
-        verifier,
+        first,
+        bundles,
+        signer=checks[0].signer,
         ignore_paths=ignore_paths,
         allow_symlinks=allow_symlinks,
-        ignore_unsigned=True,
+        refuse_unsigned=refuse_unsigned,
+        unsigned_hint="--ignore-unsigned-files accepts extra files"
+        if policy.source.path is None
+        else "exempt extra files with the policy's artifacts.must-sign or allow.digests, "
+        "or --ignore-unsigned-files",
         workers=workers,
         rehash=rehash,
         progress=progress,
     )
-    unsigned: list[str] = []
-    if target.is_dir():
-        ignores = [
-            *ignore_paths,
-            *first.ignore_paths,
-            *(i for b in bundles for i in verifying.signing_bundle_ignores(target, b)),
-        ]
-        present = manifest.list_files(
-            target, allow_symlinks=allow_symlinks or first.allow_symlinks, ignore=ignores
-        )
-        extra = [p for p in present if p not in first.resources]
-        if extra:
-            unsigned = _check_unsigned(
-                target, extra, policy, ignore_unsigned=ignore_unsigned, workers=workers
-            )
     return Verdict(
         target=target,
         policy=policy,
         bundles=tuple(checks),
         counted=counted,
         signed=first,
-        files=result.files,
-        unsigned=tuple(unsigned),
+        files=content.files,
+        unsigned=content.unsigned,
         notes=tuple(notes),
     )
 
@@ -438,7 +433,7 @@ def _as_list(value: object) -> list[object]:
     return list(value) if isinstance(value, list | tuple) else []
 
 
-def _check_unsigned(
+def _refused_unsigned(
     target: Path,
     extra: Sequence[str],
     policy: Policy,
@@ -446,7 +441,10 @@ def _check_unsigned(
     ignore_unsigned: bool,
     workers: int | None,
 ) -> list[str]:
-    """Unsigned files are refused unless must-sign spares them or their digest is allowed."""
+    """Unsigned files to refuse: those must-sign covers, unless their digest is allowed.
+
+    A denied digest is refused outright, even with ``ignore_unsigned``.
+    """
     digests: dict[str, str] = {}
     if policy.allow_digests or policy.deny_digests:
         hashed = hashing.hash_files(target, list(extra), workers=workers)
@@ -459,19 +457,10 @@ def _check_unsigned(
             diff=ManifestDiff(extra=tuple(denied), notes=dict.fromkeys(denied, "denied digest")),
             hint="remove the listed files",
         )
-    refused = [
+    return [
         p
         for p in extra
         if not ignore_unsigned
         and policy.must_be_signed(p)
         and digests.get(p) not in policy.allow_digests
     ]
-    if refused:
-        raise IntegrityError(
-            f"{len(refused)} file(s) are not covered by the signature",
-            path=target,
-            diff=ManifestDiff(extra=tuple(refused)),
-            hint="remove them, re-sign the model, or (if intended) exempt them with the "
-            "policy's artifacts.must-sign / allow.digests or --ignore-unsigned-files",
-        )
-    return sorted(extra)

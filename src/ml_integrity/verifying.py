@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from . import hashing, manifest, oms
+from . import hashing, manifest, oms, signing
 from .errors import BundleError, IntegrityError, ManifestDiff, UsageError
 from .oms import SignedModel
 
@@ -123,70 +123,133 @@ def verify_model(
     rehash: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> VerificationResult:
-    """Verify ``target`` (folder or file) against the bundle: signature, trust, digests."""
+    """Verify ``target`` (folder or file) against one bundle: signature, trust, digests.
+
+    The simple library API: ``verifier`` decides whom to trust (for example
+    ``_keys.KeyVerifier``). For policies (several bundles, thresholds,
+    allow/deny lists, rollback), use :func:`ml_integrity.verdict.verify`;
+    both check the content with :func:`check_content`.
+    """
     if not target.exists():
         raise UsageError("no such file or directory", path=target)
     verified, signed = verify_signed_payload(bundle_path, verifier)
-    single_names = {oms.SINGLE_FILE_NAME, target.name}
+    content = check_content(
+        target,
+        signed,
+        [bundle_path],
+        signer=verified.signer,
+        ignore_paths=ignore_paths,
+        allow_symlinks=allow_symlinks,
+        refuse_unsigned=_accept_all if ignore_unsigned else None,
+        workers=workers,
+        rehash=rehash,
+        progress=progress,
+    )
+    return VerificationResult(
+        target, bundle_path, verified.signer, signed, content.files, verified.details
+    )
+
+
+def _accept_all(_extra: Sequence[str]) -> Sequence[str]:
+    return ()
+
+
+@dataclass(frozen=True)
+class ContentCheck:
+    """The content on disk matched what was signed."""
+
+    files: int
+    """Signed files that were hashed and matched."""
+    unsigned: tuple[str, ...] = ()
+    """Files present but not signed, which ``refuse_unsigned`` accepted."""
+
+
+def check_content(
+    target: Path,
+    signed: SignedModel,
+    bundles: Sequence[Path],
+    *,
+    signer: str,
+    ignore_paths: Sequence[str] = (),
+    allow_symlinks: bool = False,
+    refuse_unsigned: Callable[[Sequence[str]], Sequence[str]] | None = None,
+    unsigned_hint: str = "--ignore-unsigned-files accepts extra files",
+    workers: int | None = None,
+    rehash: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ContentCheck:
+    """Step 3: the content of ``target`` against the resources ``signer`` signed.
+
+    A single file must be what a single-file bundle signed; a folder is
+    enumerated with the signed serialization settings (the signed ignore
+    paths and symlink setting, plus ``ignore_paths`` and the ``bundles``
+    themselves when they lie inside it), hashed and compared. Files present
+    but not signed go to ``refuse_unsigned``, which returns those to refuse
+    (it may raise instead); by default every one is refused. Changed,
+    missing and refused files raise one :class:`IntegrityError` with the
+    whole diff; ``unsigned_hint`` tells how extra files can be accepted.
+    """
     if target.is_file():
-        if len(signed.resources) != 1 or not (set(signed.resources) & single_names):
-            raise IntegrityError(
-                f"bundle signs a folder of {len(signed.resources)} file(s), "
-                "but a single file was given",
-                path=target,
-                hint="pass the model folder that was signed",
-            )
-        digest = hashing.hash_file(target)
-        ((_name, expected),) = signed.resources.items()
-        if digest.sha256 != expected:
-            raise IntegrityError(
-                "content differs from what was signed",
-                path=target,
-                diff=ManifestDiff(changed=(target.name,)),
-                hint="the file was modified after signing; restore it or re-sign",
-            )
-        return VerificationResult(target, bundle_path, verified.signer, signed, 1, verified.details)
+        return _check_single_file(target, signed)
     if signed.is_single_file:
         raise IntegrityError(
             "bundle signs a single file, but a folder was given",
             path=target,
             hint="pass the file that was signed, not its folder",
         )
-    ignores = [*ignore_paths, *signed.ignore_paths, *signing_bundle_ignores(target, bundle_path)]
+    ignores = [
+        *ignore_paths,
+        *signed.ignore_paths,
+        *(i for b in bundles for i in signing.bundle_ignores(target, b)),
+    ]
     paths = manifest.list_files(
         target, allow_symlinks=allow_symlinks or signed.allow_symlinks, ignore=ignores
     )
-    if ignore_unsigned:
-        paths = [p for p in paths if p in signed.resources]
     present = [p for p in paths if p in signed.resources]
+    extra = [p for p in paths if p not in signed.resources]
+    cache = hashing.StatCache.load(hashing.default_cache_path(target))
     digests = hashing.hash_files(
         target,
         present,
         workers=workers,
         rehash=rehash,
         progress=progress,
-        cache=hashing.StatCache.load(hashing.default_cache_path(target)),
+        cache=cache,
+        follow_symlinks=allow_symlinks or signed.allow_symlinks,
     )
+    cache.save()
+    refused = set(extra if refuse_unsigned is None else refuse_unsigned(extra)) if extra else set()
     actual = {p: digests[p].sha256 for p in present}
-    actual.update({p: "" for p in paths if p not in signed.resources})
+    actual.update(dict.fromkeys(refused, ""))
     diff = manifest.diff_digests(signed.resources, actual)
     if diff:
         raise IntegrityError(
-            f"{target} does not match what {verified.signer} signed "
+            f"{target} does not match what {signer} signed "
             f"({len(diff.changed)} changed, {len(diff.missing)} missing, {len(diff.extra)} extra)",
-            path=bundle_path,
+            path=bundles[0] if bundles else target,
             diff=diff,
             hint="restore the listed files, or re-sign if the change is intended"
-            + ("; --ignore-unsigned-files accepts extra files" if diff.extra else ""),
+            + (f"; {unsigned_hint}" if diff.extra else ""),
         )
-    return VerificationResult(
-        target, bundle_path, verified.signer, signed, len(present), verified.details
-    )
+    return ContentCheck(len(present), tuple(sorted(p for p in extra if p not in refused)))
 
 
-def signing_bundle_ignores(target: Path, bundle_path: Path) -> list[str]:
-    try:
-        rel = bundle_path.resolve().relative_to(target.resolve())
-    except ValueError:
-        return []
-    return [rel.as_posix()]
+def _check_single_file(target: Path, signed: SignedModel) -> ContentCheck:
+    single_names = {oms.SINGLE_FILE_NAME, target.name}
+    if len(signed.resources) != 1 or not (set(signed.resources) & single_names):
+        raise IntegrityError(
+            f"bundle signs a folder of {len(signed.resources)} file(s), "
+            "but a single file was given",
+            path=target,
+            hint="pass the model folder that was signed",
+        )
+    digest = hashing.hash_file(target, follow_symlinks=True)  # the user named this path
+    ((_name, expected),) = signed.resources.items()
+    if digest.sha256 != expected:
+        raise IntegrityError(
+            "content differs from what was signed",
+            path=target,
+            diff=ManifestDiff(changed=(target.name,)),
+            hint="the file was modified after signing; restore it or re-sign",
+        )
+    return ContentCheck(1)

@@ -80,6 +80,12 @@ def test_sign_verify_round_trip_and_json(signed: tuple[Path, Path, Path], cli: C
     report = json.loads(r.stdout)
     assert report["ok"] is True and report["files"] == 3
     assert report["signer"].startswith("EC P-256 key")
+    # --key is a command-line policy, and the verdict names it
+    assert report["policy"] == {"kind": "command line", "path": None, "revision": None}
+    assert report["requirement"]["mode"] == "any-of"
+    human = cli("verify", model, "--bundle", bundle, "--key", pub)
+    assert human.returncode == 0, human.stderr
+    assert human.stdout.splitlines()[1:] == ["policy: command-line options"]
 
 
 @pytest.mark.parametrize("kind", ["ec-p384", "ed25519"])
@@ -107,6 +113,7 @@ def test_one_flipped_byte_names_the_file(signed: tuple[Path, Path, Path], cli: C
     report = json.loads(r.stdout)
     assert report["diff"]["changed"] == ["weights.safetensors"]
     assert "changed: weights.safetensors" in r.stderr
+    assert report["hint"].endswith("policy: command-line options")
 
 
 def test_missing_and_extra_files(signed: tuple[Path, Path, Path], cli: CLI) -> None:
@@ -154,6 +161,7 @@ def test_wrong_key_is_refused(signed: tuple[Path, Path, Path], tmp_path: Path, c
     r = cli("verify", model, "--bundle", bundle, "--key", tmp_path / "other.pem.pub")
     assert r.returncode == 1
     assert "signed by another key" in r.stderr
+    assert "policy: command-line options" in r.stderr
 
 
 def test_wrong_key_type_is_a_usage_error(
@@ -287,3 +295,27 @@ def test_unreadable_model_file(tmp_path_factory: pytest.TempPathFactory, cli: CL
         assert "config.json" in proc.stderr
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_verify_follows_symlinks_only_when_allowed(
+    signed: tuple[Path, Path, Path], cli: CLI
+) -> None:
+    model, bundle, pub = signed
+    vocab = model / "tokenizer" / "vocab.txt"
+    real = model / "tokenizer" / "vocab.real"
+    vocab.rename(real)
+    os.symlink("vocab.real", vocab)
+    refused = cli("verify", model, "--bundle", bundle, "--key", pub)
+    assert refused.returncode == 1 and "symbolic link" in refused.stderr
+    followed = cli(
+        "verify",
+        model,
+        "--bundle",
+        bundle,
+        "--key",
+        pub,
+        "--allow-symlinks",
+        "--ignore-path",
+        "tokenizer/vocab.real",
+    )
+    assert followed.returncode == 0, followed.stderr

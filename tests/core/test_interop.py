@@ -320,7 +320,10 @@ def test_certificate_signing_round_trip_and_model_signing(tmp_path: Path, cli: C
     assert r.returncode == 0, r.stderr
     ok = cli("verify", model, "--bundle", tmp_path / "c.sig", "--cert-chain", ca, "--json")
     assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["details"]["subject"] == "CN=model signer"
+    verdict = json.loads(ok.stdout)
+    assert verdict["details"]["subject"] == "CN=model signer"
+    assert verdict["policy"]["kind"] == "command line"
+    assert verdict["details"]["matched_signers"] == ["cert-chain"]
     ms = model_signing(
         "verify", "certificate", model, "--signature", tmp_path / "c.sig", "--certificate_chain", ca
     )
@@ -329,6 +332,7 @@ def test_certificate_signing_round_trip_and_model_signing(tmp_path: Path, cli: C
     other_ca, _, _ = _make_ca(tmp_path / "other")
     bad = cli("verify", model, "--bundle", tmp_path / "c.sig", "--cert-chain", other_ca)
     assert bad.returncode == 1
+    assert "policy: command-line options" in bad.stderr
 
 
 def test_cert_that_does_not_match_the_key_is_refused(tmp_path: Path, cli: CLI) -> None:

@@ -116,6 +116,8 @@ def test_symlinks_refused_unless_allowed_and_never_outside(tmp_path: Path) -> No
         manifest.list_files(root)
     assert "--allow-symlinks" in (info.value.hint or "")
     assert manifest.list_files(root, allow_symlinks=True) == ["link.bin", "real.bin"]
+    followed = manifest.build_from_directory(root, allow_symlinks=True, use_cache=False).by_path()
+    assert followed["link.bin"].sha256 == followed["real.bin"].sha256
     (tmp_path / "outside").write_bytes(b"secret")
     os.symlink(tmp_path / "outside", root / "escape")
     with pytest.raises(ManifestError, match="outside the root"):

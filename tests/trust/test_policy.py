@@ -17,11 +17,15 @@ from pathlib import Path
 import pytest
 
 from ml_integrity import _keys, signing
-from ml_integrity.errors import ConfigError
+from ml_integrity.errors import ConfigError, UsageError
 from ml_integrity.policy import (
+    GITHUB_ISSUER,
+    IDENTITY_FIELDS,
+    IdentityRule,
     PolicySource,
     Requirement,
     glob_match,
+    identity_rule,
     load_policy,
     parse_policy,
     satisfy,
@@ -239,6 +243,63 @@ def test_policy_warnings_are_explained(tmp_path: Path) -> None:
 )
 def test_glob_match(pattern: str, path: str, expected: bool) -> None:
     assert glob_match(pattern, path) is expected
+
+
+CLI_NAMES = {f: "--" + f.replace("_", "-") for f in IDENTITY_FIELDS}
+ACTION_NAMES = {f: f.replace("_", "-") for f in IDENTITY_FIELDS}
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"identity": "a@b", "identity_regex": ".*", "issuer": "https://x"}, "{identity} or"),
+        ({"issuer": "https://x"}, "{issuer} alone would trust every identity"),
+        ({"identity": "a@b"}, "{identity} needs {issuer}"),
+        ({"identity_regex": "a.*"}, "{identity_regex} needs {issuer}"),
+        ({"identity_regex": "([", "issuer": "https://x"}, "{identity_regex} is not a valid"),
+        ({"github_workflow": "release.yml"}, "{github_workflow} needs {github_repository}"),
+        (
+            {"github_repository": "o/r", "github_workflow": "release.yml@refs/heads/main"},
+            "{github_workflow} is a file path; give the ref with {github_ref}",
+        ),
+        ({"github_repository": "o/r", "github_ref": "main"}, "{github_ref} 'main' is not a full"),
+    ],
+)
+@pytest.mark.parametrize("names", [CLI_NAMES, ACTION_NAMES], ids=["cli", "action"])
+def test_identity_options_are_validated_in_the_callers_words(
+    given: dict[str, str], message: str, names: dict[str, str]
+) -> None:
+    with pytest.raises(UsageError) as caught:
+        identity_rule(**given, names=names)
+    assert message.format(**names) in caught.value.message
+
+
+def test_identity_options_make_a_rule() -> None:
+    assert identity_rule(names=CLI_NAMES) is None
+    assert identity_rule(identity="", issuer="", names=ACTION_NAMES) is None
+    assert identity_rule(identity="a@b", issuer="https://x", names=CLI_NAMES) == IdentityRule(
+        issuer="https://x", identity="a@b"
+    )
+    github = identity_rule(
+        github_repository="o/r", github_workflow="release.yml", github_ref="", names=ACTION_NAMES
+    )
+    assert github == IdentityRule(
+        issuer=GITHUB_ISSUER, github_repository="o/r", github_workflow="release.yml"
+    )
+    reusable = identity_rule(github_workflow="o/shared/.github/workflows/r.yml", names=CLI_NAMES)
+    assert reusable is not None and reusable.workflow_path() == (
+        "o/shared",
+        ".github/workflows/r.yml",
+    )
+
+
+def test_identity_options_on_the_command_line(cli: CLI, tmp_path: Path) -> None:
+    model = make_model(tmp_path)
+    r = cli("verify", model, "--bundle", tmp_path / "x.sig", "--github-ref", "main",
+            "--github-repository", "o/r")  # fmt: skip
+    assert r.returncode == 2
+    assert "--github-ref 'main' is not a full ref name" in r.stderr
+    assert "refs/heads/main" in r.stderr
 
 
 def test_one_signer_with_two_roles_counts_once() -> None:

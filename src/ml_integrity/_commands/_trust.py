@@ -1,7 +1,7 @@
 """Keyless signing and policy-based verification options for ``sign`` and ``verify``.
 
 The ``sign`` and ``verify`` command modules stay small: they register these
-options and ask :func:`make_keyless_signer` / :func:`wants_policy` /
+options and ask :func:`make_keyless_signer` / :func:`policy_options_given` /
 :func:`run_verify` for the backend. Heavy imports (sigstore, yaml, git)
 happen inside the functions.
 """
@@ -207,24 +207,15 @@ def _non_negative(value: str) -> int:
     return n
 
 
-_IDENTITY_FLAGS = (
-    "identity",
-    "identity_regex",
-    "issuer",
-    "github_repository",
-    "github_ref",
-    "github_workflow",
-)
-
-
 def _identity_given(args: argparse.Namespace) -> bool:
-    return any(getattr(args, f) for f in _IDENTITY_FLAGS)
+    from ..policy import IDENTITY_FIELDS
+
+    return any(getattr(args, f) for f in IDENTITY_FIELDS)
 
 
-def wants_policy(args: argparse.Namespace) -> bool:
-    """True unless this is a plain one-bundle --key / --cert-chain verification."""
-    plain = (args.key is not None or bool(args.cert_chain)) and len(args.bundle) == 1
-    extras = (
+def policy_options_given(args: argparse.Namespace) -> bool:
+    """Any trust option beyond --key / --cert-chain (identities, roots, policy, rollback)?"""
+    return (
         _identity_given(args)
         or args.trusted_root is not None
         or args.offline
@@ -234,54 +225,14 @@ def wants_policy(args: argparse.Namespace) -> bool:
         or args.not_older_than is not None
         or args.repository is not None
     )
-    return not plain or extras
 
 
 def identity_rule_from_args(args: argparse.Namespace) -> IdentityRule | None:
-    from ..errors import UsageError
-    from ..policy import GITHUB_ISSUER, IdentityRule
+    from ..policy import IDENTITY_FIELDS, identity_rule
 
-    if not _identity_given(args):
-        return None
-    if args.identity and args.identity_regex:
-        raise UsageError("give --identity or --identity-regex, not both")
-    github = bool(args.github_repository or args.github_ref or args.github_workflow)
-    if not (args.identity or args.identity_regex or github):
-        raise UsageError(
-            "--issuer alone would trust every identity of that issuer",
-            hint="add --identity SAN (or --identity-regex RE, or --github-repository)",
-        )
-    issuer = args.issuer or (GITHUB_ISSUER if github else None)
-    if issuer is None:
-        raise UsageError(
-            "--identity needs --issuer (the OIDC provider that vouched for it)",
-            hint="for example --issuer https://accounts.google.com or "
-            "https://token.actions.githubusercontent.com",
-        )
-    if args.identity_regex:
-        import re
-
-        try:
-            re.compile(args.identity_regex)
-        except re.error as exc:
-            raise UsageError(f"--identity-regex is not a valid regular expression: {exc}") from None
-    if args.github_workflow and "@" in args.github_workflow:
-        raise UsageError("--github-workflow is a file path; give the ref with --github-ref")
-    wf = args.github_workflow
-    if wf and not args.github_repository and ("/" not in wf or wf.startswith(".github/")):
-        raise UsageError("--github-workflow FILE needs --github-repository OWNER/REPO")
-    if args.github_ref and not args.github_ref.startswith("refs/"):
-        raise UsageError(
-            f"--github-ref {args.github_ref!r} is not a full ref name",
-            hint=f"write refs/heads/{args.github_ref} or refs/tags/{args.github_ref}",
-        )
-    return IdentityRule(
-        issuer=issuer,
-        identity=args.identity,
-        identity_regex=args.identity_regex,
-        github_repository=args.github_repository,
-        github_ref=args.github_ref,
-        github_workflow=args.github_workflow,
+    return identity_rule(
+        **{f: getattr(args, f) for f in IDENTITY_FIELDS},
+        names={f: "--" + f.replace("_", "-") for f in IDENTITY_FIELDS},
     )
 
 
@@ -491,7 +442,11 @@ def resolve_policy(args: argparse.Namespace) -> tuple[Policy, tuple[str, ...]]:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    """``verify`` with policies, identities, several bundles or rollback options."""
+    """``verify``: every verification goes through a policy, which the verdict names.
+
+    The policy is the command line's trust options (--key, --cert-chain, a
+    Sigstore identity), else --policy, git config or the in-repository policy.
+    """
     from .. import verdict
 
     policy, notes = resolve_policy(args)
@@ -528,6 +483,6 @@ __all__ = [
     "add_verify_options",
     "keyless_requested",
     "make_keyless_signer",
+    "policy_options_given",
     "run_verify",
-    "wants_policy",
 ]

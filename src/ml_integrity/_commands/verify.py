@@ -136,41 +136,16 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import UsageError
 
         raise UsageError("give PATH and --bundle FILE (or --git-repo)")
-    from .. import verifying
-    from ._trust import run_verify, wants_policy
+    from ._trust import run_verify
 
-    if wants_policy(args):
-        return run_verify(args)
-    verifier = make_verifier(args)
-    with Progress("verifying") as progress:
-        result = verifying.verify_model(
-            args.path,
-            args.bundle[0],
-            verifier,
-            ignore_paths=args.ignore_path,
-            allow_symlinks=args.allow_symlinks,
-            ignore_unsigned=args.ignore_unsigned_files,
-            workers=args.workers,
-            rehash=args.rehash,
-            progress=progress,
-        )
-    if args.json:
-        print_json(result.to_json())
-    else:
-        print(
-            f"OK: {args.path} verified ({result.files} file{'s' if result.files != 1 else ''}, "
-            f"signed by {result.signer})"
-        )
-    return 0
+    return run_verify(args)
 
 
 def _policy_options(args: argparse.Namespace) -> bool:
     """Trust options beyond one --key or --cert-chain (identities, policies, rollback...)."""
-    from ._trust import wants_policy
+    from ._trust import policy_options_given
 
-    probe = argparse.Namespace(**vars(args))
-    probe.bundle, probe.key = [Path("-")], args.key or Path("-")
-    return wants_policy(probe)
+    return policy_options_given(args)
 
 
 class RepositoryTrust:
