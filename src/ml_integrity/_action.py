@@ -724,18 +724,12 @@ def _apply_policy_to_repository(policy: Policy, report: VerifyReport) -> None:
     verdicts of the model verifier, which repository mode does not have yet:
     refuse such a policy rather than pass without enforcing it.
     """
-    requirement = policy.effective_requirement
-    unsupported = []
-    if requirement.mode != "any-of":
-        unsupported.append(f"require ({requirement.describe()})")
-    if policy.rollback.not_older_than is not None or policy.rollback.repository is not None:
-        unsupported.append("rollback")
-    if unsupported:
-        raise ConfigError(
-            f"the policy uses {' and '.join(unsupported)}, which the Action does not enforce "
-            "on a repository's LFS files yet",
-            hint="verify a model folder with the 'path' and 'bundle' inputs, or drop the rule",
-        )
+    from .repository import check_policy_supported
+
+    check_policy_supported(
+        policy,
+        hint="verify a model folder with the 'path' and 'bundle' inputs, or drop the rule",
+    )
     for row in report.rows.values():
         if row.sha256 and row.sha256 in policy.deny_digests:
             row.signature = "refused"

@@ -685,7 +685,7 @@ class Repository:
         )
 
 
-def check_policy_supported(policy: Policy) -> None:
+def check_policy_supported(policy: Policy, *, hint: str | None = None) -> None:
     """Refuse policies whose rules repository mode cannot enforce yet (never half apply).
 
     A requirement across several signers (all-of, k-of-n) and rollback rules
@@ -704,7 +704,8 @@ def check_policy_supported(policy: Policy) -> None:
             f"the policy uses {' and '.join(unsupported)}, which is not enforced on a "
             "repository's LFS files yet",
             path=policy.source.path,
-            hint="verify model folders with `ml-integrity verify PATH --bundle ...`, or use a "
+            hint=hint
+            or "verify model folders with `ml-integrity verify PATH --bundle ...`, or use a "
             "policy without these rules for the repository",
         )
 
