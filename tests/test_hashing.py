@@ -524,6 +524,36 @@ def test_save_failure_is_a_warning_or_strict_error(
     assert info.value.hint
 
 
+def test_save_into_a_read_only_folder_keeps_the_old_cache(
+    tree: tuple[Path, dict[str, bytes]], caplog: pytest.LogCaptureFixture
+) -> None:
+    root, contents = tree
+    # Not under tmp_path: its parents are private to the user running pytest.
+    folder = Path(tempfile.mkdtemp(prefix="mli-ro-"))
+    try:
+        path = folder / "statcache.json"
+        paths = sorted(contents)
+        cache = StatCache.load(path)
+        hash_files(root, paths[:1], cache=cache)
+        cache.save()
+        before = path.read_bytes()
+        hash_files(root, paths, cache=cache)  # more entries: dirty again
+        folder.chmod(0o555)
+        with unprivileged():
+            with caplog.at_level(logging.WARNING, logger="ml_integrity.hashing"):
+                cache.save()
+            assert cache.dirty  # still to be written next time
+            with pytest.raises(OperationalError) as info:
+                cache.save(strict=True)
+        assert "cannot write the hash cache" in caplog.text
+        assert info.value.path == str(path)
+        assert path.read_bytes() == before  # the old cache is intact
+        assert sorted(p.name for p in folder.iterdir()) == ["statcache.json"]  # no temp left
+    finally:
+        folder.chmod(0o755)
+        shutil.rmtree(folder)
+
+
 def test_roots_sharing_a_cache_do_not_collide(tmp_path: Path) -> None:
     a = make_tree(tmp_path / "a", {"w.bin": 10}, seed=1)
     b = make_tree(tmp_path / "b", {"w.bin": 10}, seed=2)
@@ -608,35 +638,30 @@ def assert_operational(exc: Error, path: Path, words: str) -> None:
     assert str(path) in exc.diagnostics()
 
 
+def assert_both_refuse(root: Path, rels: list[str], bad: str, words: str) -> None:
+    """hash_files (over ``rels``) and hash_file (on ``bad``) both refuse ``bad``."""
+    with pytest.raises(OperationalError) as info:
+        hash_files(root, rels)
+    assert_operational(info.value, root / bad, words)
+    with pytest.raises(OperationalError) as info:
+        hash_file(root / bad)
+    assert_operational(info.value, root / bad, words)
+
+
 def test_missing_file(tree: tuple[Path, dict[str, bytes]]) -> None:
     root, contents = tree
-    with pytest.raises(OperationalError) as info:
-        hash_files(root, [*sorted(contents), "gone.bin"])
-    assert_operational(info.value, root / "gone.bin", "not found")
-    with pytest.raises(OperationalError) as info:
-        hash_file(root / "gone.bin")
-    assert_operational(info.value, root / "gone.bin", "not found")
+    assert_both_refuse(root, [*sorted(contents), "gone.bin"], "gone.bin", "not found")
 
 
 def test_directory(tree: tuple[Path, dict[str, bytes]]) -> None:
     root, _ = tree
-    with pytest.raises(OperationalError) as info:
-        hash_files(root, ["tokenizer"])
-    assert_operational(info.value, root / "tokenizer", "a directory")
-    with pytest.raises(OperationalError) as info:
-        hash_file(root / "tokenizer")
-    assert_operational(info.value, root / "tokenizer", "a directory")
+    assert_both_refuse(root, ["tokenizer"], "tokenizer", "a directory")
 
 
 def test_symlink_refused_unless_followed(tree: tuple[Path, dict[str, bytes]]) -> None:
     root, contents = tree
     (root / "link.json").symlink_to("config.json")
-    with pytest.raises(OperationalError) as info:
-        hash_files(root, ["link.json"])
-    assert_operational(info.value, root / "link.json", "symbolic link")
-    with pytest.raises(OperationalError) as info:
-        hash_file(root / "link.json")
-    assert_operational(info.value, root / "link.json", "symbolic link")
+    assert_both_refuse(root, ["link.json"], "link.json", "symbolic link")
     expected = sha(contents["config.json"])
     assert hash_files(root, ["link.json"], follow_symlinks=True) == {"link.json": expected}
     assert hash_file(root / "link.json", follow_symlinks=True) == expected
@@ -645,12 +670,8 @@ def test_symlink_refused_unless_followed(tree: tuple[Path, dict[str, bytes]]) ->
 def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    with pytest.raises(OperationalError) as info:
-        hash_files(tmp_path, ["pipe"])
-    assert_operational(info.value, fifo, "named pipe")
-    with pytest.raises(OperationalError) as info:
-        hash_file(fifo)  # opens it (non-blocking), then refuses it
-    assert_operational(info.value, fifo, "named pipe")
+    # hash_file opens it (non-blocking), then refuses it
+    assert_both_refuse(tmp_path, ["pipe"], "pipe", "named pipe")
 
 
 def test_file_changed_while_hashing(tmp_path: Path) -> None:

@@ -627,13 +627,6 @@ class StatCache:
             if stale:
                 self._dirty = True
 
-    def clear(self) -> None:
-        """Forget every entry."""
-        with self._lock:
-            if self._roots:
-                self._dirty = True
-            self._roots = {}
-
     def save(self, *, strict: bool = False) -> None:
         """Write the cache atomically (temp file + ``os.replace``) if it changed.
 

@@ -177,14 +177,19 @@ def test_signed_pickle_is_still_refused_by_the_scan(world: World) -> None:
     assert rules and "not-signed" not in rules
 
 
-def test_pull_request_cannot_change_the_trusted_key_file(world: World) -> None:
-    # The trusted key lives in the repository; the pull request replaces it
-    # with its own key and signs its change with that key.
+def _trusted_key_in_base(world: World) -> tuple[Path, Path]:
+    """Commit the trusted key as keys/signer.pub on main; return an attacker's key pair."""
     (world.dev / "keys").mkdir()
     shutil.copy(world.pub, world.dev / "keys" / "signer.pub")
     world.base = world.commit("trusted key in the repository", sign_with=world.key)
     git(world.dev, "push", "-q", "origin", "HEAD:refs/heads/main")
-    attacker, attacker_pub = _keys.generate(world.root / "attacker" / "k.pem", "ec-p256")
+    return _keys.generate(world.root / "attacker" / "k.pem", "ec-p256")
+
+
+def test_pull_request_cannot_change_the_trusted_key_file(world: World) -> None:
+    # The trusted key lives in the repository; the pull request replaces it
+    # with its own key and signs its change with that key.
+    attacker, attacker_pub = _trusted_key_in_base(world)
     shutil.copy(attacker_pub, world.dev / "keys" / "signer.pub")
     world.write({"models/a.bin": b"backdoored " * 30})
     world.commit("new weights", sign_with=attacker)
@@ -349,11 +354,7 @@ def test_policy_file_is_read_from_the_base_commit(world: World) -> None:
 def test_a_symlink_cannot_lead_trust_out_of_the_base_commit(world: World) -> None:
     # The pull request turns the trusted key file into a link to a key outside
     # the workspace; the Action must still read the file as the base has it.
-    (world.dev / "keys").mkdir()
-    shutil.copy(world.pub, world.dev / "keys" / "signer.pub")
-    world.base = world.commit("trusted key in the repository", sign_with=world.key)
-    git(world.dev, "push", "-q", "origin", "HEAD:refs/heads/main")
-    attacker, attacker_pub = _keys.generate(world.root / "attacker" / "k.pem", "ec-p256")
+    attacker, attacker_pub = _trusted_key_in_base(world)
     (world.dev / "keys" / "signer.pub").unlink()
     (world.dev / "keys" / "signer.pub").symlink_to(attacker_pub)
     world.write({"models/a.bin": b"backdoored " * 30})
