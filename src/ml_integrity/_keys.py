@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -186,19 +185,10 @@ def generate(out: Path, key_type: str, *, force: bool = False) -> tuple[Path, Pa
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(private)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, out)
-        pub_tmp = pub_path.with_name(f".{pub_path.name}.tmp{os.getpid()}")
-        pub_tmp.write_bytes(public_pem(key.public_key()))
-        os.replace(pub_tmp, pub_path)
-    except OSError as exc:
-        raise UsageError(f"cannot write the key: {exc.strerror}", path=out) from None
+    from .signing import write_atomic
+
+    write_atomic(out, private, mode=0o600)
+    write_atomic(pub_path, public_pem(key.public_key()))
     return out, pub_path
 
 

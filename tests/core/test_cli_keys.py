@@ -319,3 +319,83 @@ def test_verify_follows_symlinks_only_when_allowed(
         "tokenizer/vocab.real",
     )
     assert followed.returncode == 0, followed.stderr
+
+
+def test_encrypted_key_needs_its_password(
+    tmp_path: Path, cli: CLI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ML_INTEGRITY_KEY_PASSWORD: missing or wrong is a usage error, right signs."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    model = make_model(tmp_path)
+    key = tmp_path / "enc.pem"
+    key.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"s3cret"),
+        )
+    )
+    bundle = tmp_path / "m.sig"
+    monkeypatch.delenv("ML_INTEGRITY_KEY_PASSWORD", raising=False)
+    none = cli("sign", model, "--key", key, "--bundle", bundle)
+    assert none.returncode == 2, none.stderr
+    assert "encrypted" in none.stderr and "ML_INTEGRITY_KEY_PASSWORD" in none.stderr
+    wrong = cli(
+        "sign", model, "--key", key, "--bundle", bundle,
+        env={"ML_INTEGRITY_KEY_PASSWORD": "wrong"},
+    )  # fmt: skip
+    assert wrong.returncode == 2 and "wrong password" in wrong.stderr
+    assert not bundle.exists()
+    right = cli(
+        "sign", model, "--key", key, "--bundle", bundle,
+        env={"ML_INTEGRITY_KEY_PASSWORD": "s3cret"},
+    )  # fmt: skip
+    assert right.returncode == 0, right.stderr
+    assert bundle.is_file()
+
+
+def test_bundle_that_cannot_be_written_leaves_nothing(tmp_path: Path, cli: CLI) -> None:
+    """A bundle path that is a directory: exit 2, no temp file left beside it."""
+    model = make_model(tmp_path)
+    cli("keygen", "--out", tmp_path / "k.pem")
+    out = tmp_path / "out"
+    target = out / "m.sig"
+    target.mkdir(parents=True)
+    r = cli("sign", model, "--key", tmp_path / "k.pem", "--bundle", target)
+    assert r.returncode == 2 and "cannot write" in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["m.sig"] and target.is_dir()
+
+
+def test_interrupted_atomic_write_keeps_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure while writing (here: disk full) leaves the old file and no temp file."""
+    from ml_integrity import signing
+    from ml_integrity.errors import UsageError
+
+    target = tmp_path / "m.sig"
+    target.write_bytes(b"old")
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(UsageError, match="No space left"):
+        signing.write_atomic(target, b"new" * 100_000)
+    monkeypatch.undo()
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.sig"]
+
+
+def test_keygen_writes_the_private_key_0600_and_refuses_a_directory(
+    tmp_path: Path, cli: CLI
+) -> None:
+    ok = cli("keygen", "--out", tmp_path / "k.pem")
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "k.pem").stat().st_mode & 0o777 == 0o600
+    (tmp_path / "d.pem").mkdir()
+    bad = cli("keygen", "--out", tmp_path / "d.pem", "--force")
+    assert bad.returncode == 2 and "cannot write" in bad.stderr
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())

@@ -258,8 +258,11 @@ def test_model_signing_bundles_verify_with_ours(tmp_path: Path, cli: CLI) -> Non
     assert bad.returncode == 1 and "changed: tokenizer/vocab.txt" in bad.stderr
 
 
-def _make_ca(tmp_path: Path) -> tuple[Path, Path, Path]:
-    """A root CA, a leaf key and its certificate, made for this test."""
+def _make_ca(tmp_path: Path, *, signing_usage: bool = True) -> tuple[Path, Path, Path]:
+    """A root CA, a leaf key and its certificate, made for this test.
+
+    ``signing_usage=False``: the leaf has neither digitalSignature nor codeSigning.
+    """
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP384R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test root")])
@@ -291,10 +294,21 @@ def _make_ca(tmp_path: Path) -> tuple[Path, Path, Path]:
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=10))
         .add_extension(
-            x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+            x509.KeyUsage(
+                signing_usage, False, not signing_usage, False, False, False, False, False, False
+            ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [
+                    ExtendedKeyUsageOID.CODE_SIGNING
+                    if signing_usage
+                    else ExtendedKeyUsageOID.EMAIL_PROTECTION
+                ]
+            ),
+            critical=False,
+        )
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
         )
@@ -344,6 +358,34 @@ def test_cert_that_does_not_match_the_key_is_refused(tmp_path: Path, cli: CLI) -
     )
     assert r.returncode == 2
     assert "does not belong to the signing key" in r.stderr
+
+
+def test_expired_signing_certificate_is_refused(tmp_path: Path, cli: CLI) -> None:
+    """The leaf is valid for 10 days: verified 20 days on, it is refused."""
+    from ml_integrity._keys import CertificateVerifier
+    from ml_integrity.errors import SignatureError
+
+    model = make_model(tmp_path)
+    ca, key, leaf = _make_ca(tmp_path)
+    r = cli("sign", model, "--key", key, "--cert", leaf, "--bundle", tmp_path / "c.sig")
+    assert r.returncode == 0, r.stderr
+    bundle = (tmp_path / "c.sig").read_bytes()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    CertificateVerifier([ca], at=now).verify_bundle(bundle, "c.sig")  # valid today
+    later = CertificateVerifier([ca], at=now + datetime.timedelta(days=20))
+    with pytest.raises(SignatureError, match="not valid now"):
+        later.verify_bundle(bundle, "c.sig")
+
+
+def test_certificate_not_for_signing_is_refused(tmp_path: Path, cli: CLI) -> None:
+    """No digitalSignature key usage and no codeSigning extended key usage: refused."""
+    model = make_model(tmp_path)
+    ca, key, leaf = _make_ca(tmp_path, signing_usage=False)
+    r = cli("sign", model, "--key", key, "--cert", leaf, "--bundle", tmp_path / "c.sig")
+    assert r.returncode == 0, r.stderr
+    bad = cli("verify", model, "--bundle", tmp_path / "c.sig", "--cert-chain", ca)
+    assert bad.returncode == 1
+    assert "not for signing" in bad.stderr
 
 
 # --- the OMS JSON schemas ---------------------------------------------------

@@ -1,9 +1,10 @@
-"""Options shared by commands that walk and hash a model folder."""
+"""Options shared by several commands: walking and hashing a model folder, key-based trust."""
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 
 def _workers(value: str) -> int:
@@ -43,4 +44,18 @@ def add_walk_options(parser: argparse.ArgumentParser, *, symlinks: bool = True) 
         "--rehash",
         action="store_true",
         help="hash every file again, ignoring the stat cache",
+    )
+
+
+def add_key_trust_options(parser: argparse.ArgumentParser, title: str) -> None:
+    """--key and --cert-chain: the key-based trust of verify and check-staged."""
+    trust = parser.add_argument_group(title)
+    trust.add_argument("--key", type=Path, metavar="PUB", help="the signer's public key (PEM)")
+    trust.add_argument(
+        "--cert-chain",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="CA",
+        help="trusted root certificate(s) (PEM) for certificate-method bundles; repeatable",
     )

@@ -80,6 +80,16 @@ def add_sign_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def make_key_signer(key: Path, cert_chain: Sequence[Path]) -> Signer:
+    """A key signer; an encrypted key's password comes from ML_INTEGRITY_KEY_PASSWORD."""
+    from .._keys import KeySigner
+
+    password = os.environ.get("ML_INTEGRITY_KEY_PASSWORD")
+    return KeySigner(
+        key, cert_chain=cert_chain, password=password.encode("utf-8") if password else None
+    )
+
+
 def make_keyless_signer(args: argparse.Namespace) -> Signer:
     from ..errors import UsageError
 

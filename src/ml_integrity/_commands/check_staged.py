@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._common import add_command, add_json_flag, print_json
+from ._options import add_key_trust_options
 from ._trust import add_verify_options
 
 if TYPE_CHECKING:
@@ -92,16 +92,7 @@ def register(subparsers: Any) -> None:
         default="fail",
         help="a staged LFS pointer whose object is not in the local store: fail or skip",
     )
-    trust = parser.add_argument_group("signature trust (as for verify --staged)")
-    trust.add_argument("--key", type=Path, metavar="PUB", help="the signer's public key (PEM)")
-    trust.add_argument(
-        "--cert-chain",
-        action="append",
-        default=[],
-        type=Path,
-        metavar="CA",
-        help="trusted root certificate(s) (PEM); repeatable",
-    )
+    add_key_trust_options(parser, "signature trust (as for verify --staged)")
     add_verify_options(parser)
     add_json_flag(parser)
     parser.set_defaults(handler=run)

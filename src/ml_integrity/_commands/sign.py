@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +65,7 @@ def register(subparsers: Any) -> None:
 def make_signer(args: argparse.Namespace) -> Signer:
     """The signing backend the command line asks for."""
     from ..errors import UsageError
-    from ._trust import keyless_requested, make_keyless_signer
+    from ._trust import keyless_requested, make_key_signer, make_keyless_signer
 
     if keyless_requested(args):
         return make_keyless_signer(args)
@@ -76,14 +75,7 @@ def make_signer(args: argparse.Namespace) -> Signer:
             hint="pass --key KEY (create one with 'ml-integrity keygen --out KEY'), "
             "or --sigstore to sign keylessly",
         )
-    from .._keys import KeySigner
-
-    password = os.environ.get("ML_INTEGRITY_KEY_PASSWORD")
-    return KeySigner(
-        args.key,
-        cert_chain=args.cert,
-        password=password.encode("utf-8") if password else None,
-    )
+    return make_key_signer(args.key, args.cert)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -55,19 +55,15 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
     import re
 
-    from .._keys import KeySigner
     from ..errors import UsageError
     from ..repository import Repository
+    from ._trust import make_key_signer
 
     if not re.fullmatch(r"[A-Za-z0-9._-]+", args.name) or args.name.startswith("."):
         raise UsageError(f"invalid bundle name {args.name!r}", hint="use letters, digits, . _ -")
-    password = os.environ.get("ML_INTEGRITY_KEY_PASSWORD")
-    signer = KeySigner(
-        args.key, cert_chain=args.cert, password=password.encode() if password else None
-    )
+    signer = make_key_signer(args.key, args.cert)
     with Repository.discover(keep_index=True) as repo:
         manifest, bundle = repo.sign_index(signer, name=args.name)
         rel = bundle.relative_to(repo.root).as_posix()

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._common import Progress, add_command, add_json_flag, print_json
-from ._options import add_walk_options
+from ._options import add_key_trust_options, add_walk_options
 from ._trust import VERIFY_EPILOG, add_verify_options
 
 if TYPE_CHECKING:
@@ -82,16 +82,7 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="the signature bundle; repeat it for policies that need several signers",
     )
-    trust = parser.add_argument_group("key-based trust")
-    trust.add_argument("--key", type=Path, metavar="PUB", help="the signer's public key (PEM)")
-    trust.add_argument(
-        "--cert-chain",
-        action="append",
-        default=[],
-        type=Path,
-        metavar="CA",
-        help="trusted root certificate(s) (PEM) for certificate-method bundles; repeatable",
-    )
+    add_key_trust_options(parser, "key-based trust")
     parser.add_argument(
         "--ignore-unsigned-files",
         action="store_true",
