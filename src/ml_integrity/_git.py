@@ -327,21 +327,7 @@ class Git:
         (``git cat-file --filters``: smudge filters, end-of-line conversion).
         """
         args = ["git", "cat-file", "--filters" if filters else "blob", spec]
-        try:
-            proc = subprocess.run(
-                args, cwd=self.root, env=self.env(), stdout=dest, stderr=subprocess.PIPE
-            )
-        except FileNotFoundError:
-            require_git()
-            raise
-        if proc.returncode != 0:
-            raise ToolError(
-                f"git cat-file failed (exit {proc.returncode})",
-                path=spec,
-                command=args,
-                stderr=proc.stderr.decode("utf-8", "replace"),
-                hint="check that this is a healthy git repository (`git status`, `git fsck`)",
-            )
+        _run(args, cwd=self.root, env=self.env(), stdout=dest, error_path=spec)
 
     def ls_tree(
         self, treeish: str, paths: Sequence[str] = (), *, recursive: bool = True
@@ -379,10 +365,19 @@ def _run(
     env: Mapping[str, str],
     input: bytes | None = None,
     check: bool = True,
+    stdout: IO[bytes] | None = None,
+    error_path: str | Path | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
+    """Run git; ``stdout`` streams the output to a file instead of capturing it."""
     try:
         proc = subprocess.run(
-            list(args), cwd=cwd, env=dict(env), input=input, capture_output=True, check=False
+            list(args),
+            cwd=cwd,
+            env=dict(env),
+            input=input,
+            stdout=subprocess.PIPE if stdout is None else stdout,
+            stderr=subprocess.PIPE,
+            check=False,
         )
     except FileNotFoundError:
         require_git()
@@ -390,7 +385,7 @@ def _run(
     if check and proc.returncode != 0:
         raise ToolError(
             f"{' '.join(args[:2])} failed (exit {proc.returncode})",
-            path=cwd,
+            path=cwd if error_path is None else error_path,
             command=args,
             stderr=proc.stderr.decode("utf-8", "replace"),
             hint="check that this is a healthy git repository (`git status`, `git fsck`)",

@@ -198,8 +198,15 @@ class LfsStore:
             return None
         self.quarantine_dir.mkdir(parents=True, exist_ok=True)
         dst = self.quarantine_path(oid)
-        write_atomic(dst.with_name(oid + ".json"), json.dumps(record, indent=2).encode() + b"\n")
-        os.replace(src, dst)
+        note = dst.with_name(oid + ".json")
+        write_atomic(note, json.dumps(record, indent=2).encode() + b"\n")
+        try:
+            os.replace(src, dst)
+        except OSError:
+            # The object stays in the store; no record may claim it was moved.
+            with contextlib.suppress(OSError):
+                note.unlink()
+            raise
         return dst
 
     def release(self, oid: str) -> bool:

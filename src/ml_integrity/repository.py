@@ -320,10 +320,7 @@ class Repository:
             except (OSError, ValueError, KeyError, TypeError):
                 blobs = {}
             blobs.update(add)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}")
-            tmp.write_text(json.dumps({"v": 1, "blobs": blobs}, separators=(",", ":")))
-            os.replace(tmp, path)
+            write_atomic(path, json.dumps({"v": 1, "blobs": blobs}, separators=(",", ":")).encode())
         except OSError:
             pass  # a cache that cannot be written is only slower
 
@@ -592,10 +589,7 @@ class Repository:
         doc = {"v": _CACHE_VERSION, **result.to_json()}
         path = self._cache_path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}")
-            tmp.write_text(json.dumps(doc))
-            os.replace(tmp, path)
+            write_atomic(path, json.dumps(doc).encode())
         except OSError:
             pass  # a cache that cannot be written is only slower
 

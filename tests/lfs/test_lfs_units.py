@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,36 @@ def test_quarantine_moves_and_releases(tmp_path: Path) -> None:
     assert store.quarantine(OID, {}) is None  # nothing left to move
     assert store.release(OID) and obj.read_bytes() == b"data"
     assert store.quarantined() == []
+
+
+def test_failed_quarantine_move_keeps_the_object(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LfsStore(tmp_path / "lfs")
+    obj = store.object_path(OID)
+    obj.parent.mkdir(parents=True)
+    obj.write_bytes(b"data")
+
+    real_replace = os.replace
+
+    def refuse(src: str | Path, dst: str | Path) -> None:
+        """The object's move fails (the record's own atomic write still works)."""
+        if Path(src).name == OID:
+            raise OSError(18, "Invalid cross-device link")
+        real_replace(src, dst)
+
+    monkeypatch.setattr("ml_integrity._lfs.os.replace", refuse)
+    with pytest.raises(OSError):
+        store.quarantine(OID, {"reason": "test"})
+    assert obj.read_bytes() == b"data"  # still in the store, never lost
+    assert store.quarantined() == []
+    assert not store.quarantine_path(OID).with_name(OID + ".json").exists()  # no stale record
+    monkeypatch.undo()
+
+    store.quarantine(OID, {"reason": "test"})
+    monkeypatch.setattr("ml_integrity._lfs.os.replace", refuse)
+    with pytest.raises(OSError):
+        store.release(OID)
+    assert store.quarantine_path(OID).read_bytes() == b"data"  # still in the quarantine
+    assert store.quarantine_path(OID).with_name(OID + ".json").is_file()
+    assert not obj.exists()
