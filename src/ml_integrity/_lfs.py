@@ -35,7 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple, Protocol
 
+from ._fileio import write_atomic
 from .errors import ToolError, UsageError
+
 
 __all__ = [
     "MAX_POINTER_SIZE",
@@ -230,19 +232,6 @@ class LfsStore:
 def _check_oid(oid: str) -> None:
     if not _SHA256_RE.match(oid):
         raise ValueError(f"not a sha256 oid: {oid!r}")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def sha256_file(path: Path, bufsize: int = 1 << 20) -> str:

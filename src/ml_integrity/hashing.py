@@ -69,6 +69,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._fileio import write_atomic
 from .errors import OperationalError
 
 __all__ = [
@@ -646,7 +647,7 @@ class StatCache:
         }
         payload = json.dumps(data, separators=(",", ":")).encode()
         try:
-            _atomic_write(self.path, payload)
+            write_atomic(self.path, payload)
         except OSError as exc:
             if strict:
                 raise OperationalError(
@@ -674,23 +675,6 @@ def _parse_cache(raw: bytes) -> dict[str, dict[str, _Entry]]:
             raise ValueError(f"entries of {root!r} are not an object")
         out[root] = {rel: _Entry.from_json(value) for rel, value in entries.items()}
     return out
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _root_key(root: Path) -> str:

@@ -9,14 +9,12 @@ certificate chain) and ``_sigstore.SigstoreSigner`` (keyless).
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from . import manifest, oms
+from . import _fileio, manifest, oms
 from .errors import UsageError
 from .manifest import Manifest
 
@@ -97,22 +95,11 @@ def sign(
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:
-    """Write ``data`` to ``path`` via a temporary file: never a half-written file.
+    """Write a file the user named atomically (see ``_fileio``); failures are usage errors.
 
     ``mode`` (e.g. 0o600 for a private key) is set before any byte is written.
     """
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if mode is None else mode)
-        if mode is not None:
-            os.fchmod(fd, mode)  # a stale temp file keeps its mode through O_TRUNC
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _fileio.write_atomic(path, data, mode=mode)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise UsageError(f"cannot write: {exc.strerror}", path=path) from None
