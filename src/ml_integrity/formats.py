@@ -19,7 +19,6 @@ import enum
 import json
 import lzma
 import math
-import re
 import struct
 import zlib
 from collections.abc import Iterator
@@ -33,7 +32,6 @@ __all__ = [
     "DecompressionLimitError",
     "FileReader",
     "Format",
-    "LfsPointer",
     "NpyHeader",
     "ParseError",
     "Reader",
@@ -43,7 +41,6 @@ __all__ = [
     "ZipEntry",
     "decompressed_chunks",
     "iter_tar",
-    "parse_lfs_pointer",
     "parse_npy_header",
     "read_zip_entries",
     "sniff",
@@ -361,24 +358,17 @@ def decompressed_chunks(fmt: Format, source: Reader, cap: int) -> Iterator[bytes
     the last member that does not start a new member is ignored, as the
     ``gzip``/``bz2``/``lzma`` modules do.
     """
+    return _capped(_members(fmt, source), cap, f"{fmt.value} output")
+
+
+def _members(fmt: Format, source: Reader) -> Iterator[bytes]:
     step = 1 << 20
-    total = 0
     d = _new_decompressor(fmt)
     data = source.read(step)
     if not data:
         raise ParseError(f"empty {fmt.value} stream")
     while True:
-        try:
-            for out in _drain(d, data, step):
-                total += len(out)
-                if total > cap:
-                    raise DecompressionLimitError(
-                        f"{fmt.value} output exceeds the cap of {cap} bytes"
-                    )
-                if out:
-                    yield out
-        except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as exc:
-            raise ParseError(f"corrupt {fmt.value} stream: {exc}") from None
+        yield from _checked_drain(d, data, step, f"corrupt {fmt.value} stream")
         if d.eof:
             if fmt not in _MEMBER_MAGIC:
                 return
@@ -404,14 +394,23 @@ def decompressed_chunks(fmt: Format, source: Reader, cap: int) -> Iterator[bytes
 
 
 def zip_member_chunks(reader: Reader, method: int, cap: int) -> Iterator[bytes]:
-    """Decompress one zip entry's data (stored, deflate, bzip2, lzma), with an output cap."""
+    """Decompress one zip entry's data (deflate, bzip2, lzma), with an output cap.
+
+    An unsupported method is a :class:`ParseError` here, before any data is read.
+    """
+    if method not in (8, 12, 14):
+        raise ParseError(f"unsupported zip compression method {method}")
+    return _capped(_zip_member(reader, method), cap, "zip entry output")
+
+
+def _zip_member(reader: Reader, method: int) -> Iterator[bytes]:
     step = 1 << 20
     d: zlib._Decompress | bz2.BZ2Decompressor | lzma.LZMADecompressor
     if method == 8:
         d = zlib.decompressobj(-15)
     elif method == 12:
         d = bz2.BZ2Decompressor()
-    elif method == 14:
+    else:  # 14: lzma, with its own small header
         head = reader.read_exact(4, "zip lzma header")
         (psize,) = struct.unpack_from("<H", head, 2)
         props = reader.read_exact(psize, "zip lzma properties")
@@ -426,26 +425,37 @@ def zip_member_chunks(reader: Reader, method: int, cap: int) -> Iterator[bytes]:
             "pb": lc_lp_pb // 45,
         }
         d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=[filt])
-    else:
-        raise ParseError(f"unsupported zip compression method {method}")
-    total = 0
     while True:
         data = reader.read(step)
         if not data:
             return  # a truncated entry ends where its data ends, as streaming readers see it
-        try:
-            for out in _drain(d, data, step):
-                total += len(out)
-                if total > cap:
-                    raise DecompressionLimitError(
-                        f"zip entry output exceeds the cap of {cap} bytes"
-                    )
-                if out:
-                    yield out
-        except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as exc:
-            raise ParseError(f"corrupt compressed zip entry: {exc}") from None
+        yield from _checked_drain(d, data, step, "corrupt compressed zip entry")
         if d.eof:
             return
+
+
+def _checked_drain(
+    d: zlib._Decompress | bz2.BZ2Decompressor | lzma.LZMADecompressor,
+    data: bytes,
+    step: int,
+    corrupt: str,
+) -> Iterator[bytes]:
+    """:func:`_drain`, with the decompressor's errors as :class:`ParseError`."""
+    try:
+        yield from _drain(d, data, step)
+    except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as exc:
+        raise ParseError(f"{corrupt}: {exc}") from None
+
+
+def _capped(chunks: Iterator[bytes], cap: int, what: str) -> Iterator[bytes]:
+    """The non-empty ``chunks``; :class:`DecompressionLimitError` past ``cap`` bytes in all."""
+    total = 0
+    for out in chunks:
+        total += len(out)
+        if total > cap:
+            raise DecompressionLimitError(f"{what} exceeds the cap of {cap} bytes")
+        if out:
+            yield out
 
 
 # --- tar ----------------------------------------------------------------------
@@ -647,35 +657,6 @@ def sniff(head: bytes) -> Format:
 def is_weak_pickle_start(head: bytes) -> bool:
     """A pickle candidate without the PROTO opcode (protocol 0/1, or trailing data)."""
     return bool(head) and not (head[0] == 0x80 and len(head) > 1 and head[1] <= 5)
-
-
-# --- Git LFS pointers ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LfsPointer:
-    oid: str
-    size: int
-
-
-_OID = re.compile(rb"^oid sha256:([0-9a-f]{64})$")
-_SIZE = re.compile(rb"^size (\d+)$")
-
-
-def parse_lfs_pointer(data: bytes) -> LfsPointer:
-    """Parse a Git LFS pointer file (``version``, ``oid sha256:...``, ``size``)."""
-    if len(data) > 1024 or not data.startswith(_LFS_PREFIXES):
-        raise ParseError("not a Git LFS pointer")
-    oid: str | None = None
-    size: int | None = None
-    for line in data.splitlines()[1:]:
-        if m := _OID.match(line):
-            oid = m.group(1).decode()
-        elif m := _SIZE.match(line):
-            size = int(m.group(1))
-    if oid is None or size is None:
-        raise ParseError("Git LFS pointer without a sha256 oid and a size")
-    return LfsPointer(oid, size)
 
 
 # --- .npy ---------------------------------------------------------------------

@@ -683,24 +683,17 @@ def _i64(b: bytes) -> tuple[int]:
 
 def _lfs_object(path: Path, oid: str) -> Path | None:
     """The object in the local LFS store of the repository that encloses ``path``."""
-    d = path.resolve().parent
-    for cand in (d, *d.parents):
-        dotgit = cand / ".git"
-        gitdir: Path | None = None
-        if dotgit.is_dir():
-            gitdir = dotgit
-        elif dotgit.is_file():
-            text = dotgit.read_text(errors="replace").strip()
-            if text.startswith("gitdir:"):
-                gitdir = (cand / text[7:].strip()).resolve()
-        if gitdir is None:
-            continue
-        common = gitdir / "commondir"
-        if common.is_file():
-            gitdir = (gitdir / common.read_text().strip()).resolve()
-        obj = gitdir / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
-        return obj if obj.is_file() else None
-    return None
+    from ._lfs import LfsStore  # only for pointers: keeps subprocess & co. out of start-up
+    from .hashing import _find_git_dir
+
+    gitdir = _find_git_dir(path.resolve().parent)
+    if gitdir is None:
+        return None
+    common = gitdir / "commondir"
+    if common.is_file():
+        gitdir = (gitdir / common.read_text().strip()).resolve()
+    obj = LfsStore.for_git_dir(gitdir).object_path(oid)
+    return obj if obj.is_file() else None
 
 
 # --- public API ------------------------------------------------------------------------------
@@ -790,10 +783,11 @@ def _scan_lfs(
     report: FileReport,
     policy: ScanPolicy,
 ) -> None:
-    try:
-        ptr = fm.parse_lfs_pointer(head)
-    except ParseError as exc:
-        scan.add("malformed", exc.message, ())
+    from ._lfs import parse_pointer
+
+    ptr = parse_pointer(head)
+    if ptr is None:
+        scan.add("malformed", "not a valid Git LFS pointer (spec v1, under 1024 bytes)", ())
         report.findings = scan.findings
         _verdict(report)
         return
@@ -817,16 +811,17 @@ def _scan_lfs(
         )
     else:
         chain = (f"LFS object {ptr.oid[:12]}",)
-        if obj.stat().st_size != ptr.size:
-            scan.add(
-                "malformed",
-                f"LFS object is {obj.stat().st_size} bytes, pointer says {ptr.size}",
-                chain,
-            )
-        else:
-            with open(obj, "rb") as f:
-                fmt = scan.scan_reader(FileReader(f), chain, 0, top=True)
-            report.note = f"scanned the local LFS object ({fmt.value})"
+        with open(obj, "rb") as f:
+            reader = FileReader(f)
+            if reader.length != ptr.size:
+                scan.add(
+                    "malformed",
+                    f"LFS object is {reader.length} bytes, pointer says {ptr.size}",
+                    chain,
+                )
+            else:
+                fmt = scan.scan_reader(reader, chain, 0, top=True)
+                report.note = f"scanned the local LFS object ({fmt.value})"
     report.findings = scan.findings
     _verdict(report)
 

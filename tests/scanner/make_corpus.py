@@ -918,6 +918,22 @@ def build(root: Path) -> list[Case]:
         (Expect("not-scanned", "not-scanned", "cap"),) * 2,
         max_decompressed_bytes=1 << 20,
     )
+
+    def unsupported_method(path: Path) -> None:
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+            z.writestr("weights.bin", evil)
+        data = bytearray(path.read_bytes())  # method 99 (AES) in both headers
+        for sig, method_at in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+            i = data.find(sig)
+            data[i + method_at : i + method_at + 2] = struct.pack("<H", 99)
+        path.write_bytes(bytes(data))
+
+    c.add(
+        "zip entry with an unsupported compression method",
+        f"{mal}/unsupported_method.zip",
+        unsupported_method,
+        (Expect("not-scanned", "not-scanned", "compression method 99"),) * 2,
+    )
     c.add(
         "nesting deeper than the limit",
         f"{mal}/deep.gz",

@@ -5,13 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from ml_integrity.scanning import RULES, ScanPolicy, scan_file, scan_path
 from tests.conftest import CLI
+from tests.core.test_cli_keys import _as_nobody
 
 from .make_corpus import Case, lfs_pointer, os_system, safetensors_bytes
 
@@ -146,22 +150,24 @@ def lfs_repo(tmp_path: Path) -> Path:
     return repo
 
 
+def _store_lfs_object(repo: Path, oid: str, data: bytes) -> None:
+    store = repo / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4]
+    store.mkdir(parents=True)
+    (store / oid).write_bytes(data)
+
+
 def test_lfs_pointer_with_local_object(cli, lfs_repo: Path) -> None:
     evil = os_system()
     text, oid = lfs_pointer(evil)
     (lfs_repo / "model.bin").write_bytes(text)
-    store = lfs_repo / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4]
-    store.mkdir(parents=True)
-    (store / oid).write_bytes(evil)
+    _store_lfs_object(lfs_repo, oid, evil)
     r = cli("scan", lfs_repo / "model.bin")
     assert r.returncode == 1 and "os.system" in r.stdout and "LFS object" in r.stdout
     # a benign object behind the pointer is safe
     good = safetensors_bytes()
     text, oid = lfs_pointer(good)
     (lfs_repo / "model.bin").write_bytes(text)
-    store = lfs_repo / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4]
-    store.mkdir(parents=True)
-    (store / oid).write_bytes(good)
+    _store_lfs_object(lfs_repo, oid, good)
     assert cli("scan", lfs_repo / "model.bin").returncode == 0
 
 
@@ -174,9 +180,7 @@ def test_lfs_pointer_in_a_worktree_uses_the_common_store(lfs_repo: Path, tmp_pat
     evil = os_system()
     text, oid = lfs_pointer(evil)
     (wt / "model.bin").write_bytes(text)
-    store = lfs_repo / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4]
-    store.mkdir(parents=True)
-    (store / oid).write_bytes(evil)
+    _store_lfs_object(lfs_repo, oid, evil)
     assert [f.detail for f in scan_path(wt / "model.bin")] == ["os.system"]
 
 
@@ -193,24 +197,45 @@ def test_lfs_pointer_without_object(cli, lfs_repo: Path) -> None:
 def test_lfs_object_of_the_wrong_size_is_not_trusted(lfs_repo: Path) -> None:
     text, oid = lfs_pointer(b"abc")
     (lfs_repo / "model.bin").write_bytes(text)
-    store = lfs_repo / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4]
-    store.mkdir(parents=True)
-    (store / oid).write_bytes(b"abcd")
+    _store_lfs_object(lfs_repo, oid, b"abcd")
     report = scan_file(lfs_repo / "model.bin")
     assert report.verdict == "unsafe" and report.findings[0].kind == "malformed"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file_is_not_scanned(tmp_path: Path) -> None:
-    p = tmp_path / "secret.pkl"
-    p.write_bytes(os_system())
-    p.chmod(0)
+def test_pointer_lookalike_does_not_hide_content(lfs_repo: Path) -> None:
+    """Only a real pointer (git-lfs's rules: under 1024 bytes) stands for its object."""
+    text, oid = lfs_pointer(b"reviewed")
+    _store_lfs_object(lfs_repo, oid, b"reviewed")
+    policy = ScanPolicy(allowed_sha256=frozenset({oid}), lfs_missing="skip")
+    padded = lfs_repo / "padded.bin"  # pointer lines first, a payload past 1024 bytes
+    padded.write_bytes(text + b"x" * 1024 + os_system())
+    assert scan_file(padded, policy).verdict == "unsafe"
+    unsorted = lfs_repo / "unsorted.bin"  # keys out of order: git-lfs does not smudge it
+    lines = text.splitlines(keepends=True)
+    unsorted.write_bytes(lines[0] + lines[2] + lines[1])
+    report = scan_file(unsorted, policy)
+    assert report.verdict == "unsafe" and report.findings[0].kind == "malformed"
+
+
+def test_unreadable_file_is_not_scanned() -> None:
+    base = Path(tempfile.mkdtemp(prefix="mli-unreadable-"))  # nobody can reach it (as root)
     try:
-        report = scan_file(p)
-        assert report.verdict == "not-scanned"
-        assert report.findings[0].kind == "not-scanned"
+        base.chmod(0o755)
+        p = base / "secret.pkl"
+        p.write_bytes(os_system())
+        p.chmod(0)
+        prefix = _as_nobody() if os.geteuid() == 0 else []
+        code = "import json, sys; from ml_integrity.scanning import scan_file; "
+        code += "print(json.dumps(scan_file(sys.argv[1]).to_json()))"
+        proc = subprocess.run(
+            [*prefix, sys.executable, "-c", code, str(p)], capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["verdict"] == "not-scanned"
+        assert report["findings"][0]["kind"] == "not-scanned"
     finally:
-        p.chmod(0o600)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_policy_rejects_unknown_values() -> None:
