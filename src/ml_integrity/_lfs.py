@@ -38,7 +38,6 @@ from typing import IO, Any, NamedTuple, Protocol
 from ._fileio import write_atomic
 from .errors import ToolError, UsageError
 
-
 __all__ = [
     "MAX_POINTER_SIZE",
     "FilterProxy",

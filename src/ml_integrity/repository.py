@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ._fileio import write_atomic
 from ._git import Git, IndexEntry
 from ._lfs import (
     Endpoint,
@@ -44,7 +45,6 @@ from ._lfs import (
     endpoint_from_url,
     parse_pointer,
     sha256_file,
-    write_atomic,
 )
 from .errors import Error, IntegrityError, ManifestDiff
 
@@ -320,7 +320,11 @@ class Repository:
             except (OSError, ValueError, KeyError, TypeError):
                 blobs = {}
             blobs.update(add)
-            write_atomic(path, json.dumps({"v": 1, "blobs": blobs}, separators=(",", ":")).encode())
+            write_atomic(
+                path,
+                json.dumps({"v": 1, "blobs": blobs}, separators=(",", ":")).encode(),
+                durable=False,  # a cache: losing it costs speed only
+            )
         except OSError:
             pass  # a cache that cannot be written is only slower
 
@@ -589,7 +593,7 @@ class Repository:
         doc = {"v": _CACHE_VERSION, **result.to_json()}
         path = self._cache_path(key)
         try:
-            write_atomic(path, json.dumps(doc).encode())
+            write_atomic(path, json.dumps(doc).encode(), durable=False)  # a cache
         except OSError:
             pass  # a cache that cannot be written is only slower
 

@@ -275,3 +275,14 @@ def test_policy_file_pickle_rule_applies(tmp_path: Path, cli: CLI) -> None:
     bad.write_text("version: 1\npickle: maybe\n")
     r = cli("scan", benign, "--policy", bad)
     assert r.returncode == 2 and "bad.yaml" in r.stderr
+
+
+def test_unwritable_sarif_target_is_a_usage_error(tmp_path: Path, cli: CLI) -> None:
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    target = tmp_path / "out.sarif"
+    target.mkdir()
+    r = cli("scan", tmp_path / "data.csv", "--sarif", target)
+    assert r.returncode == 2
+    assert "cannot write" in r.stderr and str(target) in r.stderr
+    assert [p.name for p in target.iterdir()] == []
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

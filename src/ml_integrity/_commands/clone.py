@@ -58,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
 
     from .. import hooks
+    from .._fileio import write_atomic
     from .._git import Git, clean_env, run_script
-    from .._lfs import require_git_lfs, write_atomic
+    from .._lfs import require_git_lfs
     from ..errors import ToolError, UsageError
 
     require_git_lfs()

@@ -63,7 +63,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import hooks
-    from .._lfs import write_atomic
+    from .._fileio import write_atomic
     from ..manifest import Manifest
     from ..repository import MANIFEST_PATH, META_DIR, Repository
 

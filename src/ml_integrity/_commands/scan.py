@@ -128,7 +128,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             report = scanning.scan_paths(args.paths, policy, progress=progress)
     if args.sarif is not None:
-        _write_atomic(args.sarif, json.dumps(sarif(report), indent=2) + "\n")
+        from ..signing import write_atomic
+
+        write_atomic(args.sarif, (json.dumps(sarif(report), indent=2) + "\n").encode("utf-8"))
     if args.json:
         print_json(report.to_json())
     print_report(report, getattr(args, "verbose", 0), lines=not args.json)
@@ -297,17 +299,3 @@ def _artifact(path: str) -> dict[str, str]:
     except ValueError:
         return {"uri": absolute.as_uri()}
     return {"uri": urllib.parse.quote(rel.as_posix()), "uriBaseId": "%SRCROOT%"}
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    import tempfile
-
-    path = path.resolve()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from .._fileio import write_atomic
 from .._git import Git
-from .._lfs import write_atomic
 from ..errors import ConfigError, UsageError
 
 __all__ = [
