@@ -389,6 +389,7 @@ def build_from_directory(
         follow_symlinks=allow_symlinks,
     )
     if cache is not None:
+        cache.retain(root, paths)  # forget files deleted since the last run
         cache.save()  # a cache that cannot be written only costs speed next time (logged)
     entries = tuple(
         Entry(path=p, size=digests[p].size, sha256=digests[p].sha256, format=sniff_file(root / p))

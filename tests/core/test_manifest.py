@@ -167,3 +167,18 @@ def test_formats_are_sniffed_from_content(tmp_path: Path) -> None:
     assert m["weights.bin"].format == "pickle"
     assert m["model.png"].format == "safetensors"
     assert m["notes.csv"].format is None
+
+
+def test_stat_cache_forgets_deleted_files(tmp_path: Path) -> None:
+    from ml_integrity import hashing
+
+    root = tmp_path / "model"
+    root.mkdir()
+    (root / "a.bin").write_bytes(b"a")
+    (root / "b.bin").write_bytes(b"b")
+    manifest.build_from_directory(root)
+    cache_path = hashing.default_cache_path(root)
+    assert len(hashing.StatCache.load(cache_path)) == 2
+    (root / "b.bin").unlink()
+    manifest.build_from_directory(root)
+    assert len(hashing.StatCache.load(cache_path)) == 1
