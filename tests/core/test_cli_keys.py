@@ -14,6 +14,7 @@ import pytest
 
 from ml_integrity._cli import build_parser
 from tests.conftest import CLI
+from tests.support.privileges import unprivileged_prefix
 
 
 def make_model(root: Path) -> Path:
@@ -262,13 +263,6 @@ def test_usage_errors(tmp_path: Path, cli: CLI) -> None:
     assert bad_flag.returncode == 2
 
 
-def _as_nobody() -> list[str]:
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("setpriv is needed to drop root privileges")
-    return [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]
-
-
 def test_unreadable_model_file(tmp_path_factory: pytest.TempPathFactory, cli: CLI) -> None:
     """An unreadable file is an operational error (exit 3) that names the file."""
     import tempfile
@@ -283,7 +277,7 @@ def test_unreadable_model_file(tmp_path_factory: pytest.TempPathFactory, cli: CL
         os.chmod(base / "k.pem", 0o644)
         secret = model / "config.json"
         os.chmod(secret, 0o000)
-        prefix = _as_nobody() if os.geteuid() == 0 else []
+        prefix = unprivileged_prefix()
         proc = subprocess.run(
             [*prefix, sys.executable, "-m", "ml_integrity", "manifest", str(model), "--json"],
             capture_output=True,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 
 from ml_integrity.scanning import RULES, ScanPolicy, scan_file, scan_path
 from tests.conftest import CLI
-from tests.core.test_cli_keys import _as_nobody
+from tests.support.privileges import unprivileged_prefix
 
 from .make_corpus import Case, lfs_pointer, os_system, safetensors_bytes
 
@@ -224,7 +223,7 @@ def test_unreadable_file_is_not_scanned() -> None:
         p = base / "secret.pkl"
         p.write_bytes(os_system())
         p.chmod(0)
-        prefix = _as_nobody() if os.geteuid() == 0 else []
+        prefix = unprivileged_prefix()
         code = "import json, sys; from ml_integrity.scanning import scan_file; "
         code += "print(json.dumps(scan_file(sys.argv[1]).to_json()))"
         proc = subprocess.run(
