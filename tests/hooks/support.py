@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.proc import Proc
+from tests.support.proc import run as _run
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,17 +29,6 @@ PLAIN_PICKLE = pickle.dumps({"weights": [1, 2, 3]}, protocol=4)
 """A harmless pickle: refused anyway under the default policy (pickle: block)."""
 
 
-@dataclass
-class Proc:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-
 def run(
     args: list[str | Path],
     cwd: Path,
@@ -48,19 +39,7 @@ def run(
 ) -> Proc:
     """Run a command; ``env`` is added to this process's environment (or, without
     ``inherit``, is the whole environment)."""
-    proc = subprocess.run(
-        [str(a) for a in args],
-        cwd=cwd,
-        env={**os.environ, **(env or {})} if inherit else dict(env or {}),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return Proc(proc.returncode, proc.stdout, proc.stderr)
+    return _run(args, cwd, env, check, inherit=inherit)
 
 
 def git(

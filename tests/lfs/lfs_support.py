@@ -20,51 +20,18 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.proc import Proc, run
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 GIFTLESS_VENV = REPO_ROOT / ".cache" / "giftless-venv"
 CONTENT = {"a.bin": b"model weights A\n", "b.bin": b"tokenizer B\n", "data/c.bin": b"dataset C\n"}
 EVIL = b"evil weights\n"
-
-
-@dataclass
-class Proc:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-
-def run(
-    args: list[str | Path],
-    cwd: Path,
-    env: Mapping[str, str] | None = None,
-    check: bool = True,
-    input: str | None = None,
-) -> Proc:
-    proc = subprocess.run(
-        [str(a) for a in args],
-        cwd=cwd,
-        env=dict(env) if env is not None else None,
-        capture_output=True,
-        text=True,
-        input=input,
-        timeout=300,
-        check=False,
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return Proc(proc.returncode, proc.stdout, proc.stderr)
 
 
 def mi(
