@@ -1,6 +1,6 @@
 # ml-integrity developer interface. Every target creates what it needs.
 #   make demo   sign, verify, tamper and refuse a bundled example
-#   make test   lint (ruff, mypy --strict) and the whole test suite
+#   make test   lint (ruff, mypy --strict, import layers, file size) and the whole test suite
 #   make bench  the benchmarks in bench/ (ratios against baselines in the same run)
 
 SHELL := /bin/bash
@@ -27,6 +27,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check $(PYDIRS)
 	$(VENV)/bin/ruff format --check $(PYDIRS)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 reformat: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix $(PYDIRS)

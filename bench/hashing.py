@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from ml_integrity import __version__ as ml_integrity_version
-from ml_integrity.hashing import RACY_MARGIN_NS, StatCache, hash_files
+from ml_integrity.core.hashing import RACY_MARGIN_NS, StatCache, hash_files
 
 MIB = 1 << 20
 GB = 1e9
@@ -236,7 +236,7 @@ def model_signing_api(model: Path, key: Path, sig: Path) -> None:
 OURS_FRESH_PROCESS = """
 import sys
 from pathlib import Path
-from ml_integrity.hashing import hash_files
+from ml_integrity.core.hashing import hash_files
 hash_files(Path(sys.argv[1]), sys.stdin.read().splitlines())
 """
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.scanner.make_corpus import TorchPickler
+from tests.scan.make_corpus import TorchPickler
 
 BIN = Path(sys.executable).parent
 

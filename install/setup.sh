@@ -18,7 +18,7 @@ out="${GITHUB_OUTPUT:?GITHUB_OUTPUT is not set}"
 
 if [ -n "${GHA_ML_INTEGRITY_INTERNAL_BE_CAREFUL_PYTHON:-}" ]; then
     py="$GHA_ML_INTEGRITY_INTERNAL_BE_CAREFUL_PYTHON"
-    if ! PYTHONPATH="$action/src" "$py" -c 'import ml_integrity._action, cryptography, requests, yaml' 2>/dev/null; then
+    if ! PYTHONPATH="$action/src" "$py" -c 'import ml_integrity.action.main, cryptography, requests, yaml' 2>/dev/null; then
         echo "::error title=ml-integrity: set-up::internal-be-careful-python does not name a Python with ml-integrity's dependencies"
         exit 2
     fi
@@ -53,7 +53,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 "$py" -m pip install --quiet --require-hashes --only-binary :all: --no-deps \
     -r "$action/install/requirements.txt"
 "$py" -m pip install --quiet --no-deps --no-build-isolation --no-index "$action"
-"$py" -c 'import ml_integrity._action'
+"$py" -c 'import ml_integrity.action.main'
 {
     echo "python=$py"
     echo "pythonpath="

@@ -61,7 +61,7 @@ class CLI:
 
     def __call__(
         self,
-        *args: str | Path,
+        *args: object,
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
         input: str | None = None,

@@ -3,7 +3,7 @@
 Every failure the library can report is an :class:`Error`. Each error knows
 which exit code it maps to, which file it concerns, and how to explain itself
 (:meth:`Error.diagnostics`), including a hint at what to do next. Only the
-entry points (``_cli.py``, ``_action.py``) print errors or exit.
+entry points (:mod:`ml_integrity.cli`, :mod:`ml_integrity.action`) print errors or exit.
 
 Families, by what the user should do about them:
 

@@ -1,6 +1,6 @@
 """Running the Action's entry point the way the runner does, with a fake GITHUB_* environment.
 
-``action_run`` starts ``python -m ml_integrity._action`` in a subprocess with
+``action_run`` starts ``python -m ml_integrity.action`` in a subprocess with
 the variables GitHub's runner sets for a step (``GITHUB_WORKSPACE`` = a real
 temporary git repository, ``GITHUB_EVENT_PATH`` = an event JSON file,
 ``GITHUB_OUTPUT``, ``GITHUB_STEP_SUMMARY``, ``RUNNER_TEMP``...) plus the
@@ -133,7 +133,7 @@ class ActionEnv:
 
     def run(self) -> ActionResult:
         proc = subprocess.run(
-            [sys.executable, "-m", "ml_integrity._action"],
+            [sys.executable, "-m", "ml_integrity.action"],
             cwd=self.workspace,
             env=self.env(),
             capture_output=True,

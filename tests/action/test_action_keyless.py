@@ -19,8 +19,8 @@ import pytest
 from .conftest import ActionEnv, commit_all
 from .github_api import TOKEN, FakeGitHub, fake_github
 
-pytest.importorskip("ml_integrity._sigstore", reason="needs the Sigstore backend")
-pytest.importorskip("ml_integrity.repository", reason="needs the LFS repository layer")
+pytest.importorskip("ml_integrity.trust.sigstore", reason="needs the Sigstore backend")
+pytest.importorskip("ml_integrity.git.repository", reason="needs the LFS repository layer")
 sigstore_fixtures = pytest.importorskip("tests.support.sigstore_fixtures")
 fake_sigstore = sigstore_fixtures.fake_sigstore
 oidc_secret = sigstore_fixtures.oidc_secret

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_integrity import _keys
+from ml_integrity.trust import keys as _keys
 
 from .conftest import ActionEnv, commit_all
 from .github_api import TOKEN, FakeGitHub, fake_github

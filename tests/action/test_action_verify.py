@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from ml_integrity import _keys
+from ml_integrity.trust import keys as _keys
 
 from .conftest import ActionEnv, git, pr_event
 
-pytest.importorskip("ml_integrity.repository", reason="needs the LFS repository layer")
+pytest.importorskip("ml_integrity.git.repository", reason="needs the LFS repository layer")
 pytestmark = pytest.mark.skipif(shutil.which("git-lfs") is None, reason="git-lfs not installed")
 
 SAFE = {"models/a.bin": b"weights A " * 50, "models/b.bin": b"tokenizer B " * 50}
@@ -290,8 +290,8 @@ def test_model_folder_with_its_bundle_on_push(action_env: ActionEnv, tmp_path: P
 def test_sign_mode_signs_the_lfs_pointers_of_head_without_downloading(
     world: World, tmp_path: Path
 ) -> None:
-    from ml_integrity import oms
-    from ml_integrity._keys import KeyVerifier
+    from ml_integrity.core import oms
+    from ml_integrity.trust.keys import KeyVerifier
 
     job = world.pull_request("v1-release")
     job.event_name = "push"
@@ -311,7 +311,7 @@ def test_sign_mode_signs_the_lfs_pointers_of_head_without_downloading(
 
 
 def test_policy_file_is_read_from_the_base_commit(world: World) -> None:
-    from ml_integrity import policy as _policy_module  # noqa: F401  (needs the policy layer)
+    from ml_integrity.trust import policy as _policy_module  # noqa: F401  (needs the policy layer)
 
     trust = world.dev / ".github" / "ml-integrity"
     trust.mkdir(parents=True)

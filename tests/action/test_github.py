@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_integrity._github import GitHubClient
+from ml_integrity.action.github import GitHubClient
 from ml_integrity.errors import ExitCode, NetworkError, UsageError
 
 from .github_api import TOKEN, FakeGitHub, fake_github

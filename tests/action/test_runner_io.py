@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from ml_integrity._action import (
+from ml_integrity.action.main import (
     MAX_ANNOTATIONS,
     Runner,
     escape_data,

@@ -28,9 +28,10 @@ def copy_action(dest: Path) -> Path:
     for name in ("action.yml", "pyproject.toml", "README.md"):
         shutil.copy(REPO_ROOT / name, dest / name)
     shutil.copytree(REPO_ROOT / "install", dest / "install")
-    shutil.copytree(
-        REPO_ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-    )
+    for tree in ("src", "hooks"):
+        shutil.copytree(
+            REPO_ROOT / tree, dest / tree, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
     return dest
 
 
@@ -78,7 +79,7 @@ def test_setup_installs_pinned_dependencies_and_the_action(tmp_path: Path) -> No
     )
     assert run.returncode == 0 and str(tmp_path / "temp") in run.stdout, run.stderr
     bad = subprocess.run(
-        [str(python), "-m", "ml_integrity._action"], capture_output=True, text=True, env=env
+        [str(python), "-m", "ml_integrity.action"], capture_output=True, text=True, env=env
     )
     assert bad.returncode == 2
     assert "::error title=ml-integrity%3A configuration error::input mode" in bad.stdout

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_integrity._cli import build_parser
+from ml_integrity.cli.main import build_parser
 from tests.conftest import CLI
 from tests.support.privileges import unprivileged_prefix
 
@@ -366,7 +366,7 @@ def test_interrupted_atomic_write_keeps_the_old_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A failure while writing (here: disk full) leaves the old file and no temp file."""
-    from ml_integrity import signing
+    from ml_integrity.core import signing
     from ml_integrity.errors import UsageError
 
     target = tmp_path / "m.sig"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_integrity import _fileio
+from ml_integrity.core import fileio as _fileio
 
 
 def test_replaces_content_and_sets_mode(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ml_integrity import oms
+from ml_integrity.core import oms
 from tests.conftest import CLI, VECTORS
 from tests.core.test_cli_keys import make_model
 
@@ -362,8 +362,8 @@ def test_cert_that_does_not_match_the_key_is_refused(tmp_path: Path, cli: CLI) -
 
 def test_expired_signing_certificate_is_refused(tmp_path: Path, cli: CLI) -> None:
     """The leaf is valid for 10 days: verified 20 days on, it is refused."""
-    from ml_integrity._keys import CertificateVerifier
     from ml_integrity.errors import SignatureError
+    from ml_integrity.trust.keys import CertificateVerifier
 
     model = make_model(tmp_path)
     ca, key, leaf = _make_ca(tmp_path)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ml_integrity import manifest
+from ml_integrity.core import manifest
+from ml_integrity.core.manifest import Entry, Manifest, normalize_path
 from ml_integrity.errors import ExitCode, ManifestError, UsageError
-from ml_integrity.manifest import Entry, Manifest, normalize_path
 
 DIGEST = "a" * 64
 
@@ -170,7 +170,7 @@ def test_formats_are_sniffed_from_content(tmp_path: Path) -> None:
 
 
 def test_stat_cache_forgets_deleted_files(tmp_path: Path) -> None:
-    from ml_integrity import hashing
+    from ml_integrity.core import hashing
 
     root = tmp_path / "model"
     root.mkdir()

@@ -54,7 +54,7 @@ if [ ! -e "$MOCK_PKG" ] || ! grep -q '"version": "0.13.0"' "$MOCK_PKG" \
     (cd "$MOCK_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 
-# --- giftless: a real Git LFS HTTP server for tests/lfs (own virtualenv) ----
+# --- giftless: a real Git LFS HTTP server for tests/git/lfs (own virtualenv) ----
 # giftless 0.6.2's wheel declares no dependencies; this is its working set
 # (see shared notes/git_lfs.md §7): marshmallow<4 and PyJWT<2.10 are required.
 GIFTLESS_VENV=.cache/giftless-venv
@@ -72,7 +72,7 @@ if [ ! -e "$GIFTLESS_STAMP" ]; then
     touch "$GIFTLESS_STAMP"
 fi
 
-# --- pre-commit framework tests (tests/hooks): an offline wheelhouse ----------
+# --- pre-commit framework tests (tests/git/hooks): an offline wheelhouse ----------
 # pre-commit builds ml-integrity into its own virtualenv (language: python).
 # The tests run that pip with PIP_NO_INDEX=1 against this folder: the runtime
 # dependencies of pyproject.toml, and hatchling to build the project.

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from ml_integrity import _sigstore
-from ml_integrity._sigstore import SigstoreSigner
 from ml_integrity.errors import ConfigError, Error, NetworkError, OperationalError, UsageError
+from ml_integrity.trust import sigstore as _sigstore
+from ml_integrity.trust.sigstore import SigstoreSigner
 from tests.conftest import CLI
 from tests.support.sigstore_doubles import (
     GITHUB_ISSUER,

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from ml_integrity import _keys, signing
+from ml_integrity.core import signing
 from ml_integrity.errors import ConfigError, UsageError
-from ml_integrity.policy import (
+from ml_integrity.trust import keys as _keys
+from ml_integrity.trust.policy import (
     GITHUB_ISSUER,
     IDENTITY_FIELDS,
     IdentityRule,

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from ml_integrity import verifying
-from ml_integrity._sigstore import SigstoreTrust, SigstoreVerifier
+from ml_integrity.core import verifying
 from ml_integrity.errors import BundleError, PolicyError, SignatureError
-from ml_integrity.policy import IdentityRule
+from ml_integrity.trust.policy import IdentityRule
+from ml_integrity.trust.sigstore import SigstoreTrust, SigstoreVerifier
 from tests.conftest import CLI, VECTORS
 
 MT = VECTORS / "model-transparency-v1.0.0"

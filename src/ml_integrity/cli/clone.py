@@ -1,0 +1,125 @@
+"""``ml-integrity clone``: ``git clone`` with verification from the first checkout."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ml_integrity.cli._common import add_command
+
+ORDER = 55
+
+_EPILOG = """\
+The new repository is configured before anything is checked out (git clone
+-c ...): the filter wrapper, the LFS transfer agent, the hooks, and the
+trust you give. Every LFS file is verified against the signed manifest of
+the commit checked out; refused files stay LFS pointers and the command fails.
+
+examples:
+  ml-integrity clone https://example.com/org/models.git --key release.pub
+  ml-integrity clone ../models.git work --key release.pub --strict
+  ml-integrity clone URL DIR --key release.pub -b v2 --git-arg=--depth=1
+
+exit codes: 0 cloned and verified; 1 something was refused; 2 usage; 3 git failed.
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = add_command(
+        subparsers,
+        "clone",
+        help="git clone with verification of every LFS file",
+        description="Clone a repository with ml-integrity installed from the start.",
+        epilog=_EPILOG,
+    )
+    parser.add_argument("url", metavar="URL")
+    parser.add_argument("directory", nargs="?", type=Path, metavar="DIR")
+    parser.add_argument("--key", type=Path, metavar="PUB", help="trusted public key (PEM)")
+    parser.add_argument(
+        "--cert-chain", type=Path, metavar="CA", help="trusted root certificate(s) (PEM)"
+    )
+    parser.add_argument("--strict", action="store_true", help="abort on any refused file")
+    parser.add_argument("-b", "--branch", metavar="BRANCH", help="check out BRANCH (git clone -b)")
+    parser.add_argument(
+        "--git-arg",
+        dest="git_args",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one more argument for git clone, e.g. --git-arg=--depth=1; repeatable",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+
+    from ml_integrity.core.fileio import write_atomic
+    from ml_integrity.errors import ToolError, UsageError
+    from ml_integrity.git import hooks
+    from ml_integrity.git.lfs import require_git_lfs
+    from ml_integrity.git.runner import Git, clean_env, run_script
+
+    require_git_lfs()
+    for given in (args.key, args.cert_chain):
+        if given is not None and not given.is_file():
+            raise UsageError("trust file not found", path=given, hint="give a PEM file")
+    directory = args.directory or Path(
+        args.url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git")
+    )
+    if directory.exists() and any(directory.iterdir()):
+        raise UsageError("destination exists and is not empty", path=directory)
+    # The transfer agent is configured after the clone: during the clone git-lfs
+    # downloads only what the filter has just verified (and checks every
+    # download's sha256 itself), so its own parallel transfers stay in use.
+    later = hooks.desired_config()
+    config = {"filter.lfs.process": later.pop("filter.lfs.process")}
+    probe = Git(Path.cwd())
+    config.update(
+        {k: v for k, v in hooks._LFS_FILTER_DEFAULTS.items() if probe.config_get(k) is None}
+    )
+    if args.key:
+        config["ml-integrity.publicKey"] = str(args.key.resolve())
+    if args.cert_chain:
+        config["ml-integrity.certChain"] = str(args.cert_chain.resolve())
+    if args.strict:
+        config["ml-integrity.strict"] = "true"
+    git_args = list(args.git_args)
+    if args.branch:
+        git_args += ["--branch", args.branch]
+    with tempfile.TemporaryDirectory(prefix="ml-integrity-template-") as template:
+        hooks.install_hooks(Path(template) / "hooks", {})
+        argv = ["git", "clone", f"--template={template}"]
+        for key, value in config.items():
+            argv += ["-c", f"{key}={value}"]
+        argv += [*git_args, "--", args.url, str(directory)]
+        rc = run_script(argv, cwd=Path.cwd(), env=clean_env())
+    if not (directory / ".git").exists():
+        raise ToolError(f"git clone failed (exit {rc})", hint="see git's message above")
+    git = Git(directory.resolve())
+    for key, value in later.items():
+        git.config_set(key, value)
+    record = {
+        "version": hooks.RECORD_VERSION,
+        "scope": "local",
+        "config": {key: [] for key in [*config, *later]},
+        "hooks": dict.fromkeys(hooks.HOOKS, "absent"),
+        "hooks_dir": str(git.git_path("hooks")),
+    }
+    write_atomic(
+        git.common_dir / "ml-integrity" / "install.json",
+        json.dumps(record, indent=2, sort_keys=True).encode() + b"\n",
+    )
+    if rc != 0:
+        # git clone exits non-zero when post-checkout refused files (or strict aborted)
+        print(
+            f"ml-integrity: clone into {directory} is not fully verified (git exited {rc}); "
+            "see the lines above",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"ml-integrity: cloned into {directory}: every LFS file verified")
+    return 0

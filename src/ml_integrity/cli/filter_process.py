@@ -1,0 +1,52 @@
+"""``ml-integrity filter-process`` (hidden): git's ``filter.lfs.process``.
+
+git starts it once per command and speaks the long-running filter protocol
+on stdin/stdout; nothing else may be written to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "filter-process",
+        description="git long-running filter in front of 'git-lfs filter-process' "
+        "(set as filter.lfs.process by 'ml-integrity install'; not run by hand).",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ml_integrity.git.lfs import FilterProxy, require_git_lfs
+    from ml_integrity.git.repository import Repository, SmudgeVerifier
+
+    repo = Repository.discover()
+    store = repo.store
+    store.tmp_dir.mkdir(parents=True, exist_ok=True)
+    fd, allow = tempfile.mkstemp(dir=store.tmp_dir, prefix="ml-integrity-allow-")
+    os.close(fd)
+    allow_file = Path(allow)
+    try:
+        gate = SmudgeVerifier(repo, strict=repo.strict, allow_file=allow_file)
+        env = {**os.environ, "ML_INTEGRITY_ALLOW_FILE": str(allow_file)}
+        proxy = FilterProxy(
+            gate,
+            child_argv=[require_git_lfs(), "filter-process"],
+            child_env=env,
+            tmp_dir=store.tmp_dir,
+        )
+        try:
+            return proxy.serve()
+        finally:
+            gate.close()
+    finally:
+        with contextlib.suppress(OSError):
+            allow_file.unlink()
+        repo.close()

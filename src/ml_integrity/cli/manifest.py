@@ -1,0 +1,146 @@
+"""``ml-integrity manifest``: list what a model folder contains, with digests."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ml_integrity.cli._common import Progress, add_command, add_json_flag, print_json
+from ml_integrity.cli._options import add_walk_options
+
+ORDER = 20
+
+_EPILOG = """\
+examples:
+  ml-integrity manifest models/bert            # table: size, sha256, path
+  ml-integrity manifest models/bert --json     # canonical manifest JSON on stdout
+  ml-integrity manifest models/bert --output bert.manifest.json
+
+The second run over an unchanged folder reads no file content: a stat cache
+(device, inode, size, mtime, ctime) remembers the digests. --rehash ignores it.
+
+In a git repository with Git LFS files, --staged works on the manifest of
+the staged LFS files (.ml-integrity/manifest.json; digests are the pointers'
+oids, nothing is hashed; GIT_INDEX_FILE is honoured):
+  ml-integrity manifest --staged                print it
+  ml-integrity manifest --staged --check        exit 1 when the staged manifest is stale
+                                                (the pre-commit hook ml-integrity-manifest)
+  ml-integrity manifest --staged --write        rewrite and stage it (the fix)
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = add_command(
+        subparsers,
+        "manifest",
+        help="print or write the manifest of a folder",
+        description="Hash every file of a model folder (or one file) into a manifest: "
+        "path, size, sha256 and content format.",
+        epilog=_EPILOG,
+    )
+    parser.add_argument("path", type=Path, nargs="?", metavar="PATH", help="model folder or file")
+    staged = parser.add_argument_group("the staged LFS files of a git repository")
+    staged.add_argument(
+        "--staged",
+        action="store_true",
+        help="the manifest of the staged LFS pointers (.ml-integrity/manifest.json), not a folder",
+    )
+    what = staged.add_mutually_exclusive_group()
+    what.add_argument(
+        "--check",
+        action="store_true",
+        help="with --staged: exit 1 unless the staged manifest lists exactly the staged LFS "
+        "files (path, size, sha256)",
+    )
+    what.add_argument(
+        "--write",
+        action="store_true",
+        help="with --staged: write .ml-integrity/manifest.json from the index and stage it",
+    )
+    parser.add_argument(
+        "--output", "-o", type=Path, metavar="FILE", help="write the manifest JSON to FILE"
+    )
+    add_walk_options(parser)
+    add_json_flag(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ml_integrity.errors import UsageError
+
+    if args.staged:
+        if args.path is not None or args.output is not None:
+            raise UsageError("--staged works on the repository's index: give no PATH or --output")
+        return run_staged(args)
+    if args.check or args.write:
+        raise UsageError(f"{'--check' if args.check else '--write'} needs --staged")
+    if args.path is None:
+        raise UsageError("give the model folder or file (or --staged)")
+    from ml_integrity.core import manifest, signing
+
+    ignores = list(args.ignore_path)
+    if args.output is not None:
+        ignores += signing.bundle_ignores(args.path, args.output)
+    with Progress("hashing") as progress:
+        m = manifest.build_from_directory(
+            args.path,
+            allow_symlinks=args.allow_symlinks,
+            ignore=ignores,
+            workers=args.workers,
+            rehash=args.rehash,
+            progress=progress,
+        )
+    data = m.to_json()
+    if args.output is not None:
+        signing.write_atomic(args.output, data)
+        print(f"wrote {args.output}: {len(m.entries)} files, {m.total_size:,} bytes")
+    elif args.json:
+        print(data.decode("utf-8"), end="")
+    else:
+        for e in m.entries:
+            fmt = e.format or "-"
+            print(f"{e.sha256}  {e.size:>14,}  {fmt:<12} {e.path}")
+        print(f"{len(m.entries)} files, {m.total_size:,} bytes")
+    return 0
+
+
+def run_staged(args: argparse.Namespace) -> int:
+    import sys
+
+    from ml_integrity.git.repository import MANIFEST_PATH, Repository
+    from ml_integrity.git.staged import manifest_status
+
+    with Repository.discover(keep_index=True) as repo:
+        if args.check:
+            status = manifest_status(repo)
+            if not status.ok:
+                raise status.error()
+            if args.json:
+                print_json(status.to_json())
+            else:
+                print(
+                    f"{MANIFEST_PATH} matches the {status.files} staged LFS file(s)",
+                    file=sys.stderr,
+                )
+            return 0
+        if args.write:
+            changed = repo.update_manifest()
+            files = len(repo.lfs_pointers())
+            if args.json:
+                print_json(
+                    {"ok": True, "manifest": MANIFEST_PATH, "files": files, "changed": changed}
+                )
+            elif changed:
+                print(f"wrote and staged {MANIFEST_PATH} ({files} LFS file(s))")
+            else:
+                print(f"{MANIFEST_PATH} is up to date ({files} LFS file(s))")
+            return 0
+        m = repo.manifest_from_index()
+    if args.json:
+        print(m.to_json().decode("utf-8"), end="")
+    else:
+        for e in m.entries:
+            print(f"{e.sha256}  {e.size:>14,}  {e.path}")
+        print(f"{len(m.entries)} LFS files, {m.total_size:,} bytes")
+    return 0

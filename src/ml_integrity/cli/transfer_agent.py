@@ -1,0 +1,48 @@
+"""``ml-integrity transfer-agent`` (hidden): git-lfs's standalone transfer agent.
+
+git-lfs starts it for downloads and uploads (``lfs.standalonetransferagent``)
+and speaks JSON lines on stdin/stdout. Downloads of objects that no verified
+manifest names are refused, so they never enter the local store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "transfer-agent",
+        description="git-lfs standalone custom transfer agent that gates downloads "
+        "(configured by 'ml-integrity install'; not run by hand).",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ml_integrity.git.lfs import TransferAgent, git_credential_fill
+    from ml_integrity.git.repository import DownloadGate, Repository
+    from ml_integrity.git.runner import clean_env
+
+    repo = Repository.discover()
+    allow = os.environ.get("ML_INTEGRITY_ALLOW_FILE")
+    gate = DownloadGate(repo, Path(allow) if allow else None)
+
+    def log(message: str) -> None:
+        print(f"ml-integrity: REFUSED: {message}", file=sys.stderr, flush=True)
+
+    agent = TransferAgent(
+        gate,
+        repo.lfs_endpoint,
+        store=repo.store,
+        credentials=lambda url: git_credential_fill(url, cwd=repo.root, env=clean_env()),
+        log=log,
+    )
+    try:
+        return agent.serve()
+    finally:
+        repo.close()

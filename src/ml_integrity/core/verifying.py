@@ -1,0 +1,255 @@
+"""Verify an OMS bundle over a model folder, a single file or a repository.
+
+Order, always: the signature (DSSE over the payload), then trust (the key,
+the certificate chain or the Sigstore identity given by the caller), then the
+digests (the signed resources against the content on disk). A failure at any
+step raises an :class:`~ml_integrity.errors.IntegrityError` subclass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ml_integrity.core import hashing, manifest, oms, signing
+from ml_integrity.core.oms import SignedModel
+from ml_integrity.errors import BundleError, IntegrityError, ManifestDiff, UsageError
+
+
+@dataclass(frozen=True)
+class VerifiedPayload:
+    """The payload of a bundle whose signature and signer were verified."""
+
+    payload_type: str
+    payload: bytes
+    signer: str
+    """Who signed, for the verdict (key fingerprint, certificate subject, identity)."""
+    details: dict[str, object]
+    """Backend facts for JSON output (e.g. transparency-log index, issuer)."""
+
+
+class BundleVerifier(Protocol):
+    """Checks a bundle's signature and that its signer is trusted.
+
+    ``bundle`` is the raw bundle file content and ``source`` its file name,
+    for messages. Raises ``BundleError`` when the bundle cannot be parsed and
+    ``SignatureError`` when the signature or signer is wrong. Returns the
+    verified payload; the caller checks the payload type and the digests.
+    """
+
+    def verify_bundle(self, bundle: bytes, source: str) -> VerifiedPayload: ...
+
+
+def trust_fingerprint(verifier: object) -> str | None:
+    """A digest of the trust ``verifier`` applies, or None when it cannot say.
+
+    Verifiers (and verifier factories) may define ``trust_fingerprint() -> str |
+    None``: a digest of everything that decides what they accept (keys, roots,
+    identities, the policy). It keys caches of verification results; without
+    one, results must not be cached, since nothing would tell another trust apart.
+    """
+    method = getattr(verifier, "trust_fingerprint", None)
+    if not callable(method):
+        return None
+    value = method()
+    return value if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    """A successful verification: who signed what."""
+
+    target: Path
+    bundle: Path
+    signer: str
+    signed: SignedModel
+    files: int
+    details: dict[str, object]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ok": True,
+            "target": str(self.target),
+            "bundle": str(self.bundle),
+            "signer": self.signer,
+            "files": self.files,
+            "model_name": self.signed.name,
+            "repository": self.signed.repository,
+            "version": self.signed.version,
+            "details": self.details,
+        }
+
+
+def read_bundle(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(
+            "bundle not found",
+            path=path,
+            hint="pass the signature file made by 'ml-integrity sign'",
+        ) from None
+    except IsADirectoryError:
+        raise UsageError("bundle is a directory, expected a file", path=path) from None
+    except OSError as exc:
+        raise UsageError(f"cannot read bundle: {exc.strerror}", path=path) from None
+
+
+def verify_signed_payload(
+    bundle_path: Path, verifier: BundleVerifier
+) -> tuple[VerifiedPayload, SignedModel]:
+    """Steps 1 and 2: the signature and the signer; then parse the statement."""
+    data = read_bundle(bundle_path)
+    verified = verifier.verify_bundle(data, str(bundle_path))
+    if verified.payload_type != oms.PAYLOAD_TYPE:
+        raise BundleError(
+            f"signed payload type is {verified.payload_type!r}, expected {oms.PAYLOAD_TYPE!r}",
+            path=bundle_path,
+        )
+    return verified, oms.parse_statement(verified.payload, str(bundle_path))
+
+
+def verify_model(
+    target: Path,
+    bundle_path: Path,
+    verifier: BundleVerifier,
+    *,
+    ignore_paths: Sequence[str] = (),
+    allow_symlinks: bool = False,
+    ignore_unsigned: bool = False,
+    workers: int | None = None,
+    rehash: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> VerificationResult:
+    """Verify ``target`` (folder or file) against one bundle: signature, trust, digests.
+
+    The simple library API: ``verifier`` decides whom to trust (for example
+    ``_keys.KeyVerifier``). For policies (several bundles, thresholds,
+    allow/deny lists, rollback), use :func:`ml_integrity.trust.verdict.verify`;
+    both check the content with :func:`check_content`.
+    """
+    if not target.exists():
+        raise UsageError("no such file or directory", path=target)
+    verified, signed = verify_signed_payload(bundle_path, verifier)
+    content = check_content(
+        target,
+        signed,
+        [bundle_path],
+        signer=verified.signer,
+        ignore_paths=ignore_paths,
+        allow_symlinks=allow_symlinks,
+        refuse_unsigned=_accept_all if ignore_unsigned else None,
+        workers=workers,
+        rehash=rehash,
+        progress=progress,
+    )
+    return VerificationResult(
+        target, bundle_path, verified.signer, signed, content.files, verified.details
+    )
+
+
+def _accept_all(_extra: Sequence[str]) -> Sequence[str]:
+    return ()
+
+
+@dataclass(frozen=True)
+class ContentCheck:
+    """The content on disk matched what was signed."""
+
+    files: int
+    """Signed files that were hashed and matched."""
+    unsigned: tuple[str, ...] = ()
+    """Files present but not signed, which ``refuse_unsigned`` accepted."""
+
+
+def check_content(
+    target: Path,
+    signed: SignedModel,
+    bundles: Sequence[Path],
+    *,
+    signer: str,
+    ignore_paths: Sequence[str] = (),
+    allow_symlinks: bool = False,
+    refuse_unsigned: Callable[[Sequence[str]], Sequence[str]] | None = None,
+    unsigned_hint: str = "--ignore-unsigned-files accepts extra files",
+    workers: int | None = None,
+    rehash: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ContentCheck:
+    """Step 3: the content of ``target`` against the resources ``signer`` signed.
+
+    A single file must be what a single-file bundle signed; a folder is
+    enumerated with the signed serialization settings (the signed ignore
+    paths and symlink setting, plus ``ignore_paths`` and the ``bundles``
+    themselves when they lie inside it), hashed and compared. Files present
+    but not signed go to ``refuse_unsigned``, which returns those to refuse
+    (it may raise instead); by default every one is refused. Changed,
+    missing and refused files raise one :class:`IntegrityError` with the
+    whole diff; ``unsigned_hint`` tells how extra files can be accepted.
+    """
+    if target.is_file():
+        return _check_single_file(target, signed)
+    if signed.is_single_file:
+        raise IntegrityError(
+            "bundle signs a single file, but a folder was given",
+            path=target,
+            hint="pass the file that was signed, not its folder",
+        )
+    ignores = [
+        *ignore_paths,
+        *signed.ignore_paths,
+        *(i for b in bundles for i in signing.bundle_ignores(target, b)),
+    ]
+    paths = manifest.list_files(
+        target, allow_symlinks=allow_symlinks or signed.allow_symlinks, ignore=ignores
+    )
+    present = [p for p in paths if p in signed.resources]
+    extra = [p for p in paths if p not in signed.resources]
+    cache = hashing.StatCache.load(hashing.default_cache_path(target))
+    digests = hashing.hash_files(
+        target,
+        present,
+        workers=workers,
+        rehash=rehash,
+        progress=progress,
+        cache=cache,
+        follow_symlinks=allow_symlinks or signed.allow_symlinks,
+    )
+    cache.save()
+    refused = set(extra if refuse_unsigned is None else refuse_unsigned(extra)) if extra else set()
+    actual = {p: digests[p].sha256 for p in present}
+    actual.update(dict.fromkeys(refused, ""))
+    diff = manifest.diff_digests(signed.resources, actual)
+    if diff:
+        raise IntegrityError(
+            f"{target} does not match what {signer} signed "
+            f"({len(diff.changed)} changed, {len(diff.missing)} missing, {len(diff.extra)} extra)",
+            path=bundles[0] if bundles else target,
+            diff=diff,
+            hint="restore the listed files, or re-sign if the change is intended"
+            + (f"; {unsigned_hint}" if diff.extra else ""),
+        )
+    return ContentCheck(len(present), tuple(sorted(p for p in extra if p not in refused)))
+
+
+def _check_single_file(target: Path, signed: SignedModel) -> ContentCheck:
+    single_names = {oms.SINGLE_FILE_NAME, target.name}
+    if len(signed.resources) != 1 or not (set(signed.resources) & single_names):
+        raise IntegrityError(
+            f"bundle signs a folder of {len(signed.resources)} file(s), "
+            "but a single file was given",
+            path=target,
+            hint="pass the model folder that was signed",
+        )
+    digest = hashing.hash_file(target, follow_symlinks=True)  # the user named this path
+    ((_name, expected),) = signed.resources.items()
+    if digest.sha256 != expected:
+        raise IntegrityError(
+            "content differs from what was signed",
+            path=target,
+            diff=ManifestDiff(changed=(target.name,)),
+            hint="the file was modified after signing; restore it or re-sign",
+        )
+    return ContentCheck(1)

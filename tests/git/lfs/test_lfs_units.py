@@ -1,0 +1,154 @@
+"""Pointer parsing, pkt-lines, endpoints, the store's quarantine: no git needed."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from ml_integrity.core.lfs import LfsStore, Pointer, parse_pointer
+from ml_integrity.errors import UsageError
+from ml_integrity.git.lfs import (
+    FLUSH,
+    endpoint_from_url,
+    read_list,
+    read_pkt,
+    write_list,
+    write_pkt,
+)
+
+OID = "4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393"
+V1 = "version https://git-lfs.github.com/spec/v1\n"
+
+
+def test_pointer_roundtrip() -> None:
+    text = f"{V1}oid sha256:{OID}\nsize 12345\n".encode()
+    p = parse_pointer(text)
+    assert p == Pointer(OID, 12345)
+    assert p.text() == text
+
+
+def test_legacy_hawser_version_and_no_final_newline() -> None:
+    text = f"version https://hawser.github.com/spec/v1\noid sha256:{OID}\nsize 1".encode()
+    assert parse_pointer(text) == Pointer(OID, 1)
+
+
+def test_extensions_are_parsed_in_order() -> None:
+    ext = "ab" * 32
+    text = f"{V1}ext-0-foo sha256:{ext}\noid sha256:{OID}\nsize 3\n".encode()
+    p = parse_pointer(text)
+    assert p is not None and p.extensions == ((0, "foo", ext),)
+    assert p.text() == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"{V1}size 3\noid sha256:{OID}\n",  # keys not sorted
+        f"oid sha256:{OID}\n{V1}size 3\n",  # version not first
+        f"version https://example.com/spec/v9\noid sha256:{OID}\nsize 3\n",
+        f"{V1}oid sha256:{OID[:-1]}\nsize 3\n",  # short oid
+        f"{V1}oid md5:{OID}\nsize 3\n",
+        f"{V1}oid sha256:{OID.upper()}\nsize 3\n",
+        f"{V1}oid sha256:{OID}\nsize -3\n",
+        f"{V1}oid sha256:{OID}\nsize 03\n",
+        f"{V1}oid sha256:{OID}\n",  # no size
+        f"{V1}oid sha256:{OID}\noid sha256:{OID}\nsize 3\n",  # duplicate key
+        f"{V1}oid  sha256:{OID}\nsize 3\n",  # double space
+        f"{V1}oid sha256:{OID}\nsize 3\nzzz 1\n",  # unknown key after size
+        "",
+        "just some text\n",
+    ],
+)
+def test_not_a_pointer(text: str) -> None:
+    assert parse_pointer(text.encode()) is None
+
+
+def test_size_limit_is_1024_bytes() -> None:
+    base = f"{V1}oid sha256:{OID}\nsize 3\n".encode()
+    assert parse_pointer(base + b"\n" * 0) is not None
+    padded = base[:-1] + b" " * (1024 - len(base)) + b"\n"
+    assert len(padded) == 1024
+    assert parse_pointer(padded) is None
+    assert parse_pointer(b"\xff\xfe" + base) is None
+
+
+def test_pkt_line_roundtrip_and_splitting() -> None:
+    buf = io.BytesIO()
+    write_list(buf, ["git-filter-client", "version=2"])
+    big = bytes(range(256)) * 600  # > one packet
+    write_pkt(buf, big)
+    buf.write(FLUSH)
+    buf.seek(0)
+    assert read_list(buf) == ["git-filter-client", "version=2"]
+    got = b""
+    while (pkt := read_pkt(buf)) is not None:
+        assert len(pkt) <= 65516
+        got += pkt
+    assert got == big
+
+
+def test_endpoints(tmp_path: Path) -> None:
+    assert (
+        endpoint_from_url("https://h/org/repo", tmp_path).url == "https://h/org/repo.git/info/lfs"
+    )
+    assert (
+        endpoint_from_url("https://h/org/repo.git/", tmp_path).url
+        == "https://h/org/repo.git/info/lfs"
+    )
+    lfs = "http://127.0.0.1:9/x/y.git/info/lfs"
+    assert endpoint_from_url(lfs, tmp_path).url == lfs
+    local = endpoint_from_url("../remote.git", tmp_path / "work")
+    assert local.is_local and local.local_path == (tmp_path / "remote.git").resolve()
+    assert endpoint_from_url("file:///srv/r.git", tmp_path).local_path == Path("/srv/r.git")
+    with pytest.raises(UsageError):
+        endpoint_from_url("git@github.com:org/repo.git", tmp_path)
+
+
+def test_quarantine_moves_and_releases(tmp_path: Path) -> None:
+    store = LfsStore(tmp_path / "lfs")
+    obj = store.object_path(OID)
+    obj.parent.mkdir(parents=True)
+    obj.write_bytes(b"data")
+    moved = store.quarantine(OID, {"reason": "test"})
+    assert moved == store.quarantine_path(OID) and moved.read_bytes() == b"data"
+    assert not obj.exists() and store.quarantined() == [OID]
+    assert moved.with_name(OID + ".json").is_file()
+    assert store.quarantine(OID, {}) is None  # nothing left to move
+    assert store.release(OID) and obj.read_bytes() == b"data"
+    assert store.quarantined() == []
+
+
+def test_failed_quarantine_move_keeps_the_object(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LfsStore(tmp_path / "lfs")
+    obj = store.object_path(OID)
+    obj.parent.mkdir(parents=True)
+    obj.write_bytes(b"data")
+
+    real_replace = os.replace
+
+    def refuse(src: str | Path, dst: str | Path) -> None:
+        """The object's move fails (the record's own atomic write still works)."""
+        if Path(src).name == OID:
+            raise OSError(18, "Invalid cross-device link")
+        real_replace(src, dst)
+
+    monkeypatch.setattr("ml_integrity.git.lfs.os.replace", refuse)
+    with pytest.raises(OSError):
+        store.quarantine(OID, {"reason": "test"})
+    assert obj.read_bytes() == b"data"  # still in the store, never lost
+    assert store.quarantined() == []
+    assert not store.quarantine_path(OID).with_name(OID + ".json").exists()  # no stale record
+    monkeypatch.undo()
+
+    store.quarantine(OID, {"reason": "test"})
+    monkeypatch.setattr("ml_integrity.git.lfs.os.replace", refuse)
+    with pytest.raises(OSError):
+        store.release(OID)
+    assert store.quarantine_path(OID).read_bytes() == b"data"  # still in the quarantine
+    assert store.quarantine_path(OID).with_name(OID + ".json").is_file()
+    assert not obj.exists()
