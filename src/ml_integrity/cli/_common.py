@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -43,7 +42,9 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+    from ml_integrity.cli import _env
+
+    return _env.flag(name)
 
 
 def print_json(data: object, stream: TextIO | None = None) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
+
+from ml_integrity.cli import _env
 
 
 def _workers(value: str) -> int:
@@ -36,7 +37,7 @@ def add_walk_options(parser: argparse.ArgumentParser, *, symlinks: bool = True) 
     group.add_argument(
         "--workers",
         type=_workers,
-        default=int(os.environ.get("ML_INTEGRITY_WORKERS", "0")) or None,
+        default=_env.workers(),
         metavar="N",
         help="hashing threads (default: number of CPUs; env: ML_INTEGRITY_WORKERS)",
     )

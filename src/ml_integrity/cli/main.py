@@ -13,7 +13,6 @@ import argparse
 import importlib
 import json
 import logging
-import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -130,15 +129,14 @@ def add_verbosity(parser: argparse.ArgumentParser) -> None:
 
 
 def _configure_logging(verbosity: int) -> None:
-    env_level = os.environ.get("ML_INTEGRITY_LOGLEVEL", "").upper()
+    from ml_integrity.cli import _env
+
     if verbosity >= 2:
         level = logging.DEBUG
     elif verbosity == 1:
         level = logging.INFO
-    elif env_level in logging.getLevelNamesMapping():
-        level = logging.getLevelNamesMapping()[env_level]
     else:
-        level = logging.WARNING
+        level = _env.log_level() or logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     _logger.handlers[:] = [handler]
@@ -157,8 +155,14 @@ def report_error(err: Error, *, as_json: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (the console script exits with it)."""
+    from ml_integrity.cli import _env
+
     if argv is None:
         argv = sys.argv[1:]
+    try:
+        _env.check()
+    except Error as err:
+        return report_error(err, as_json=False)
     parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     _configure_logging(getattr(args, "verbose", 0))

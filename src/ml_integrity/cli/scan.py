@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ml_integrity.cli import _env
 from ml_integrity.cli._common import Progress, add_command, add_json_flag, print_json
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--pickle",
         choices=("block", "allowlist"),
-        default=os.environ.get("ML_INTEGRITY_PICKLE") or None,
+        default=_env.get("ML_INTEGRITY_PICKLE"),
         help="block every pickle (default), or allow allowlisted torch/numpy/container "
         "pickles (env: ML_INTEGRITY_PICKLE); overrides the policy's pickle rule",
     )
