@@ -1,5 +1,5 @@
 # ml-integrity developer interface. Every target creates what it needs.
-#   make demo   sign, verify, tamper and refuse a bundled example
+#   make demo   sign, verify, tamper and refuse a bundled example (a small venv of its own)
 #   make test   lint (ruff, mypy --strict, import layers, file size) and the whole test suite
 #   make bench  the benchmarks in bench/ (ratios against baselines in the same run)
 
@@ -43,8 +43,20 @@ pytest: $(VENV)/.installed
 test: lint test-deps
 	$(VENV)/bin/pytest $(T)
 
-demo: $(VENV)/.installed
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples/demo.sh
+# The demo signs with keys: it needs only the runtime dependencies that key signing and
+# verification import (sigstore, requests and the test tools stay out): seconds, not minutes.
+DEMO_VENV := .venv-demo
+DEMO_DEPS := "cryptography>=42" "pyyaml>=6"
+
+$(DEMO_VENV)/.installed: pyproject.toml
+	@echo "==> a small environment for the demo ($(DEMO_VENV): ml-integrity, cryptography, pyyaml)"
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/pip install --quiet --progress-bar off $(DEMO_DEPS)
+	$(DEMO_VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+demo: $(DEMO_VENV)/.installed
+	PATH="$(CURDIR)/$(DEMO_VENV)/bin:$$PATH" bash examples/demo.sh
 
 # each benchmark prints its machine line and a markdown table (see docs/benchmarks.md)
 BENCHES := bench/scanning.py bench/lfs.py bench/hooks.py
@@ -53,4 +65,4 @@ bench: $(VENV)/.installed test-deps
 	@set -e; for b in $(BENCHES); do echo "== $$b"; $(PY) $$b; done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist .cache
+	rm -rf $(VENV) $(DEMO_VENV) .mypy_cache .ruff_cache .pytest_cache build dist .cache
