@@ -55,8 +55,9 @@ if [ ! -e "$MOCK_PKG" ] || ! grep -q '"version": "0.13.0"' "$MOCK_PKG" \
 fi
 
 # --- giftless: a real Git LFS HTTP server for tests/git/lfs (own virtualenv) ----
-# giftless 0.6.2's wheel declares no dependencies; this is its working set
-# (see shared notes/git_lfs.md §7): marshmallow<4 and PyJWT<2.10 are required.
+# giftless 0.6.2's wheel declares no dependencies; this is the set it runs with,
+# found by trial: marshmallow 4 removed APIs flask-marshmallow 0.15 uses, and
+# PyJWT 2.10 rejects the non-string "sub" claims giftless issues, hence <4, <2.10.
 GIFTLESS_VENV=.cache/giftless-venv
 GIFTLESS_PINS=(
     "giftless==0.6.2" "figcan==0.0.4" "Flask==2.3.3" "Flask-Classful==0.16.0"
