@@ -56,8 +56,9 @@ fi
 
 # --- giftless: a real Git LFS HTTP server for tests/git/lfs (own virtualenv) ----
 # giftless 0.6.2's wheel declares no dependencies; this is the set it runs with,
-# found by trial: marshmallow 4 removed APIs flask-marshmallow 0.15 uses, and
-# PyJWT 2.10 rejects the non-string "sub" claims giftless issues, hence <4, <2.10.
+# found by trial: with marshmallow 4, "cannot import name 'pprint' from 'marshmallow'";
+# giftless puts `sub: null` in its pre-authorised action JWTs, which PyJWT 2.10
+# rejects (uploads fail with "401 User identity is required"): hence <4 and <2.10.
 GIFTLESS_VENV=.cache/giftless-venv
 GIFTLESS_PINS=(
     "giftless==0.6.2" "figcan==0.0.4" "Flask==2.3.3" "Flask-Classful==0.16.0"
