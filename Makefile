@@ -46,10 +46,10 @@ test: lint test-deps
 # The demo signs with keys: it needs only the runtime dependencies that key signing and
 # verification import (sigstore, requests and the test tools stay out): seconds, not minutes.
 DEMO_VENV := .venv-demo
-DEMO_DEPS := "cryptography>=42" "pyyaml>=6"
+DEMO_DEPS := "cryptography>=42" "pyyaml>=6" "rich>=13"
 
 $(DEMO_VENV)/.installed: pyproject.toml
-	@echo "==> a small environment for the demo ($(DEMO_VENV): ml-integrity, cryptography, pyyaml)"
+	@echo "==> a small environment for the demo ($(DEMO_VENV): ml-integrity, cryptography, pyyaml, rich)"
 	$(PYTHON) -m venv $(DEMO_VENV)
 	$(DEMO_VENV)/bin/pip install --quiet --progress-bar off $(DEMO_DEPS)
 	$(DEMO_VENV)/bin/pip install --quiet --no-deps -e .

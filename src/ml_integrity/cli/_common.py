@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -52,39 +51,57 @@ def print_json(data: object, stream: TextIO | None = None) -> None:
 
 
 class Progress:
-    """A one-line progress bar on a terminal (stderr); silent otherwise.
+    """A progress bar with rate and time left on a terminal (stderr); silent otherwise.
 
-    Long work calls the instance with ``(done_bytes, total_bytes)``. Redraws are
-    throttled to 10 per second so that the bar costs nothing measurable.
+    Long work calls the instance with ``(done_bytes, total_bytes)``. Nothing is
+    drawn when there is nothing to do (``total == 0``: everything came from the
+    cache) or when stderr is not a terminal or ``CI`` is set; ``rich`` is only
+    imported once a bar is drawn, so hooks and pipes never pay for it.
     """
 
     def __init__(self, label: str, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stderr
         self._label = label
         self._enabled = self._stream.isatty() and not env_flag("CI")
-        self._last = 0.0
-        self._drawn = False
+        self._bar: Any = None
+        self._task: Any = None
 
     def __call__(self, done: int, total: int) -> None:
-        if not self._enabled:
+        if not self._enabled or total <= 0:
             return
-        now = time.monotonic()
-        if now - self._last < 0.1 and done < total:
-            return
-        self._last = now
-        frac = done / total if total else 1.0
-        width = 30
-        bar = "#" * int(frac * width)
-        self._stream.write(
-            f"\r{self._label} [{bar:<{width}}] {frac:6.1%} {done / 1e9:.2f}/{total / 1e9:.2f} GB"
+        if self._bar is None:
+            self._start(total)
+        self._bar.update(self._task, completed=done, total=total)
+
+    def _start(self, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
         )
-        self._stream.flush()
-        self._drawn = True
+        from rich.progress import Progress as Bar
+
+        self._bar = Bar(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=Console(file=self._stream, force_terminal=True),
+            transient=True,
+            refresh_per_second=10,
+        )
+        self._task = self._bar.add_task(self._label, total=total)
+        self._bar.start()
 
     def close(self) -> None:
-        if self._drawn:
-            self._stream.write("\r\033[K")
-            self._stream.flush()
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
     def __enter__(self) -> Callable[[int, int], None]:
         return self
