@@ -589,6 +589,23 @@ class StatCache:
         """True when :meth:`save` has something to write."""
         return self._dirty
 
+    @staticmethod
+    def root_key(root: Path) -> str:
+        """The key entries of files under ``root`` are grouped by (its resolved path)."""
+        return _root_key(root)
+
+    def lookup(self, root_key: str, rel: str, st: os.stat_result) -> FileDigest | None:
+        """The cached digest of ``rel`` if ``st`` (its stat now) still matches a
+        non-racy entry, else None. ``root_key`` comes from :meth:`root_key`."""
+        return self._lookup(root_key, rel, st)
+
+    def record(
+        self, root_key: str, rel: str, st: os.stat_result, recorded_ns: int, digest: FileDigest
+    ) -> None:
+        """Remember ``digest`` of ``rel``, whose content was read while its stat was
+        ``st``; ``recorded_ns`` is the time just before that stat (the racy rule)."""
+        self._record(root_key, rel, st, recorded_ns, digest)
+
     def _lookup(self, root: str, rel: str, st: os.stat_result) -> FileDigest | None:
         """The cached digest of ``rel`` under ``root`` if ``st`` still matches
         and the entry is not racy; otherwise None."""
