@@ -181,8 +181,11 @@ class VerifiedDataset:
         )
 
     def _check_present(self, paths: list[str]) -> None:
+        """Every signed path is a regular file of the signed size (a stat each, no read)."""
         root = self._root_str
-        missing = []
+        sizes = self._sizes
+        missing: list[str] = []
+        changed: list[str] = []
         for rel in paths:
             try:
                 st = os.lstat(os.path.join(root, rel))
@@ -191,20 +194,29 @@ class VerifiedDataset:
                 continue
             if not stat.S_ISREG(st.st_mode):
                 missing.append(rel)
-        if not missing:
+            elif rel in sizes and sizes[rel] != st.st_size and self._decrypt is None:
+                changed.append(rel)
+        if not missing and not changed:
             return
-        if len(missing) == len(paths):
-            raise IntegrityError(
-                f"the bundle signs another folder ({self.name!r}, {len(paths)} files): "
-                f"none of its files is in {self.root}",
-                path=self.bundle,
-                hint="pass the dataset folder this bundle was made for",
+        counts = f"{len(changed)} changed, {len(missing)} missing of {len(paths)}"
+        if len(missing) == len(paths) or self.name != self.root.resolve().name:
+            message = (
+                f"the bundle signs another folder ({self.name!r}, {len(paths)} files), "
+                f"not {self.root} ({counts})"
             )
+            hint = "pass the dataset folder this bundle was made for"
+        else:
+            message = f"{self.root} does not hold what was signed ({counts})"
+            hint = "restore the listed files (a deleted item is never skipped in silence)"
         raise IntegrityError(
-            f"{len(missing)} signed item(s) are missing from {self.root}",
+            message,
             path=self.bundle,
-            diff=ManifestDiff(missing=tuple(sorted(missing))),
-            hint="restore the listed files (a deleted item is never skipped in silence)",
+            diff=ManifestDiff(
+                missing=tuple(sorted(missing)),
+                changed=tuple(sorted(changed)),
+                notes=dict.fromkeys(changed, "size differs"),
+            ),
+            hint=hint,
         )
 
     def _ensure_process(self) -> None:
