@@ -93,7 +93,9 @@ def test_untrusted_key_and_tampered_bundle(tmp_path: Path, signed: Signed) -> No
         VerifiedDataset(signed.root, bundle=broken, key=signed.pub)
 
 
-def test_tampered_item_mid_read_never_yields_the_last_chunk(tmp_path: Path, key: tuple) -> None:
+def test_tampered_item_mid_read_never_yields_the_last_chunk(
+    tmp_path: Path, key: tuple[Path, Path]
+) -> None:
     root = tmp_path / "big"
     root.mkdir()
     size = 3 * CHUNK_SIZE + 123
@@ -176,7 +178,10 @@ def test_policy_denies_by_path_digest_and_signer(signed: Signed, tmp_path: Path)
     )
     ds = VerifiedDataset(signed.root, bundle=signed.bundle, policy=policy)
     assert "images/001.bin" not in ds.files and "images/003.bin" not in ds.files
-    assert ds.denied == {"images/001.bin": "denied digest", "images/003.bin": "denied path images/003.bin"}
+    assert ds.denied == {
+        "images/001.bin": "denied digest",
+        "images/003.bin": "denied path images/003.bin",
+    }
     with pytest.raises(PolicyError, match="denied path"):
         ds.read_bytes("images/003.bin")
     with pytest.raises(PolicyError, match="denied digest"):
