@@ -509,6 +509,12 @@ def _stat_key(st: os.stat_result) -> _Key:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+def is_racy(mtime_ns: int, ctime_ns: int, recorded_ns: int) -> bool:
+    """True when a file with these times may have changed in the same timestamp tick as
+    a digest recorded at ``recorded_ns``: such an entry must not be trusted."""
+    return _is_racy(mtime_ns, ctime_ns, recorded_ns)
+
+
 def _is_racy(mtime_ns: int, ctime_ns: int, recorded_ns: int) -> bool:
     """True when the file may have changed in the same timestamp tick as the record."""
     coarse = mtime_ns % 1_000_000 == 0 or ctime_ns % 1_000_000 == 0

@@ -156,13 +156,16 @@ class VerifiedDataset:
         """Signed paths the policy refuses, with the reason; they are not in :attr:`files`."""
         self._resources = {p: d for p, d in signed.resources.items() if p not in self.denied}
         self._root_str = os.fspath(self.root)
+        self._prefix = os.path.join(self._root_str, "")
         self._check_present(list(signed.resources))
         self._cache: hashing.StatCache | None = None
         self._cache_root = ""
+        self._verified: dict[str, tuple[tuple[int, ...], os.stat_result, int]] = {}
+        """What this process verified: rel -> (stat key, stat, recorded_ns or 0 once saved)."""
         if self._use_cache and self._decrypt is None:
             self._cache = hashing.StatCache.load(hashing.default_cache_path(self.root))
             self._cache_root = hashing.StatCache.root_key(self.root)
-            _save_at_exit(self._cache)
+            _save_at_exit(self._save_cache)
         self._log = None if self.journal is None else self.journal.dataset(self._info(signed))
 
     def _info(self, signed: oms.SignedModel) -> DatasetInfo:
@@ -321,9 +324,8 @@ class VerifiedDataset:
             recorded_ns = time.time_ns()
             fd, st = self._open_fd(rel)
             source = FdSource(fd, st, rel)
-            if self._cache is not None and expected is not None:
-                hit = self._cache.lookup(self._cache_root, rel, st)
-                cached = hit is not None and hit.sha256 == expected
+            if expected is not None:
+                cached = self._cached(rel, stat_key(st), st, expected)
         fd_source = source if isinstance(source, FdSource) else None
 
         def verified(digest: str, size: int) -> None:
@@ -331,15 +333,15 @@ class VerifiedDataset:
                 self._log.read(rel, digest)
             if (
                 not cached
+                and expected is not None
                 and self._cache is not None
                 and fd_source is not None
                 and st is not None
                 and fd_source.after is not None
                 and stat_key(fd_source.after) == stat_key(st)
+                and not hashing.is_racy(st.st_mtime_ns, st.st_ctime_ns, recorded_ns)
             ):
-                self._cache.record(
-                    self._cache_root, rel, st, recorded_ns, hashing.FileDigest(size, digest)
-                )
+                self._verified[rel] = (stat_key(st), st, recorded_ns)
 
         return VerifiedReader(  # type: ignore[return-value]
             source,
@@ -353,65 +355,101 @@ class VerifiedDataset:
 
     def read_bytes(self, path: str | PurePath) -> bytes:
         """The whole content of one item, returned only after its digest matched."""
-        rel, expected, accept = self._expect(path)
-        if self._decrypt is not None:
-            with self.open(rel) as f:
-                return f.read()
+        expected = self._resources.get(path) if type(path) is str else None
+        if expected is None or self._pid != os.getpid() or self._decrypt is not None:
+            return self._read_bytes(path)
+        rel: str = path  # type: ignore[assignment]
         recorded_ns = time.time_ns()
         fd, st = self._open_fd(rel)
         try:
             size = st.st_size
             if size > _SMALL:
-                with VerifiedReader(
-                    FdSource(fd, st, rel),
-                    name=rel,
-                    expected=expected,
-                    accept=accept,
-                    expected_size=self._sizes.get(rel) if expected is not None else None,
-                ) as reader:
-                    fd = -1  # the reader closes it
-                    data = reader.read()
-                digest = hashlib.sha256(data).hexdigest() if expected is None else expected
-                after = None
-            else:
-                data = _read_upto(fd, size, rel)
-                cache = self._cache
-                if cache is not None and expected is not None:
-                    hit = cache.lookup(self._cache_root, rel, st)
-                    if (
-                        hit is not None
-                        and hit.sha256 == expected
-                        and len(data) == size
-                        and stat_key(os.fstat(fd)) == stat_key(st)
-                    ):
-                        if self._log is not None:
-                            self._log.read(rel, expected)
-                        return data
-                digest = hashlib.sha256(data).hexdigest()
-                ok = digest == expected if accept is None else accept(digest)
-                if not ok or (expected is not None and len(data) != self._sizes.get(rel, size)):
-                    raise IntegrityError(
-                        "content differs from what was signed (tampered)",
-                        path=rel,
-                        diff=ManifestDiff(changed=(rel,)),
-                        hint="restore the item from a trusted copy, or re-sign the dataset",
-                    )
-                after = os.fstat(fd) if cache is not None else None
+                os.close(fd)
+                fd = -1
+                return self._read_bytes(rel)
+            data = _read_upto(fd, size, rel)
+            key = (st.st_dev, st.st_ino, size, st.st_mtime_ns, st.st_ctime_ns)
+            if len(data) == size and self._cached(rel, key, st, expected):
+                post = os.fstat(fd)  # nothing changed while it was read
+                if (post.st_ino, post.st_size, post.st_mtime_ns, post.st_ctime_ns) == key[1:]:
+                    if self._log is not None:
+                        self._log.read(rel, expected)
+                    return data
         finally:
             if fd >= 0:
                 os.close(fd)
-        if self._log is not None:
-            self._log.read(rel, digest)
-        if after is not None and self._cache is not None and stat_key(after) == stat_key(st):
-            self._cache.record(
-                self._cache_root, rel, st, recorded_ns, hashing.FileDigest(len(data), digest)
+        if hashlib.sha256(data).hexdigest() != expected or len(data) != self._sizes.get(rel, size):
+            raise IntegrityError(
+                "content differs from what was signed (tampered)",
+                path=rel,
+                diff=ManifestDiff(changed=(rel,)),
+                hint="restore the item from a trusted copy, or re-sign the dataset",
             )
+        # What was read is what was signed, whatever happened to the file meanwhile;
+        # ``key`` is its stat before the read: a later change gives another key.
+        if self._cache is not None and not hashing.is_racy(key[3], key[4], recorded_ns):
+            self._verified[rel] = (key, st, recorded_ns)
+        if self._log is not None:
+            self._log.read(rel, expected)
         return data
 
+    def _cached(self, rel: str, key: tuple[int, ...], st: os.stat_result, expected: str) -> bool:
+        """Does the stat cache vouch for ``rel`` with stat ``key`` holding ``expected``?"""
+        seen = self._verified.get(rel)
+        if seen is not None:
+            return seen[0] == key
+        cache = self._cache
+        if cache is None:
+            return False
+        hit = cache.lookup(self._cache_root, rel, st)
+        if hit is not None and hit.sha256 == expected:
+            self._verified[rel] = (key, st, 0)  # already in the cache file
+            return True
+        return False
+
+    def _read_bytes(self, path: str | PurePath) -> bytes:
+        """``read_bytes`` for large, unsigned-but-allowed and encrypted items."""
+        rel, expected, accept = self._expect(path)
+        if self._decrypt is not None or expected is None:
+            with self.open(rel) as f:
+                return f.read()
+        recorded_ns = time.time_ns()
+        fd, st = self._open_fd(rel)
+        with VerifiedReader(
+            FdSource(fd, st, rel),
+            name=rel,
+            expected=expected,
+            accept=accept,
+            expected_size=self._sizes.get(rel),
+        ) as reader:
+            data = reader.read()
+        if self._log is not None:
+            self._log.read(rel, expected)
+        if self._cache is not None and not hashing.is_racy(
+            st.st_mtime_ns, st.st_ctime_ns, recorded_ns
+        ):
+            self._verified[rel] = (stat_key(st), st, recorded_ns)
+        return data
+
+    def _save_cache(self) -> None:
+        """Move what this process verified into the stat cache file."""
+        cache = self._cache
+        if cache is None:
+            return
+        for rel, (_key, st, recorded_ns) in list(self._verified.items()):
+            if recorded_ns:
+                digest = self._resources.get(rel)
+                if digest is not None:
+                    size = st.st_size
+                    cache.record(
+                        self._cache_root, rel, st, recorded_ns, hashing.FileDigest(size, digest)
+                    )
+                self._verified[rel] = (_key, st, 0)
+        cache.save()
+
     def _open_fd(self, rel: str) -> tuple[int, os.stat_result]:
-        full = os.path.join(self._root_str, rel)
         try:
-            fd = os.open(full, _O_FLAGS)
+            fd = os.open(self._prefix + rel, _O_FLAGS)
         except FileNotFoundError:
             raise IntegrityError(
                 "signed item is missing (deleted after the dataset was opened)",
@@ -470,8 +508,7 @@ class VerifiedDataset:
                 f"an item could not be verified: {exc.message}", path=exc.path, hint=exc.hint
             ) from None
         changed = [rel for rel in present if digests[rel].sha256 != self._resources[rel]]
-        if self._cache is not None:
-            self._cache.save()
+        self._save_cache()
         if changed or missing:
             raise IntegrityError(
                 f"{self.root} does not match what {self.signer} signed "
@@ -484,8 +521,7 @@ class VerifiedDataset:
 
     def close(self) -> None:
         """Write the stat cache (also done at exit) and flush the journal's records."""
-        if self._cache is not None:
-            self._cache.save()
+        self._save_cache()
         if self.journal is not None:
             self.journal.flush()
 
@@ -521,13 +557,13 @@ def _read_upto(fd: int, size: int, rel: str) -> bytes:
     return data
 
 
-def _save_at_exit(cache: hashing.StatCache) -> None:
+def _save_at_exit(save: Callable[[], None]) -> None:
     """Save the stat cache when this process ends, a multiprocessing worker included."""
     import atexit
     import multiprocessing.util
 
-    atexit.register(cache.save)
-    multiprocessing.util.Finalize(cache, cache.save, exitpriority=0)
+    atexit.register(save)
+    multiprocessing.util.Finalize(None, save, exitpriority=0)
 
 
 DECRYPTION_SEAM = "ml_integrity.crypto.open_decrypted"
