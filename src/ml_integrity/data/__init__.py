@@ -7,7 +7,8 @@ digest matches), the training journal (:mod:`.journal`: :class:`Journal`, its
 in-toto predicate, the Merkle root and JSON-lines sidecar of :mod:`.merkle`,
 and :mod:`.journal_check`, which verifies a sealed journal), the ML-BOM
 writers (:mod:`.bom`: CycloneDX 1.6 and SPDX 3.0), the framework adapters
-(:mod:`.adapters`: a PyTorch map-style dataset, tar-style shards) and the
+(:mod:`.adapters`: a PyTorch map-style dataset, tar-style shards), the seam
+for encrypted datasets (:mod:`.decryption`) and the
 trust backends the library API builds from its keyword arguments
 (:mod:`.backends`).
 

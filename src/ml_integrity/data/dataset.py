@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 from ml_integrity.core import hashing, oms
 from ml_integrity.core.manifest import normalize_path
 from ml_integrity.data.backends import TrustOptions
+from ml_integrity.data.decryption import decryptor as _decryptor
 from ml_integrity.data.reader import FdSource, Source, VerifiedReader, stat_key
 from ml_integrity.errors import (
     IntegrityError,
@@ -564,40 +565,3 @@ def _save_at_exit(save: Callable[[], None]) -> None:
 
     atexit.register(save)
     multiprocessing.util.Finalize(None, save, exitpriority=0)
-
-
-DECRYPTION_SEAM = "ml_integrity.crypto.open_decrypted"
-"""What the loader calls to read an encrypted item (see :func:`_decryptor`)."""
-
-
-def _decryptor(key: object) -> Callable[[str, str], Source] | None:
-    """The decrypting opener for ``decryption_key``, or None without one.
-
-    The seam for :mod:`ml_integrity.crypto`: it must provide
-    ``open_decrypted(path: str, key: object) -> Source``, a stream of the
-    plaintext with ``read(n)``, ``finish()`` (raise ``IntegrityError`` when
-    the ciphertext was truncated, reordered or tampered) and ``close()``;
-    plaintext never touches disk. The loader then checks the plaintext
-    against the signed digest, as for plain items.
-    """
-    if key is None:
-        return None
-    import importlib
-
-    try:
-        crypto = importlib.import_module("ml_integrity.crypto")
-    except ImportError:
-        crypto = None
-    opener = getattr(crypto, "open_decrypted", None)
-    if opener is None:
-        raise UsageError(
-            "encryption support is not installed in this build",
-            hint="install an ml-integrity build with ml_integrity.crypto, or pass no "
-            "decryption_key for a dataset that is not encrypted",
-        )
-
-    def open_item(full: str, rel: str) -> Source:
-        source: Source = opener(full, key)
-        return source
-
-    return open_item
