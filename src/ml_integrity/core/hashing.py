@@ -509,6 +509,12 @@ def _stat_key(st: os.stat_result) -> _Key:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+def is_racy(mtime_ns: int, ctime_ns: int, recorded_ns: int) -> bool:
+    """True when a file with these times may have changed in the same timestamp tick as
+    a digest recorded at ``recorded_ns``: such an entry must not be trusted."""
+    return _is_racy(mtime_ns, ctime_ns, recorded_ns)
+
+
 def _is_racy(mtime_ns: int, ctime_ns: int, recorded_ns: int) -> bool:
     """True when the file may have changed in the same timestamp tick as the record."""
     coarse = mtime_ns % 1_000_000 == 0 or ctime_ns % 1_000_000 == 0
@@ -588,6 +594,23 @@ class StatCache:
     def dirty(self) -> bool:
         """True when :meth:`save` has something to write."""
         return self._dirty
+
+    @staticmethod
+    def root_key(root: Path) -> str:
+        """The key entries of files under ``root`` are grouped by (its resolved path)."""
+        return _root_key(root)
+
+    def lookup(self, root_key: str, rel: str, st: os.stat_result) -> FileDigest | None:
+        """The cached digest of ``rel`` if ``st`` (its stat now) still matches a
+        non-racy entry, else None. ``root_key`` comes from :meth:`root_key`."""
+        return self._lookup(root_key, rel, st)
+
+    def record(
+        self, root_key: str, rel: str, st: os.stat_result, recorded_ns: int, digest: FileDigest
+    ) -> None:
+        """Remember ``digest`` of ``rel``, whose content was read while its stat was
+        ``st``; ``recorded_ns`` is the time just before that stat (the racy rule)."""
+        self._record(root_key, rel, st, recorded_ns, digest)
 
     def _lookup(self, root: str, rel: str, st: os.stat_result) -> FileDigest | None:
         """The cached digest of ``rel`` under ``root`` if ``st`` still matches

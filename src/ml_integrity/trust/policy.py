@@ -416,6 +416,8 @@ class Policy:
     """None: any one of the signers suffices."""
     deny_digests: frozenset[str] = frozenset()
     deny_signers: tuple[TrustedSigner, ...] = ()
+    deny_paths: tuple[str, ...] = ()
+    """Path patterns refused even when signed (globs, as ``artifacts.paths``)."""
     allow_digests: frozenset[str] = frozenset()
     artifact_paths: tuple[str, ...] = ()
     must_sign: tuple[str, ...] = ("**",)
@@ -437,6 +439,15 @@ class Policy:
             if s.name == name:
                 return s
         raise KeyError(name)
+
+    def denies(self, path: str, digest: str | None) -> str | None:
+        """Why the policy refuses the file ``path`` with ``digest`` (None: it does not)."""
+        if digest is not None and digest in self.deny_digests:
+            return "denied digest"
+        for pattern in self.deny_paths:
+            if glob_match(pattern, path):
+                return f"denied path {pattern}"
+        return None
 
     def must_be_signed(self, path: str) -> bool:
         return any(glob_match(p, path) for p in self.must_sign)
@@ -484,6 +495,8 @@ class Policy:
                 f"Refused content: {len(self.deny_digests)} digest(s), "
                 "even when a trusted signer signed it."
             )
+        if self.deny_paths:
+            out.append("Refused paths, even when signed: " + ", ".join(self.deny_paths) + ".")
         if self.allow_digests:
             out.append(
                 f"Accepted without a signature: files with one of {len(self.allow_digests)} "
@@ -529,6 +542,7 @@ class Policy:
             "require": self.effective_requirement.to_json(),
             "deny_digests": sorted(self.deny_digests),
             "deny_signers": [rule(s.rule) for s in self.deny_signers],
+            **({"deny_paths": list(self.deny_paths)} if self.deny_paths else {}),
             "allow_digests": sorted(self.allow_digests),
             "artifacts": list(self.artifact_paths),
             "must_sign": list(self.must_sign),
@@ -550,6 +564,7 @@ class Policy:
             "deny": {
                 "digests": sorted(self.deny_digests),
                 "signers": [s.rule.to_json() for s in self.deny_signers],
+                "paths": list(self.deny_paths),
             },
             "allow": {"digests": sorted(self.allow_digests)},
             "artifacts": {"paths": list(self.artifact_paths), "must_sign": list(self.must_sign)},
@@ -1108,9 +1123,10 @@ def parse_policy(
 
     deny_digests: set[str] = set()
     deny_signers: list[TrustedSigner] = []
+    deny_paths: list[str] = []
     if "deny" in top:
         dnode = top["deny"][1]
-        spec = doc.mapping(dnode, "deny", ("digests", "signers"))
+        spec = doc.mapping(dnode, "deny", ("digests", "signers", "paths"))
         if "digests" in spec:
             for item, _ in doc.strings(spec["digests"][1], "deny digests"):
                 deny_digests.add(_digest(doc, item, "denied digest"))
@@ -1121,6 +1137,8 @@ def parse_policy(
             for i, item in enumerate(lnode.value):
                 rule = _signer_rule(doc, item, "a denied signer", reader)
                 deny_signers.append(TrustedSigner(f"deny[{i}]", rule, doc.where(item)))
+        if "paths" in spec:
+            deny_paths = [_glob(doc, n, v) for n, v in doc.strings(spec["paths"][1], "paths")]
 
     allow_digests: set[str] = set()
     if "allow" in top:
@@ -1183,6 +1201,7 @@ def parse_policy(
         requirement=requirement,
         deny_digests=frozenset(deny_digests),
         deny_signers=tuple(deny_signers),
+        deny_paths=tuple(deny_paths),
         allow_digests=frozenset(allow_digests),
         artifact_paths=tuple(artifact_paths),
         must_sign=tuple(must_sign),

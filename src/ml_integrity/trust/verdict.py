@@ -32,7 +32,16 @@ from ml_integrity.trust.policy import (
     satisfy,
 )
 
-__all__ = ["BundleCheck", "PolicyVerifier", "Verdict", "VerifierFactory", "verify"]
+__all__ = [
+    "BundleCheck",
+    "PolicyVerifier",
+    "SignatureVerdict",
+    "Verdict",
+    "VerifierFactory",
+    "denied_resources",
+    "verify",
+    "verify_signatures",
+]
 
 
 class VerifierFactory(Protocol):
@@ -310,13 +319,105 @@ def _verify(
     progress: Callable[[int, int], None] | None,
     notes: Sequence[str],
 ) -> Verdict:
+    signatures = _verify_signatures(bundles, policy, factory, target=target)
+    checks, counted, first = list(signatures.bundles), signatures.counted, signatures.signed
+
+    # 5. the content on disk: signed files, then files nobody signed
+    def refuse_unsigned(extra: Sequence[str]) -> list[str]:
+        return _refused_unsigned(
+            target, extra, policy, ignore_unsigned=ignore_unsigned, workers=workers
+        )
+
+    content = verifying.check_content(
+        target,
+        first,
+        bundles,
+        signer=checks[0].signer,
+        ignore_paths=ignore_paths,
+        allow_symlinks=allow_symlinks,
+        refuse_unsigned=refuse_unsigned,
+        unsigned_hint="--ignore-unsigned-files accepts extra files"
+        if policy.source.path is None
+        else "exempt extra files with the policy's artifacts.must-sign or allow.digests, "
+        "or --ignore-unsigned-files",
+        workers=workers,
+        rehash=rehash,
+        progress=progress,
+    )
+    return Verdict(
+        target=target,
+        policy=policy,
+        bundles=tuple(checks),
+        counted=counted,
+        signed=first,
+        files=content.files,
+        unsigned=content.unsigned,
+        notes=tuple(notes),
+    )
+
+
+@dataclass(frozen=True)
+class SignatureVerdict:
+    """Bundles whose signatures, signers, requirement and rollback hold (no content check)."""
+
+    policy: Policy
+    bundles: tuple[BundleCheck, ...]
+    counted: dict[str, str]
+    signed: SignedModel
+
+    @property
+    def signer(self) -> str:
+        return ", ".join(dict.fromkeys(b.signer for b in self.bundles))
+
+
+def denied_resources(signed: SignedModel, policy: Policy) -> dict[str, str]:
+    """Signed paths the policy refuses, with the reason (``deny: digests`` or ``deny: paths``)."""
+    out: dict[str, str] = {}
+    for path, digest in signed.resources.items():
+        reason = policy.denies(path, digest)
+        if reason:
+            out[path] = reason
+    return out
+
+
+def verify_signatures(
+    bundles: Sequence[Path],
+    policy: Policy,
+    factory: VerifierFactory,
+    *,
+    target: Path | None = None,
+    check_denied: bool = True,
+) -> SignatureVerdict:
+    """Steps 1 to 4 of :func:`verify` (signatures, requirement, rollback, denied
+    digests and paths), without reading the content; raise on any failure.
+
+    For callers that check the content themselves, item by item (the
+    verifying data loader). ``check_denied=False`` leaves the denied digests
+    and paths to the caller (see :func:`denied_resources`).
+    """
+    try:
+        return _verify_signatures(
+            bundles, policy, factory, target=target, check_denied=check_denied
+        )
+    except IntegrityError as exc:
+        raise _with_context(exc, policy) from None
+
+
+def _verify_signatures(
+    bundles: Sequence[Path],
+    policy: Policy,
+    factory: VerifierFactory,
+    *,
+    target: Path | None,
+    check_denied: bool = True,
+) -> SignatureVerdict:
     from ml_integrity.errors import UsageError
 
     if not bundles:
         raise UsageError("no bundle given", hint="pass --bundle FILE (repeat it for several)")
     if len(set(map(Path.resolve, bundles))) != len(bundles):
         raise UsageError("the same bundle is given twice", hint="each --bundle must differ")
-    if not target.exists():
+    if target is not None and not target.exists():
         raise UsageError("no such file or directory", path=target)
     if not policy.signers:
         raise PolicyError(
@@ -390,50 +491,21 @@ def _verify(
             hint="an older signed state was presented; fetch the current signature",
         )
 
-    # 4. denied digests among what was signed
-    denied_signed = sorted(p for p, d in first.resources.items() if d in policy.deny_digests)
-    if denied_signed:
+    # 4. denied digests and paths among what was signed
+    denied = denied_resources(first, policy) if check_denied else {}
+    if denied:
+        what = (
+            "have a digest the policy denies"
+            if set(denied.values()) == {"denied digest"}
+            else "are denied by the policy"
+        )
         raise PolicyError(
-            f"{len(denied_signed)} signed file(s) have a digest the policy denies",
-            path=target,
-            diff=ManifestDiff(
-                changed=tuple(denied_signed), notes=dict.fromkeys(denied_signed, "denied digest")
-            ),
-            hint="a denied digest is refused even when a trusted signer signed it",
+            f"{len(denied)} signed file(s) {what}",
+            path=target if target is not None else bundles[0],
+            diff=ManifestDiff(changed=tuple(sorted(denied)), notes=denied),
+            hint="a denied digest or path is refused even when a trusted signer signed it",
         )
-
-    # 5. the content on disk: signed files, then files nobody signed
-    def refuse_unsigned(extra: Sequence[str]) -> list[str]:
-        return _refused_unsigned(
-            target, extra, policy, ignore_unsigned=ignore_unsigned, workers=workers
-        )
-
-    content = verifying.check_content(
-        target,
-        first,
-        bundles,
-        signer=checks[0].signer,
-        ignore_paths=ignore_paths,
-        allow_symlinks=allow_symlinks,
-        refuse_unsigned=refuse_unsigned,
-        unsigned_hint="--ignore-unsigned-files accepts extra files"
-        if policy.source.path is None
-        else "exempt extra files with the policy's artifacts.must-sign or allow.digests, "
-        "or --ignore-unsigned-files",
-        workers=workers,
-        rehash=rehash,
-        progress=progress,
-    )
-    return Verdict(
-        target=target,
-        policy=policy,
-        bundles=tuple(checks),
-        counted=counted,
-        signed=first,
-        files=content.files,
-        unsigned=content.unsigned,
-        notes=tuple(notes),
-    )
+    return SignatureVerdict(policy, tuple(checks), counted, first)
 
 
 def _as_list(value: object) -> list[object]:
