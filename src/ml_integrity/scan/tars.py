@@ -1,0 +1,93 @@
+"""Tar members, read by ``tarfile`` itself: every member it would extract as a file.
+
+``tarfile`` extracts regular members (``0``, ``\\0``, ``7``, GNU sparse) and
+members of a type it does not know (``makeunknown`` writes them as regular
+files) with their data; hard links copy another member, which is scanned in
+its own right. The archive is opened as ``torch.load`` opens legacy tars
+(mode ``r:``); iteration ends where ``tarfile`` ends it.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ml_integrity.scan.readers import FileReader, ParseError
+
+__all__ = ["TarMember", "is_tar", "iter_tar"]
+
+
+@dataclass(frozen=True)
+class TarMember:
+    name: str
+    size: int
+    reader: FileReader
+
+
+class _Region(io.RawIOBase):
+    """A read-only, seekable file object over a :class:`FileReader` region."""
+
+    def __init__(self, r: FileReader) -> None:
+        self._r = r
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._r.length}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._r.read_at(self._pos, len(b))
+        b[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def _extracts_as_file(m: tarfile.TarInfo) -> bool:
+    return m.isreg() or m.type not in tarfile.SUPPORTED_TYPES
+
+
+def is_tar(reader: FileReader) -> bool:
+    """Does ``tarfile.open(mode="r:")`` accept this stream?"""
+    if reader.length < 512:
+        return False
+    try:
+        with tarfile.open(fileobj=_Region(reader), mode="r:") as tf:
+            return tf.firstmember is not None
+    except (tarfile.TarError, OSError, ValueError, EOFError):
+        return False
+
+
+def iter_tar(reader: FileReader) -> Iterator[TarMember]:
+    """Members ``tarfile`` would extract as files, each with a reader over its data."""
+    try:
+        with tarfile.open(fileobj=_Region(reader), mode="r:") as tf:
+            for m in tf:
+                if not _extracts_as_file(m):
+                    continue
+                if m.sparse:
+                    f = tf.extractfile(m)
+                    assert f is not None
+                    data = f.read(512 << 20)
+                    from ml_integrity.scan.readers import BytesReader
+
+                    yield TarMember(m.name, len(data), BytesReader(data))
+                    continue
+                if m.offset_data + m.size > reader.length:
+                    raise ParseError(f"tar member {m.name!r} runs past the end of the archive")
+                yield TarMember(
+                    m.name, m.size, FileReader(reader._f, reader._start + m.offset_data, m.size)
+                )
+    except (tarfile.TarError, EOFError) as exc:
+        raise ParseError(f"tar archive does not parse: {exc}") from None
