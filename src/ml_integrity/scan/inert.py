@@ -68,57 +68,82 @@ _EXT_ERROR = re.compile(r"unregistered extension code (\d+)")
 _EVENTS: dict[str, Any] = {}
 
 
-def _called(*_a: object, **_k: object) -> None:
-    _EVENTS["calls"] = _EVENTS.get("calls", 0) + 1
+def importable(module: str) -> bool:
+    """Would importing ``module`` find something (and so run it)? Nothing is imported."""
+    import importlib.machinery
+
+    top = module.split(".", 1)[0]
+    if not top or not top.isprintable():
+        return False
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        return True
+    try:
+        return importlib.machinery.PathFinder.find_spec(top) is not None
+    except (ImportError, ValueError, OSError):
+        return True
+
+
+def _dotted(text: str) -> bool:
+    return bool(text) and all(part.isidentifier() for part in text.split("."))
+
+
+def _called(obj: object) -> None:
+    """A stand-in was called; it counts unless its name could never be imported."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    if getattr(cls, "_live", True):
+        _EVENTS["calls"] = _EVENTS.get("calls", 0) + 1
 
 
 class _Meta(type):
     def __call__(cls, *args: object, **kwargs: object) -> Any:
-        _called()
+        _called(cls)
         return object.__new__(cls)
 
     def __setitem__(cls, key: object, value: object) -> None:
-        _called()
+        _called(cls)
 
 
 class _Inert(metaclass=_Meta):
+    _live = True
+
     def __new__(cls, *args: object, **kwargs: object) -> Any:
-        _called()
+        _called(cls)
         return object.__new__(cls)
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         pass
 
     def __call__(self, *args: object, **kwargs: object) -> Any:
-        _called()
+        _called(self)
         return object.__new__(type(self))
 
     def __iter__(self) -> Iterator[object]:
         return iter(())
 
-    def __setstate__(*args: object) -> None:
-        _called()
+    def __setstate__(self, *args: object) -> None:
+        _called(self)
 
-    def __setitem__(*args: object) -> None:
-        _called()
+    def __setitem__(self, *args: object) -> None:
+        _called(self)
 
-    def append(*args: object) -> None:
-        _called()
+    def append(self, *args: object) -> None:
+        _called(self)
 
-    def extend(*args: object) -> None:
-        _called()
+    def extend(self, *args: object) -> None:
+        _called(self)
 
-    def add(*args: object) -> None:
-        _called()
+    def add(self, *args: object) -> None:
+        _called(self)
 
 
 def _stand_in(module: object, name: object) -> type:
+    callable_name = _dotted(str(module)) and _dotted(str(name))
     found = _EVENTS.setdefault("globals", [])
     if len(found) < MAX_GLOBALS:
-        found.append([str(module)[:300], str(name)[:300]])
+        found.append([str(module)[:300], str(name)[:300], importable(str(module))])
     else:
         _EVENTS["more_globals"] = True
-    return _Meta("InertGlobal", (_Inert,), {})
+    return _Meta("InertGlobal", (_Inert,), {"_live": callable_name})
 
 
 def _persistent(pid: object) -> object:
@@ -215,6 +240,9 @@ def _child(rfd: int, wfd: int) -> None:  # pragma: no cover - runs in the forked
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
     _clear_registry()
     try:
         with open("/proc/self/statm") as f:

@@ -5,10 +5,12 @@
 without them, and has the real unpicklers read it inert
 (:mod:`.inert`). The verdict comes from the unpicklers:
 
-- a stream is a pickle when either unpickler completes a load, calls a
-  stand-in, uses an extension code, or reaches a global whose top-level
-  module exists (importing it would run that module). A stream that fails
-  before all of this cannot run anything when loaded;
+- a stream is a pickle when either unpickler calls a stand-in, uses an
+  extension code, completes a load that holds a global, or reaches a global
+  whose top-level module exists (importing it would run that module). A
+  stream that fails before all of this cannot run anything when loaded;
+  one that loads only constants (``N.``) is a "constant" pickle: harmless,
+  refused under ``block`` only when no other format validates the stream;
 - every global either unpickler reaches is judged by the allowlist
   (:func:`.allowlist.is_allowed`); the walk adds its structural findings
   and the offsets.
@@ -20,9 +22,7 @@ be scanned".
 
 from __future__ import annotations
 
-import importlib.machinery
 import struct
-import sys
 from dataclasses import dataclass, field
 
 from ml_integrity.scan import inert
@@ -57,7 +57,7 @@ class Reached:
 
 @dataclass
 class PickleView:
-    status: str = "not-pickle"  # "pickle" | "not-pickle" | "not-scanned"
+    status: str = "not-pickle"  # "pickle" | "constant" | "not-pickle" | "not-scanned"
     reason: str | None = None
     reached: list[Reached] = field(default_factory=list)
     extensions: list[int] = field(default_factory=list)
@@ -68,18 +68,6 @@ class PickleView:
     @property
     def protocol(self) -> int:
         return self.walks[0].protocol if self.walks else 0
-
-
-def _importable(module: str) -> bool:
-    top = module.split(".", 1)[0]
-    if not top or not top.isprintable():
-        return False
-    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
-        return True
-    try:
-        return importlib.machinery.PathFinder.find_spec(top) is not None
-    except (ImportError, ValueError, OSError):
-        return True
 
 
 def _walk(r: FileReader) -> tuple[list[Analysis], int]:
@@ -153,15 +141,20 @@ def pickle_view(r: FileReader) -> PickleView:
         (s.start for a in walks for s in a.spans if s.kind in ("array", "nested")), default=stop
     )
     refs = _refs(walks)
+    past_end = [s for a in walks for s in a.spans if s.start + s.length > r.length]
+    cut = min((s.length_at if s.length_at >= 0 else s.start for s in past_end), default=-1)
+    if cut >= 0:  # a payload announced past the end: every loader stops there
+        stop = first_raw = min(first_raw, cut)
     results: list[tuple[str, dict[str, object]]] = []
     for budget in _RAW_BUDGETS:
         results = []
         truncated = False
         plain_stop = first_raw if joblib else stop
-        plain = _elided(r, 0, plain_stop, walks, False) + r.read_at(plain_stop, budget)
+        raw = b"" if cut >= 0 else r.read_at(plain_stop, budget)
+        plain = _elided(r, 0, plain_stop, walks, False) + raw
         streams = [plain]
         if joblib:
-            streams.append(_elided(r, 0, stop, walks, True) + r.read_at(stop, budget))
+            streams.append(_elided(r, 0, stop, walks, True) + (raw and r.read_at(stop, budget)))
             streams.extend(_nested(r, walks))
         for data in streams:
             answer = inert.analyze_streams(data)
@@ -171,7 +164,7 @@ def pickle_view(r: FileReader) -> PickleView:
                 return view
             for by, res in answer["results"].items():  # type: ignore[union-attr]
                 results.append((by, res))
-                if res["error"] and res["at_end"] and plain_stop + budget < r.length:
+                if res["error"] and res["at_end"] and cut < 0 and plain_stop + budget < r.length:
                     truncated = True
         if not truncated:
             break
@@ -181,7 +174,7 @@ def pickle_view(r: FileReader) -> PickleView:
             f"the unpickler reads past the {_RAW_BUDGETS[-1] >> 20} MiB it can be given "
             "outside the opcode walk"
         )
-    pickle_like = False
+    pickle_like = constant = False
     seen: set[tuple[str, str, str]] = set()
     for by, res in results:
         who = "C unpickler" if by == "c" else "pure-Python unpickler"
@@ -189,20 +182,17 @@ def pickle_view(r: FileReader) -> PickleView:
         globals_ = [tuple(g) for g in res["globals"]]  # type: ignore[attr-defined]
         exts = list(res["ext"])  # type: ignore[call-overload]
         view.extensions.extend(e for e in exts if e not in view.extensions)
-        if (
-            res["loads"]
-            or res["calls"]
-            or exts
-            or res["more_globals"]
-            or any(_importable(m) for m, _n in globals_)
-        ):
+        live = [g for g in globals_ if g[2]]
+        if res["calls"] or res["more_globals"] or live or (res["loads"] and (globals_ or exts)):
             pickle_like = True
-        for m, n in globals_:
+        elif res["loads"]:
+            constant = True
+        for m, n, _live in globals_:
             if (m, n, who) in seen:
                 continue
             seen.add((m, n, who))
             ok = is_allowed(m, n) and ELIDED_TEXT not in m + n
             view.reached.append(Reached(m, n, who, ok, refs.get(mapped(m, n)) or refs.get((m, n))))
     if view.status != "not-scanned":
-        view.status = "pickle" if pickle_like else "not-pickle"
+        view.status = "pickle" if pickle_like else "constant" if constant else "not-pickle"
     return view

@@ -134,6 +134,18 @@ class _FileScan:
             if leaf is not None:
                 labels.append(leaf)
                 proven = True
+        if view.status == "constant":
+            self.scan_constants(r, view, chain, depth)
+        if view.status == "constant" and (not proven or labels[-1] == "text"):
+            if self.policy.pickle == "block":
+                self.add(
+                    "pickle-blocked",
+                    f"pickle (protocol {view.protocol}) of constants refused by policy pickle: "
+                    "block",
+                    chain,
+                    offset=0,
+                )
+            return "pickle"
         if not proven and view.walks and r.read_at(0, 2)[:1] == b"\x80":
             why = next((i.message for i in view.walks[0].issues), "it does not load")
             self.add("malformed", f"starts like a pickle (PROTO) but {why}", chain)
