@@ -1,4 +1,4 @@
-"""Benign look-alikes must pass: real files from the real libraries, text, every safetensors length."""
+"""Benign look-alikes must pass: real files from the real libraries, text, safetensors lengths."""
 
 from __future__ import annotations
 

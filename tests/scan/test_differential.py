@@ -121,7 +121,7 @@ def test_every_first_byte_outside_the_opcode_set_fails_in_both_unpicklers() -> N
     """The scanner's shortcut (no child process for such streams) is a fact about CPython."""
     for b in range(256):
         data = bytes([b]) + P0_EVIL
-        for cls in (pickle.Unpickler, pickle._Unpickler):  # type: ignore[attr-defined]
+        for cls in (pickle.Unpickler, pickle._Unpickler):
             try:
                 cls(io.BytesIO(data)).load()
                 loaded = True

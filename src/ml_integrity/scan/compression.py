@@ -62,7 +62,7 @@ class _Lz4:
 
     def __init__(self) -> None:
         try:
-            import lz4.frame  # type: ignore[import-not-found,unused-ignore]
+            import lz4.frame  # type: ignore[import-not-found,import-untyped,unused-ignore]
         except ImportError:
             raise DecompressionLimitError(
                 "lz4 stream: the lz4 package is not installed, so it cannot be decompressed"

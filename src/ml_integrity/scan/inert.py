@@ -97,7 +97,8 @@ def _called(obj: object) -> None:
 class _Meta(type):
     def __call__(cls, *args: object, **kwargs: object) -> Any:
         _called(cls)
-        return object.__new__(cls)
+        target: Any = cls
+        return object.__new__(target)
 
     def __setitem__(cls, key: object, value: object) -> None:
         _called(cls)
@@ -148,7 +149,8 @@ def _stand_in(module: object, name: object) -> type:
 
 def _persistent(pid: object) -> object:
     _EVENTS["persistent"] = _EVENTS.get("persistent", 0) + 1
-    return object.__new__(_Meta("InertPersistent", (_Inert,), {}))
+    cls: Any = _Meta("InertPersistent", (_Inert,), {})
+    return object.__new__(cls)
 
 
 class _C(pickle.Unpickler):
@@ -159,7 +161,7 @@ class _C(pickle.Unpickler):
         return _persistent(pid)
 
 
-class _Py(pickle._Unpickler):  # type: ignore[name-defined,misc]
+class _Py(pickle._Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         return _stand_in(module, name)
 
@@ -170,7 +172,7 @@ class _Py(pickle._Unpickler):  # type: ignore[name-defined,misc]
         if code <= 0:
             raise pickle.UnpicklingError("EXT specifies code <= 0")
         _EVENTS.setdefault("ext", []).append(code)
-        self.append(_Meta("InertExtension", (_Inert,), {}))
+        self.append(_Meta("InertExtension", (_Inert,), {}))  # type: ignore[attr-defined]
 
 
 def _run_one(cls: type, data: bytes) -> InertResult:
@@ -275,8 +277,7 @@ def _child(rfd: int, wfd: int) -> None:  # pragma: no cover - runs in the forked
             answer = {"ok": False, "reason": "the unpickler nested too deeply"}
         out = json.dumps(answer).encode()
         if len(out) > MAX_RESPONSE:
-            out = json.dumps({"ok": False, "reason": "the analysis produced too much output"})
-            out = out.encode() if isinstance(out, str) else out
+            out = b'{"ok": false, "reason": "the analysis produced too much output"}'
         _write_all(wfd, struct.pack("<Q", len(out)) + out)
         if not answer["ok"]:
             return  # a child past its limits is not reused

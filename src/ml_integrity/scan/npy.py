@@ -99,7 +99,7 @@ def numpy_has_object(descr: object) -> bool | None:
     except ImportError:
         return None
     try:
-        return bool(npf.descr_to_dtype(descr).hasobject)
+        return bool(npf.descr_to_dtype(descr).hasobject)  # type: ignore[arg-type]
     except Exception:  # numpy refuses the descr: np.load fails before reading data
         return None
 

@@ -162,7 +162,7 @@ def pickle_view(r: FileReader) -> PickleView:
                 view.status = "not-scanned"
                 view.reason = str(answer.get("reason"))
                 return view
-            for by, res in answer["results"].items():  # type: ignore[union-attr]
+            for by, res in answer["results"].items():
                 results.append((by, res))
                 if res["error"] and res["at_end"] and cut < 0 and plain_stop + budget < r.length:
                     truncated = True

@@ -255,8 +255,8 @@ class _FileScan:
             seg = self._segment(v, a.start)
             for issue in a.issues:
                 unsafe = True
-                where = (*chain, seg) if seg else chain
-                self.add(issue.kind, issue.message, where, offset=issue.offset)
+                at = (*chain, seg) if seg else chain
+                self.add(issue.kind, issue.message, at, offset=issue.offset)
         if self.policy.pickle == "allowlist" and not unsafe and v.walked < v.loads:
             self.add(
                 "malformed",

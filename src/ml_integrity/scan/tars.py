@@ -64,7 +64,7 @@ def is_tar(reader: FileReader) -> bool:
         return False
     try:
         with tarfile.open(fileobj=_Region(reader), mode="r:") as tf:
-            return tf.firstmember is not None
+            return bool(tf.getmembers()[:1])
     except (tarfile.TarError, OSError, ValueError, EOFError):
         return False
 
