@@ -237,14 +237,29 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+def _close_inherited(keep: set[int]) -> None:
+    """Close every descriptor the fork inherited (pipes to git and others) but ours."""
+    try:
+        fds = [int(x) for x in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(3, 1024))
+    for fd in fds:
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 def _child(rfd: int, wfd: int) -> None:  # pragma: no cover - runs in the forked child
-    import resource
+    import resource  # imported by the parent before the fork (see _Worker._start)
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    _close_inherited({rfd, wfd})
     _clear_registry()
     try:
         with open("/proc/self/statm") as f:
@@ -290,6 +305,9 @@ class _Worker:
         self.rfd = -1
 
     def _start(self) -> None:
+        import importlib.machinery  # noqa: F401 - the child must not import after the fork
+        import resource  # noqa: F401
+        import signal  # noqa: F401
         import warnings
 
         req_r, req_w = os.pipe()
