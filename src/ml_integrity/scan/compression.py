@@ -13,8 +13,6 @@ ends the stream there, since a streaming loader has unpickled that output.
 
 from __future__ import annotations
 
-import bz2
-import lzma
 import struct
 import zlib
 from collections.abc import Iterator
@@ -86,6 +84,9 @@ class _Lz4:
 
 
 def _new(fmt: str) -> object:
+    import bz2
+    import lzma
+
     if fmt == "gzip":
         return zlib.decompressobj(wbits=31)
     if fmt in ("zlib", "joblib-zf"):
@@ -123,7 +124,7 @@ def _checked(d: object, data: bytes, what: str, produced: list[int]) -> Iterator
         for out in _drain(d, data):
             produced[0] += len(out)
             yield out
-    except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # zlib.error, LZMAError, OSError, EOFError, ...: the stream ends
         if not produced[0]:
             raise ParseError(f"not a valid {what} stream: {exc}") from None
         return  # a streaming loader has read everything up to the corruption
@@ -188,6 +189,9 @@ def zip_member_chunks(reader: Reader, method: int, cap: int) -> Iterator[bytes]:
 
 
 def _zip_member(reader: Reader, method: int) -> Iterator[bytes]:
+    import bz2
+    import lzma
+
     d: object
     if method == 8:
         d = zlib.decompressobj(-15)

@@ -8,7 +8,6 @@ policy's decompression budget.
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -47,6 +46,8 @@ STORAGE_ELEMENT_SIZE = {
 
 def spool(chunks: Iterator[bytes]) -> FileReader:
     """The chunks in a spooled temporary file, as a reader (errors propagate as they come)."""
+    import tempfile
+
     f: BinaryIO = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY)  # type: ignore[assignment]  # noqa: SIM115 - the reader owns it
     for chunk in chunks:
         f.write(chunk)

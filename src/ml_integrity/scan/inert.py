@@ -272,29 +272,45 @@ def _child(rfd: int, wfd: int) -> None:  # pragma: no cover - runs in the forked
         pass
     while True:
         try:
-            (n,) = struct.unpack("<Q", _read_exact(rfd, 8))
-            data = _read_exact(rfd, n)
+            (count,) = struct.unpack("<I", _read_exact(rfd, 4))
+            items = []
+            for _ in range(count):
+                (n,) = struct.unpack("<Q", _read_exact(rfd, 8))
+                items.append(_read_exact(rfd, n))
         except EOFError:
             return
-        try:
-            used = resource.getrusage(resource.RUSAGE_SELF)
-            soft = int(used.ru_utime + used.ru_stime) + 1 + CPU_SECONDS
-            _, hard = resource.getrlimit(resource.RLIMIT_CPU)
-            if hard == resource.RLIM_INFINITY or soft <= hard:
-                resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
-        except (OSError, ValueError):
-            pass
-        try:
-            answer: dict[str, Any] = {"ok": True, "results": run_inert(data)}
-        except MemoryError:
-            answer = {"ok": False, "reason": "the unpickler ran out of its memory budget"}
-        except RecursionError:
-            answer = {"ok": False, "reason": "the unpickler nested too deeply"}
-        out = json.dumps(answer).encode()
-        if len(out) > MAX_RESPONSE:
-            out = b'{"ok": false, "reason": "the analysis produced too much output"}'
+        answers: list[dict[str, Any]] = []
+        broken = False
+        for data in items:
+            if broken:
+                answers.append({"ok": False, "reason": "retry"})
+                continue
+            try:
+                used = resource.getrusage(resource.RUSAGE_SELF)
+                soft = int(used.ru_utime + used.ru_stime) + 1 + CPU_SECONDS
+                _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+                if hard == resource.RLIM_INFINITY or soft <= hard:
+                    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+            except (OSError, ValueError):
+                pass
+            try:
+                answers.append({"ok": True, "results": run_inert(data)})
+            except MemoryError:
+                answers.append(
+                    {"ok": False, "reason": "the unpickler ran out of its memory budget"}
+                )
+                broken = True
+            except RecursionError:
+                answers.append({"ok": False, "reason": "the unpickler nested too deeply"})
+                broken = True
+        out = json.dumps(answers).encode()
+        if len(out) > MAX_RESPONSE * max(1, len(items)):
+            out = json.dumps(
+                [{"ok": False, "reason": "the analysis produced too much output"}] * len(items)
+            ).encode()
+            broken = True
         _write_all(wfd, struct.pack("<Q", len(out)) + out)
-        if not answer["ok"]:
+        if broken:
             return  # a child past its limits is not reused
 
 
@@ -303,6 +319,7 @@ class _Worker:
         self.pid = 0
         self.wfd = -1
         self.rfd = -1
+        self._count = 1
 
     def _start(self) -> None:
         import importlib.machinery  # noqa: F401 - the child must not import after the fork
@@ -362,26 +379,36 @@ class _Worker:
             return b"".join(parts)
 
         (n,) = struct.unpack("<Q", read(8))
-        if n > MAX_RESPONSE + 1024:
+        if n > (MAX_RESPONSE + 1024) * self._count:
             raise EOFError
         return read(n)
 
-    def ask(self, data: bytes) -> dict[str, Any]:
+    def ask(self, items: list[bytes]) -> list[dict[str, Any]]:
         if not self.pid:
             self._start()
+        self._count = max(1, len(items))
         try:
-            _write_all(self.wfd, struct.pack("<Q", len(data)) + data)
+            request = [struct.pack("<I", len(items))]
+            for data in items:
+                request += [struct.pack("<Q", len(data)), data]
+            _write_all(self.wfd, b"".join(request))
             raw = self._read_answer()
         except TimeoutError:
             self.stop()
-            return {"ok": False, "reason": f"the unpickler ran longer than {WALL_SECONDS:.0f} s"}
+            why = f"the unpickler ran longer than {WALL_SECONDS:.0f} s"
+            return [{"ok": False, "reason": why}] * len(items)
         except (OSError, EOFError):
             self.stop()
-            return {"ok": False, "reason": "the unpickler exceeded its CPU or memory limit"}
-        answer: dict[str, Any] = json.loads(raw)
-        if not answer.get("ok"):
+            return [
+                {"ok": False, "reason": "the unpickler exceeded its CPU or memory limit"}
+            ] * len(items)
+        answers: list[dict[str, Any]] = json.loads(raw)
+        if len(answers) != len(items):
             self.stop()
-        return answer
+            return [{"ok": False, "reason": "the unpickler answered out of turn"}] * len(items)
+        if not all(a.get("ok") for a in answers):
+            self.stop()
+        return answers
 
 
 _WORKER = _Worker()
@@ -407,11 +434,20 @@ def _in_process(data: bytes) -> dict[str, Any]:
             d.update(old)
 
 
-def analyze_streams(data: bytes) -> dict[str, Any]:
-    """``{"ok": True, "results": {"c": ..., "py": ...}}`` or ``{"ok": False, "reason": ...}``."""
+def analyze_many(items: list[bytes]) -> list[dict[str, Any]]:
+    """One answer per stream: ``{"ok": True, "results": {"c": ..., "py": ...}}``, or
+    ``{"ok": False, "reason": ...}`` (``"retry"``: not analysed because an earlier one
+    in the same request broke the child). One round trip to the child for all."""
+    if not items:
+        return []
     if hasattr(os, "fork") and sys.platform != "win32":
-        return _WORKER.ask(data)
-    return _in_process(data)
+        return _WORKER.ask(items)
+    return [_in_process(d) for d in items]
+
+
+def analyze_streams(data: bytes) -> dict[str, Any]:
+    """The answer for one stream (see :func:`analyze_many`)."""
+    return analyze_many([data])[0]
 
 
 def _shutdown() -> None:

@@ -19,11 +19,8 @@ object, at any depth.
 
 from __future__ import annotations
 
-import ast
-import io
 import re
 import struct
-import tokenize
 from dataclasses import dataclass
 
 from ml_integrity.scan.readers import ParseError, Reader
@@ -106,6 +103,9 @@ def numpy_has_object(descr: object) -> bool | None:
 
 def _filter_header(text: str) -> str:
     """Drop the ``L`` after integer literals (Python 2 headers), token by token."""
+    import io
+    import tokenize
+
     out = []
     last_number = False
     for tok in tokenize.generate_tokens(io.StringIO(text).readline):
@@ -117,6 +117,8 @@ def _filter_header(text: str) -> str:
 
 
 def _literal(text: str, version: tuple[int, int]) -> object:
+    import ast
+
     try:
         return ast.literal_eval(text)
     except SyntaxError:

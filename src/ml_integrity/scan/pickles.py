@@ -30,7 +30,7 @@ from ml_integrity.scan.allowlist import is_allowed, mapped
 from ml_integrity.scan.readers import FileReader
 from ml_integrity.scan.walker import _TABLE, Analysis, GlobalRef, Span, analyze
 
-__all__ = ["OPCODES", "PickleView", "Reached", "pickle_view"]
+__all__ = ["OPCODES", "PickleView", "Prefetched", "Reached", "pickle_view", "prefetch"]
 
 OPCODES = frozenset(_TABLE)
 """Every opcode byte both CPython unpicklers know; any other first byte fails at once."""
@@ -128,41 +128,86 @@ def _refs(walks: list[Analysis]) -> dict[tuple[str, str], GlobalRef]:
     return out
 
 
-def pickle_view(r: FileReader) -> PickleView:
-    """Run the real unpicklers, inert, over the stream ``r`` covers (from its start)."""
-    view = PickleView()
+@dataclass
+class _Plan:
+    walks: list[Analysis]
+    stop: int
+    first_raw: int
+    cut: int
+    joblib: bool
+
+    def streams(self, r: FileReader, budget: int) -> tuple[list[bytes], int]:
+        """The streams the unpicklers read, and where the plain one leaves the walk."""
+        plain_stop = self.first_raw if self.joblib else self.stop
+        raw = b"" if self.cut >= 0 else r.read_at(plain_stop, budget)
+        out = [_elided(r, 0, plain_stop, self.walks, False) + raw]
+        if self.joblib:
+            tail = raw and r.read_at(self.stop, budget)
+            out.append(_elided(r, 0, self.stop, self.walks, True) + tail)
+            out.extend(_nested(r, self.walks))
+        return out, plain_stop
+
+
+def _plan(r: FileReader) -> _Plan | None:
     if r.length == 0 or r.read_at(0, 1)[0] not in OPCODES:
-        return view
+        return None  # both unpicklers fail on the first byte
     walks, stop = _walk(r.fresh())
-    view.walks = walks
-    view.walked = sum(1 for a in walks if a.complete)
     joblib = any(s.kind in ("array", "nested") for a in walks for s in a.spans)
     first_raw = min(
         (s.start for a in walks for s in a.spans if s.kind in ("array", "nested")), default=stop
     )
-    refs = _refs(walks)
     past_end = [s for a in walks for s in a.spans if s.start + s.length > r.length]
     cut = min((s.length_at if s.length_at >= 0 else s.start for s in past_end), default=-1)
     if cut >= 0:  # a payload announced past the end: every loader stops there
         stop = first_raw = min(first_raw, cut)
+    return _Plan(walks, stop, first_raw, cut, joblib)
+
+
+Prefetched = tuple[_Plan, list[dict[str, object]]]
+
+
+def prefetch(readers: list[FileReader]) -> list[Prefetched | None]:
+    """The first inert answers for many streams in one round trip (see :func:`pickle_view`)."""
+    plans = [_plan(r) for r in readers]
+    batches: list[list[bytes]] = []
+    for r, plan in zip(readers, plans, strict=True):
+        batches.append(plan.streams(r, _RAW_BUDGETS[0])[0] if plan else [])
+    answers = inert.analyze_many([d for b in batches for d in b])
+    out: list[Prefetched | None] = []
+    i = 0
+    for plan, batch in zip(plans, batches, strict=True):
+        got = answers[i : i + len(batch)]
+        i += len(batch)
+        usable = plan is not None and all(a.get("reason") != "retry" for a in got)
+        out.append((plan, got) if plan is not None and usable else None)
+    return out
+
+
+def pickle_view(r: FileReader, ready: Prefetched | None = None) -> PickleView:
+    """Run the real unpicklers, inert, over the stream ``r`` covers (from its start)."""
+    view = PickleView()
+    plan = ready[0] if ready else _plan(r)
+    if plan is None:
+        return view
+    walks, cut = plan.walks, plan.cut
+    view.walks = walks
+    view.walked = sum(1 for a in walks if a.complete)
+    refs = _refs(walks)
     results: list[tuple[str, dict[str, object]]] = []
     for budget in _RAW_BUDGETS:
         results = []
         truncated = False
-        plain_stop = first_raw if joblib else stop
-        raw = b"" if cut >= 0 else r.read_at(plain_stop, budget)
-        plain = _elided(r, 0, plain_stop, walks, False) + raw
-        streams = [plain]
-        if joblib:
-            streams.append(_elided(r, 0, stop, walks, True) + (raw and r.read_at(stop, budget)))
-            streams.extend(_nested(r, walks))
-        for data in streams:
-            answer = inert.analyze_streams(data)
+        streams, plain_stop = plan.streams(r, budget)
+        if ready is not None and budget == _RAW_BUDGETS[0]:
+            answers = ready[1]
+        else:
+            answers = inert.analyze_many(streams)
+        for answer in answers:
             if not answer.get("ok"):
                 view.status = "not-scanned"
                 view.reason = str(answer.get("reason"))
                 return view
-            for by, res in answer["results"].items():
+            for by, res in answer["results"].items():  # type: ignore[attr-defined]
                 results.append((by, res))
                 if res["error"] and res["at_end"] and cut < 0 and plain_stop + budget < r.length:
                     truncated = True

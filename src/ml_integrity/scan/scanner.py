@@ -18,8 +18,7 @@ pickle the policy accepts. Anything else is unknown: unsafe under
 
 from __future__ import annotations
 
-import hashlib
-import json
+import functools
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
@@ -37,8 +36,9 @@ from ml_integrity.scan.findings import (
 )
 from ml_integrity.scan.folders import iter_files, path_of, walk
 from ml_integrity.scan.keras import find_hdf5, hdf5_config_issues, keras_config_issues
+from ml_integrity.scan.lfs import LFS_PREFIXES, lfs_object_of, scan_lfs
 from ml_integrity.scan.npy import NPY_MAGIC, parse_npy_header
-from ml_integrity.scan.pickles import PickleView, pickle_view
+from ml_integrity.scan.pickles import PickleView, Prefetched, pickle_view, prefetch
 from ml_integrity.scan.readers import BytesReader, DecompressionLimitError, FileReader, ParseError
 from ml_integrity.scan.safetensors import looks_like_safetensors, validate_safetensors
 from ml_integrity.scan.tars import is_tar, iter_tar
@@ -65,6 +65,7 @@ _LEAF_VALIDATORS: tuple[Callable[[FileReader], str], ...] = (
     structured.validate_text,
 )
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_BATCH = 64
 _LEGACY_NAMES = ("magic number", "protocol version", "sys_info", "object", "storage keys")
 
 
@@ -97,7 +98,14 @@ class _FileScan:
 
     # one stream ------------------------------------------------------------------
     def scan(
-        self, r: FileReader, chain: Chain, depth: int, *, name: str = "", nested: bool = False
+        self,
+        r: FileReader,
+        chain: Chain,
+        depth: int,
+        *,
+        name: str = "",
+        nested: bool = False,
+        ready: Prefetched | None = None,
     ) -> str:
         """Scan one stream in every view; return the label of what it was found to be.
 
@@ -107,7 +115,7 @@ class _FileScan:
         if depth > self.policy.max_depth:
             self.add("not-scanned", f"containers nest deeper than {self.policy.max_depth}", chain)
             return "data"
-        view = pickle_view(r)
+        view = pickle_view(r, ready)
         labels: list[str] = []
         if view.status == "not-scanned":
             self.add("not-scanned", f"pickle analysis incomplete: {view.reason}", chain)
@@ -340,6 +348,8 @@ class _FileScan:
         return "npz" if npz else "zip"
 
     def scan_keras_config(self, r: FileReader, chain: Chain) -> None:
+        import json
+
         data = r.read_at(0, 64 << 20)
         try:
             config = json.loads(data.decode("utf-8"))
@@ -377,78 +387,12 @@ class _FileScan:
             self.add("malformed", exc.message, chain)
 
 
-# --- LFS ----------------------------------------------------------------------------------
-
-
-def _lfs_object(path: Path, oid: str) -> Path | None:
-    """The object in the local LFS store of the repository that encloses ``path``."""
-    from ml_integrity.core.hashing import _find_git_dir
-    from ml_integrity.core.lfs import LfsStore
-
-    gitdir = _find_git_dir(path.resolve().parent)
-    if gitdir is None:
-        return None
-    common = gitdir / "commondir"
-    if common.is_file():
-        gitdir = (gitdir / common.read_text().strip()).resolve()
-    obj = LfsStore.for_git_dir(gitdir).object_path(oid)
-    return obj if obj.is_file() else None
-
-
-_LFS_PREFIXES = (
-    b"version https://git-lfs.github.com/spec/v1\n",
-    b"version https://hawser.github.com/spec/v1\n",
-)
-
-
-def _scan_lfs(
-    lfs_object: Callable[[str], Path | None],
-    head: bytes,
-    scan: _FileScan,
-    report: FileReport,
-    policy: ScanPolicy,
-) -> None:
-    from ml_integrity.core.lfs import parse_pointer
-
-    ptr = parse_pointer(head)
-    if ptr is None:
-        scan.add("malformed", "not a valid Git LFS pointer (spec v1, under 1024 bytes)", ())
-        return
-    if ptr.oid in policy.allowed_sha256:
-        report.verdict = "allowed"
-        report.note = f"LFS object sha256:{ptr.oid} allowed by sha256"
-        return
-    obj = lfs_object(ptr.oid)
-    if obj is None:
-        if policy.lfs_missing == "skip":
-            report.verdict = "skipped"
-            report.note = (
-                f"LFS object sha256:{ptr.oid[:12]}... not present locally (skipped by policy)"
-            )
-            return
-        scan.add(
-            "lfs-object-missing",
-            f"Git LFS pointer; object sha256:{ptr.oid[:12]}... is not in the local LFS store",
-            (),
-            detail=ptr.oid,
-        )
-        return
-    chain = (f"LFS object {ptr.oid[:12]}",)
-    with open(obj, "rb") as f:
-        reader = FileReader(f)
-        if reader.length != ptr.size:
-            scan.add(
-                "malformed", f"LFS object is {reader.length} bytes, pointer says {ptr.size}", chain
-            )
-        else:
-            fmt = scan.scan(reader, chain, 0)
-            report.note = f"scanned the local LFS object ({fmt})"
-
-
 # --- public API ------------------------------------------------------------------------------
 
 
 def _sha256(f: BinaryIO) -> str:
+    import hashlib
+
     h = hashlib.sha256()
     f.seek(0)
     while chunk := f.read(1 << 20):
@@ -473,7 +417,39 @@ def scan_file(
         verdict_of(report)
         return report
     with f:
-        return scan_stream(f, shown, policy, lfs_object=lambda oid: _lfs_object(p, oid))
+        return scan_stream(f, shown, policy, lfs_object=functools.partial(lfs_object_of, p))
+
+
+def _scan_prefetched(paths: list[Path], policy: ScanPolicy) -> list[FileReport]:
+    """Scan files, their top-level pickle views asked of the child in one round trip."""
+    files: list[BinaryIO | None] = []
+    for p in paths:
+        try:
+            files.append(open(p, "rb"))  # noqa: SIM115 - closed below
+        except OSError:
+            files.append(None)
+    try:
+        readers = [FileReader(f) for f in files if f is not None]
+        ready = iter(prefetch(readers))
+        out = []
+        for p, f in zip(paths, files, strict=True):
+            if f is None:
+                out.append(scan_file(p, policy))
+                continue
+            out.append(
+                scan_stream(
+                    f,
+                    path_of(p),
+                    policy,
+                    lfs_object=functools.partial(lfs_object_of, p),
+                    _ready=next(ready),
+                )
+            )
+        return out
+    finally:
+        for f in files:
+            if f is not None:
+                f.close()
 
 
 def scan_stream(
@@ -482,6 +458,7 @@ def scan_stream(
     policy: ScanPolicy | None = None,
     *,
     lfs_object: Callable[[str], Path | None] | None = None,
+    _ready: Prefetched | None = None,
 ) -> FileReport:
     """Scan content from an open, seekable binary file (for example staged bytes).
 
@@ -495,9 +472,9 @@ def scan_stream(
     try:
         reader = FileReader(f)
         head = reader.read_at(0, 1024)
-        if head.startswith(_LFS_PREFIXES) and reader.length < 1024:
+        if head.startswith(LFS_PREFIXES) and reader.length < 1024:
             report.format = "lfs-pointer"
-            _scan_lfs(lfs_object or (lambda _oid: None), head, scan, report, policy)
+            scan_lfs(lfs_object or (lambda _oid: None), head, scan, report, policy)
             if report.verdict in ("allowed", "skipped"):
                 return report
         elif policy.allowed_sha256 and _sha256(f) in policy.allowed_sha256:
@@ -505,7 +482,7 @@ def scan_stream(
             report.note = "allowed by sha256"
             return report
         else:
-            report.format = scan.scan(reader, (), 0)
+            report.format = scan.scan(reader, (), 0, ready=_ready)
     except OSError as exc:
         scan.add("not-scanned", f"could not read: {exc.strerror or exc}", ())
     except RecursionError:
@@ -543,7 +520,13 @@ def scan_paths(
             sizes.append(0)
     total = sum(sizes)
     done = 0
-    for item, size in zip(items, sizes, strict=True):
+    scanned: dict[int, FileReport] = {}
+    plain = [i for i, item in enumerate(items) if item.refused is None and item.skipped is None]
+    for start in range(0, len(plain), _BATCH):
+        chunk = plain[start : start + _BATCH]
+        reports = _scan_prefetched([items[i].path for i in chunk], policy)
+        scanned.update(zip(chunk, reports, strict=True))
+    for n, (item, size) in enumerate(zip(items, sizes, strict=True)):
         if item.refused is not None:
             shown = path_of(item.path)
             fr = FileReport(shown, "folder")
@@ -555,7 +538,7 @@ def scan_paths(
                 FileReport(path_of(item.path), "folder", "skipped", note=item.skipped)
             )
         else:
-            report.files.append(scan_file(item.path, policy))
+            report.files.append(scanned[n])
         done += size
         if progress is not None:
             progress(done, total)

@@ -10,11 +10,14 @@ its own right. The archive is opened as ``torch.load`` opens legacy tars
 from __future__ import annotations
 
 import io
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ml_integrity.scan.readers import FileReader, ParseError
+
+if TYPE_CHECKING:
+    import tarfile
 
 __all__ = ["TarMember", "is_tar", "iter_tar"]
 
@@ -55,13 +58,32 @@ class _Region(io.RawIOBase):
 
 
 def _extracts_as_file(m: tarfile.TarInfo) -> bool:
+    import tarfile
+
     return m.isreg() or m.type not in tarfile.SUPPORTED_TYPES
+
+
+def _checksum_ok(h: bytes) -> bool:
+    """tarfile's first test of a header block (``nti`` of the checksum field, both sums)."""
+    field = h[148:156]
+    try:
+        if field[:1] in (b"\x80", b"\xff"):
+            return True  # base-256: let tarfile decide
+        text = field.split(b"\0", 1)[0].strip()
+        chk = int(text or b"0", 8)
+    except ValueError:
+        return False
+    unsigned = sum(h[:148]) + 256 + sum(h[156:512])
+    signed = unsigned - 256 * sum(1 for b in h[:148] + h[156:512] if b > 127)
+    return chk in (unsigned, signed)
 
 
 def is_tar(reader: FileReader) -> bool:
     """Does ``tarfile.open(mode="r:")`` accept this stream?"""
-    if reader.length < 512:
+    if reader.length < 512 or not _checksum_ok(reader.read_at(0, 512)):
         return False
+    import tarfile
+
     try:
         with tarfile.open(fileobj=_Region(reader), mode="r:") as tf:
             return bool(tf.getmembers()[:1])
@@ -71,6 +93,8 @@ def is_tar(reader: FileReader) -> bool:
 
 def iter_tar(reader: FileReader) -> Iterator[TarMember]:
     """Members ``tarfile`` would extract as files, each with a reader over its data."""
+    import tarfile
+
     try:
         with tarfile.open(fileobj=_Region(reader), mode="r:") as tf:
             for m in tf:
