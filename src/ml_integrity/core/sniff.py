@@ -108,10 +108,10 @@ def _trial(fmt: Format, head: bytes) -> bool:
 def sniff(head: bytes) -> Format:
     """The format of a stream from its first bytes (give at least 512 for tar).
 
-    A stream starting with the pickle PROTO opcode is a pickle. A stream
-    starting with another protocol 0/1 opcode is only a *candidate*: it is
-    reported as :attr:`Format.PICKLE` here, and the scanner decides with the
-    opcode walk (see ``pickles.looks_like_pickle``).
+    A stream starting with the pickle PROTO opcode is labelled a pickle; one
+    starting with another protocol 0/1 opcode is only a *candidate*, labelled
+    :attr:`Format.PICKLE` here and left unlabelled by the manifest. The
+    scanner does not use these labels (see the module docstring).
     """
     if not head:
         return Format.DATA
