@@ -1,6 +1,7 @@
 # ml-integrity developer interface. Every target creates what it needs.
 #   make demo   sign, verify, tamper and refuse a bundled example (a small venv of its own)
 #   make test   lint (ruff, mypy --strict, import layers, file size) and the whole test suite
+#   make fuzz   the scanner's differential tests with many hypothesis examples
 #   make bench  the benchmarks in bench/ (ratios against baselines in the same run)
 
 SHELL := /bin/bash
@@ -9,7 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all dev venv lint reformat test test-deps pytest demo bench clean
+.PHONY: all dev venv lint reformat test test-deps pytest fuzz demo bench clean
 
 all: test
 
@@ -42,6 +43,10 @@ pytest: $(VENV)/.installed
 
 test: lint test-deps
 	$(VENV)/bin/pytest $(T)
+
+# the scanner's differential tests (tests/scan/test_differential.py) with many more examples
+fuzz: $(VENV)/.installed
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-5000} $(VENV)/bin/pytest tests/scan/test_differential.py -q
 
 # The demo signs with keys: it needs only the runtime dependencies that key signing and
 # verification import (sigstore, requests and the test tools stay out): seconds, not minutes.

@@ -12,8 +12,10 @@ byte-compiled first as ``pip install`` does), twice per input;
 the faster run counts (the page cache is warm for every tool). Ours runs in
 ``--pickle allowlist`` mode, which judges globals as the other two do.
 Prints seconds and the ratio other/ours (above 1: ours is faster).
+``--baseline SRC`` adds a previous version of ml-integrity (its ``src``
+folder, for example from ``git worktree add``) as one more tool.
 
-    .venv/bin/python bench/scanning.py [--workdir DIR] [--keep]
+    .venv/bin/python bench/scanning.py [--workdir DIR] [--keep] [--baseline SRC]
 """
 
 from __future__ import annotations
@@ -74,8 +76,14 @@ def small_pickles(folder: Path, n: int = 1000) -> None:
             pickle.dump(obj, f, protocol=4)
 
 
-def tools() -> dict[str, list[str]]:
+def tools(baseline: Path | None = None) -> dict[str, list[str]]:
     out = {"ml-integrity": [sys.executable, "-m", "ml_integrity", "scan", "--pickle", "allowlist"]}
+    if baseline is not None:
+        out["previous"] = [
+            "env",
+            f"PYTHONPATH={baseline}",
+            *out["ml-integrity"],
+        ]
     for name, args in (("picklescan", ["-p"]), ("modelscan", ["-p"])):
         exe = BIN / name
         if exe.exists() or shutil.which(name):
@@ -100,6 +108,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--keep", action="store_true", help="keep the generated inputs")
+    parser.add_argument("--baseline", type=Path, help="src folder of a previous ml-integrity")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-scan-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -118,7 +127,11 @@ def main() -> int:
         for target, make in inputs.values():
             if not target.exists():
                 make(target)
-        runners = tools()
+        if args.baseline is not None:
+            subprocess.run(
+                [sys.executable, "-m", "compileall", "-q", str(args.baseline)], check=True
+            )
+        runners = tools(args.baseline)
         py = platform.python_version()
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {py}")
         header = (

@@ -25,8 +25,11 @@ _DESCRIPTION = """\
 Scan model and data files for content that runs code when loaded: pickles
 (PyTorch .pt/.bin/.ckpt, legacy PyTorch, joblib, numpy object arrays, nested
 pickles), Keras Lambda layers and foreign modules, inside zip/tar archives and
-gzip/bz2/xz/lzma/zlib wrappers. Formats are recognised by content, never by
-file name. Pickles are analysed by walking their opcodes; nothing is loaded.
+gzip/bz2/xz/lzma/zlib/lz4 wrappers. Fail closed: a file is safe only when it
+validates as a format that cannot carry code (safetensors, npy, text, images,
+GGUF, ONNX, ...), whatever its name; anything else is unsafe (block) or not
+scanned (allowlist). Pickles are judged by CPython's own unpicklers run inert
+in a limited child process; nothing is imported or called.
 
 Policy: --pickle block (default) refuses every pickle; --pickle allowlist
 accepts pickles that only rebuild torch tensors, numpy arrays and plain

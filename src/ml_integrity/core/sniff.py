@@ -1,7 +1,9 @@
 """What a file is, from its first bytes: the labels of the manifest's ``format`` field.
 
-Recognition only. A label is informational: it never makes a file safe (the
-scanner, :mod:`ml_integrity.scan`, validates formats and decides). Nothing
+Recognition only. A label is informational: it never makes a file safe. The
+scanner (:mod:`ml_integrity.scan`) does not use it: it runs every stream
+through the real unpicklers and validates formats positively, since a file
+can be two formats at once (a GGUF or tar header is also a pickle). Nothing
 here parses beyond magic numbers and a few bytes of header.
 """
 
@@ -106,10 +108,10 @@ def _trial(fmt: Format, head: bytes) -> bool:
 def sniff(head: bytes) -> Format:
     """The format of a stream from its first bytes (give at least 512 for tar).
 
-    A stream starting with the pickle PROTO opcode is a pickle. A stream
-    starting with another protocol 0/1 opcode is only a *candidate*: it is
-    reported as :attr:`Format.PICKLE` here, and the scanner decides with the
-    opcode walk (see ``pickles.looks_like_pickle``).
+    A stream starting with the pickle PROTO opcode is labelled a pickle; one
+    starting with another protocol 0/1 opcode is only a *candidate*, labelled
+    :attr:`Format.PICKLE` here and left unlabelled by the manifest. The
+    scanner does not use these labels (see the module docstring).
     """
     if not head:
         return Format.DATA
@@ -129,12 +131,12 @@ def sniff(head: bytes) -> Format:
         return Format.GGUF
     if head.startswith(_LFS_PREFIXES):
         return Format.LFS_POINTER
+    if _looks_safetensors(head):  # before PROTO: header lengths 128, 384, ... start with 0x80
+        return Format.SAFETENSORS
     if head[0] == 0x80 and len(head) > 1 and head[1] <= 5:
         return Format.PICKLE
     if len(head) >= 262 and head[257:262] == b"ustar":
         return Format.TAR
-    if _looks_safetensors(head):
-        return Format.SAFETENSORS
     if _looks_onnx(head):
         return Format.ONNX
     if (

@@ -1,913 +1,243 @@
-"""Pickle analysis by walking opcodes. Nothing is ever unpickled.
+"""The pickle view of a stream: what ``pickle.load`` (C and pure Python) would do with it.
 
-:func:`analyze` simulates the unpickler's stack, metastack (marks) and memo,
-so that every ``GLOBAL``/``STACK_GLOBAL``/``INST``/``OBJ``/``REDUCE``/
-``NEWOBJ`` target is resolved to a ``module.name`` pair or declared
-unresolved. It reports facts; the scanner applies the policy:
+:func:`pickle_view` walks the stream with the opcode model
+(:mod:`.walker`) to find the large payloads, builds the opcode stream
+without them, and has the real unpicklers read it inert
+(:mod:`.inert`). The verdict comes from the unpicklers:
 
-- every global the stream imports (:attr:`Analysis.globals`), each marked
-  allowed or not by :data:`ALLOWLIST`;
-- structural problems (:attr:`Analysis.issues`): a ``STACK_GLOBAL`` whose
-  module or name is not provably a constant string, a call whose target is
-  not a global, ``BUILD``/``SETITEM`` tricks, extension-registry opcodes, an
-  unknown opcode, truncated data or any parse error. Every issue makes the
-  pickle unsafe (fail closed).
+- a stream is a pickle when either unpickler calls a stand-in, uses an
+  extension code, completes a load that holds a global, or reaches a global
+  whose top-level module exists (importing it would run that module). A
+  stream that fails before all of this cannot run anything when loaded;
+  one that loads only constants (``N.``) is a "constant" pickle: harmless,
+  refused under ``block`` only when no other format validates the stream;
+- every global either unpickler reaches is judged by the allowlist
+  (:func:`.allowlist.is_allowed`); the walk adds its structural findings
+  and the offsets.
 
-Large byte and string payloads are skipped by seeking (their first bytes
-are kept, to look for nested pickles, ``.npy`` data or containers, which the
-caller scans through :class:`NestedScanner`). ``FRAME`` opcodes are
-length hints: the frames hold opcodes and are walked, never skipped.
-
-joblib's in-stream arrays (``NumpyArrayWrapper`` followed by raw array
-bytes, or by a nested pickle for object arrays) are followed the way
-joblib's unpickler reads them.
+What the inert run cannot read (a payload cut from the stream it got, past
+the raw-read budget) or could not finish (memory, CPU, time) is "could not
+be scanned".
 """
 
 from __future__ import annotations
 
-import _compat_pickle
-import codecs
-import math
-import re
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from ml_integrity.scan.formats import ParseError, Reader
+from ml_integrity.scan import inert
+from ml_integrity.scan.allowlist import is_allowed, mapped
+from ml_integrity.scan.readers import FileReader
+from ml_integrity.scan.walker import _TABLE, Analysis, GlobalRef, Span, analyze
 
-__all__ = [
-    "ALLOWLIST",
-    "Analysis",
-    "Global",
-    "GlobalRef",
-    "Issue",
-    "NestedScanner",
-    "analyze",
-    "looks_like_pickle",
-]
+__all__ = ["OPCODES", "PickleView", "Prefetched", "Reached", "pickle_view", "prefetch"]
 
-# --- the allowlist ------------------------------------------------------------
-
-_TORCH_STORAGES = [
-    "DoubleStorage",
-    "FloatStorage",
-    "HalfStorage",
-    "BFloat16Storage",
-    "LongStorage",
-    "IntStorage",
-    "ShortStorage",
-    "CharStorage",
-    "ByteStorage",
-    "BoolStorage",
-    "ComplexDoubleStorage",
-    "ComplexFloatStorage",
-    "QUInt8Storage",
-    "QInt8Storage",
-    "QInt32Storage",
-    "QUInt4x2Storage",
-    "QUInt2x4Storage",
-    "UntypedStorage",
-]
-_TORCH_DTYPES = [
-    "float32",
-    "float",
-    "float64",
-    "double",
-    "float16",
-    "half",
-    "bfloat16",
-    "complex32",
-    "complex64",
-    "cfloat",
-    "complex128",
-    "cdouble",
-    "uint8",
-    "uint16",
-    "uint32",
-    "uint64",
-    "int8",
-    "int16",
-    "short",
-    "int32",
-    "int",
-    "int64",
-    "long",
-    "bool",
-    "quint8",
-    "qint8",
-    "qint32",
-    "quint4x2",
-    "quint2x4",
-    "float8_e4m3fn",
-    "float8_e5m2",
-    "float8_e4m3fnuz",
-    "float8_e5m2fnuz",
-]
-_TORCH_REBUILD = [
-    "_rebuild_tensor",
-    "_rebuild_tensor_v2",
-    "_rebuild_tensor_v3",
-    "_rebuild_parameter",
-    "_rebuild_parameter_with_state",
-    "_rebuild_sparse_tensor",
-    "_rebuild_meta_tensor_no_storage",
-    "_rebuild_qtensor",
-    "_rebuild_device_tensor_from_numpy",
-    "_rebuild_nested_tensor",
-]
-_NUMPY = [
-    (f"{np}.{mod}", name)
-    for np in ("numpy.core", "numpy._core")
-    for mod, name in (
-        ("multiarray", "_reconstruct"),
-        ("multiarray", "scalar"),
-        ("numeric", "_frombuffer"),
-    )
-]
-
-ALLOWLIST: frozenset[tuple[str, str]] = frozenset(
-    [("torch._utils", n) for n in _TORCH_REBUILD]
-    + [("torch", n) for n in _TORCH_STORAGES]
-    + [("torch.storage", n) for n in ("UntypedStorage", "TypedStorage")]
-    + [("torch", n) for n in _TORCH_DTYPES]
-    + [("torch", n) for n in ("Size", "device", "strided", "sparse_coo", "contiguous_format")]
-    + [("torch", "channels_last"), ("torch", "preserve_format")]
-    + [("torch.serialization", "_get_layout"), ("torch.nn.parameter", "Parameter")]
-    + [("collections", "OrderedDict")]
-    + _NUMPY
-    + [("numpy", "ndarray"), ("numpy", "dtype")]
-    + [("_codecs", "encode")]  # how protocol 2 writes bytes (numpy and torch use it)
-    + [("joblib.numpy_pickle", "NumpyArrayWrapper")]
-    + [
-        ("builtins", n)
-        for n in ("dict", "list", "tuple", "set", "frozenset", "bytearray", "complex", "slice")
-    ]
-)
-"""``(module, name)`` pairs a pickle may import in ``allowlist`` mode.
-
-A pair matches only whole: ``torch`` + ``_utils._rebuild_tensor_v2`` (a
-dotted name, resolved by attribute traversal) is *not* allowed even though
-it reaches the same function.
-"""
-
-KEEP_PAYLOAD = 4096
-"""Payloads up to this size are read and kept as values; longer ones are skipped."""
-HEAD = 64
-"""How much of a skipped payload is kept, to recognise nested content."""
-MAX_LINE = 1 << 20
-
-# --- simulated values -----------------------------------------------------------
+OPCODES = frozenset(_TABLE)
+"""Every opcode byte both CPython unpicklers know; any other first byte fails at once."""
+ELIDED_TEXT = "__ml_integrity_elided_text__"
+_RAW_BUDGETS = (64 << 10, 4 << 20, 64 << 20)
+_MAX_STACKED = 4096
 
 
 @dataclass(frozen=True)
-class Global:
-    module: str
-    name: str
-
-    @property
-    def qualname(self) -> str:
-        return f"{self.module}.{self.name}"
-
-
-@dataclass
-class Call:
-    """The result of calling (REDUCE, NEWOBJ, INST, OBJ) ``func`` with ``args``."""
-
-    func: object
-    args: object
-    state: object = None
-
-
-@dataclass(frozen=True)
-class Blob:
-    """A skipped payload: its kind, length and first bytes."""
-
-    kind: str
-    length: int
-    head: bytes
-
-
-@dataclass(frozen=True)
-class Opaque:
-    """A value the walk cannot know (persistent id, out-of-band buffer, unresolved name)."""
-
-    what: str
-
-
-class Str8(bytes):
-    """A protocol 0/1 ``STRING``: bytes or str, depending on the loader's encoding."""
-
-
-@dataclass
-class PList:
-    items: list[object] = field(default_factory=list)
-
-
-@dataclass
-class PDict:
-    items: list[tuple[object, object]] = field(default_factory=list)
-
-    def get(self, key: str) -> object:
-        for k, v in self.items:
-            if k == key:
-                return v
-        return None
-
-    def has(self, key: str) -> bool:
-        return any(k == key for k, _ in self.items)
-
-
-@dataclass
-class PSet:
-    items: list[object] = field(default_factory=list)
-
-
-class _Mark:
-    pass
-
-
-# --- results -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GlobalRef:
-    """A global the pickle imports: ``module.name``, where and how."""
+class Reached:
+    """A global an unpickler reached: as written, the name it loads, who reached it."""
 
     module: str
     name: str
-    offset: int
-    opcode: str
+    by: str  # "C unpickler" | "pure-Python unpickler"
     allowed: bool
-    written: str | None = None  # the protocol-2 spelling when fix_imports mapped it
+    ref: GlobalRef | None = None
 
     @property
     def qualname(self) -> str:
-        return f"{self.module}.{self.name}"
-
-
-@dataclass(frozen=True)
-class Issue:
-    """Something that makes the pickle unsafe whatever the allowlist says."""
-
-    kind: str  # unresolved-global | unsafe-call | unsafe-build | malformed | not-scanned
-    message: str
-    offset: int
+        m, n = mapped(self.module, self.name)
+        return f"{m}.{n}"
 
 
 @dataclass
-class Analysis:
-    start: int = 0
-    end: int = 0
-    protocol: int = 0
-    globals: list[GlobalRef] = field(default_factory=list)
-    issues: list[Issue] = field(default_factory=list)
-    complete: bool = False
-    significant: bool = False
-    result: object = None
-    opcodes: int = 0
+class PickleView:
+    status: str = "not-pickle"  # "pickle" | "constant" | "not-pickle" | "not-scanned"
+    reason: str | None = None
+    reached: list[Reached] = field(default_factory=list)
+    extensions: list[int] = field(default_factory=list)
+    walks: list[Analysis] = field(default_factory=list)
+    loads: int = 0  # most complete loads by either unpickler
+    walked: int = 0  # complete loads the walk followed
 
     @property
-    def failed(self) -> bool:
-        return any(i.kind == "malformed" for i in self.issues)
+    def protocol(self) -> int:
+        return self.walks[0].protocol if self.walks else 0
 
 
-class NestedScanner(Protocol):
-    """How the walk hands over payloads that look like nested content."""
-
-    def wants(self, head: bytes) -> bool:
-        """Is a payload starting with ``head`` worth scanning (a pickle, .npy, archive)?"""
-        ...
-
-    def scan(self, reader: Reader, label: str) -> None:
-        """Scan the payload (``reader`` covers exactly it)."""
-        ...
-
-
-class _Fail(Exception):
-    pass
+def _walk(r: FileReader) -> tuple[list[Analysis], int]:
+    """Stacked pickles as the walk sees them; the offset where it stopped."""
+    walks: list[Analysis] = []
+    while len(walks) < _MAX_STACKED and not r.at_eof():
+        a = analyze(r)
+        walks.append(a)
+        if not a.complete:
+            return walks, a.end
+    return walks, r.tell()
 
 
-# --- helpers ------------------------------------------------------------------------------
-
-_DTYPE = re.compile(r"^[<>|=]?([?a-zA-Z])(\d*)")
-_ITEM_KIND_SIZE = {"?": 1, "b": 1, "B": 1, "h": 2, "H": 2, "e": 2, "f": 4, "d": 8, "g": 16}
-
-
-def _dtype_info(dtype: object) -> tuple[bool, int | None]:
-    """(has_object, itemsize) of a simulated ``numpy.dtype(...)`` value."""
-    if not (isinstance(dtype, Call) and dtype.func == Global("numpy", "dtype")):
-        raise _Fail("joblib array without a numpy dtype")
-    args = dtype.args
-    if not isinstance(args, tuple) or not args or not isinstance(args[0], str):
-        raise _Fail("joblib array with an unknown dtype")
-    m = _DTYPE.match(args[0])
-    if not m:
-        raise _Fail(f"joblib array with an unknown dtype {args[0]!r}")
-    kind, num = m.group(1), m.group(2)
-    if kind == "O":
-        return True, None
-    state = dtype.state
-    if (
-        kind == "V"
-        and isinstance(state, tuple)
-        and len(state) > 5
-        and isinstance(state[5], int)
-        and state[5] > 0
-    ):
-        return False, state[5]
-    if num:
-        n = int(num)
-        return False, n * 4 if kind == "U" else n
-    if kind in _ITEM_KIND_SIZE:
-        return False, _ITEM_KIND_SIZE[kind]
-    raise _Fail(f"joblib array with dtype {args[0]!r} of unknown size")
-
-
-def _describe(v: object) -> str:
-    if isinstance(v, Call):
-        f = v.func
-        return f"the result of calling {f.qualname}" if isinstance(f, Global) else "a call result"
-    if isinstance(v, Global):
-        return f"the object {v.qualname}"
-    if isinstance(v, Opaque):
-        return v.what
-    if isinstance(v, Blob):
-        return f"a {v.length}-byte {v.kind}"
-    return f"a {type(v).__name__} value"
+def _elided(r: FileReader, base: int, stop: int, walks: list[Analysis], joblib: bool) -> bytes:
+    """The bytes [base, stop) with payloads cut; joblib arrays cut when ``joblib``."""
+    spans: list[Span] = sorted((s for a in walks for s in a.spans), key=lambda s: s.start)
+    frames = [f for a in walks for f in a.frames]
+    out = bytearray()
+    pos = base
+    removed_at: list[tuple[int, int]] = []  # (stream offset, bytes removed)
+    patches: list[tuple[int, int, int]] = []  # (out offset, size, value)
+    for s in spans:
+        if s.start < pos or s.start + s.length > stop:
+            continue
+        if s.kind in ("array", "nested") and not joblib:
+            continue
+        if s.kind in ("bytes", "text"):
+            out += r.read_at(pos, s.length_at - pos)
+            marker = ELIDED_TEXT.encode() if s.kind == "text" else b""
+            patches.append((len(out), s.length_size, len(marker)))
+            out += r.read_at(s.length_at, s.length_size) + marker
+            removed_at.append((s.start, s.length - len(marker)))
+        else:
+            out += r.read_at(pos, s.start - pos)
+            removed_at.append((s.start, s.length))
+        pos = s.start + s.length
+    out += r.read_at(pos, stop - pos)
+    for at, size, value in patches:
+        out[at : at + size] = value.to_bytes(size, "little")
+    for f in frames:  # FRAME lengths shrink by what was cut inside them
+        cut = sum(n for at, n in removed_at if f.start <= at < f.start + f.length)
+        before = sum(n for at, n in removed_at if at < f.length_at)
+        at = f.length_at - base - before
+        if cut and at >= 0 and at + 8 <= len(out):
+            out[at : at + 8] = struct.pack("<Q", f.length - cut)
+    return bytes(out)
 
 
-def _dotted(name: str) -> bool:
-    return bool(name) and all(part.isidentifier() for part in name.split("."))
+def _nested(r: FileReader, walks: list[Analysis]) -> list[bytes]:
+    return [r.read_at(s.start, s.length) for a in walks for s in a.spans if s.kind == "nested"]
 
 
-def _is_dunder(k: object) -> bool:
-    return isinstance(k, str) and k.startswith("__") and k.endswith("__")
+def _refs(walks: list[Analysis]) -> dict[tuple[str, str], GlobalRef]:
+    out: dict[tuple[str, str], GlobalRef] = {}
+    for a in walks:
+        for g in a.globals:
+            out.setdefault((g.module, g.name), g)
+    return out
 
 
-# --- the walk -------------------------------------------------------------------------------
+@dataclass
+class _Plan:
+    walks: list[Analysis]
+    stop: int
+    first_raw: int
+    cut: int
+    joblib: bool
+
+    def streams(self, r: FileReader, budget: int) -> tuple[list[bytes], int]:
+        """The streams the unpicklers read, and where the plain one leaves the walk."""
+        plain_stop = self.first_raw if self.joblib else self.stop
+        raw = b"" if self.cut >= 0 else r.read_at(plain_stop, budget)
+        out = [_elided(r, 0, plain_stop, self.walks, False) + raw]
+        if self.joblib:
+            tail = raw and r.read_at(self.stop, budget)
+            out.append(_elided(r, 0, self.stop, self.walks, True) + tail)
+            out.extend(_nested(r, self.walks))
+        return out, plain_stop
 
 
-class _Walker:
-    def __init__(
-        self, r: Reader, nested: NestedScanner | None, depth_label: str, joblib: bool
-    ) -> None:
-        self.r = r
-        self.nested = nested
-        self.label = depth_label
-        self.joblib = joblib
-        self.a = Analysis(start=r.tell())
-        self.stack: list[object] = []
-        self.meta: list[list[object]] = []
-        self.memo: dict[int, object] = {}
-        self.op = 0
+def _plan(r: FileReader) -> _Plan | None:
+    if r.length == 0 or r.read_at(0, 1)[0] not in OPCODES:
+        return None  # both unpicklers fail on the first byte
+    walks, stop = _walk(r.fresh())
+    joblib = any(s.kind in ("array", "nested") for a in walks for s in a.spans)
+    first_raw = min(
+        (s.start for a in walks for s in a.spans if s.kind in ("array", "nested")), default=stop
+    )
+    past_end = [s for a in walks for s in a.spans if s.start + s.length > r.length]
+    cut = min((s.length_at if s.length_at >= 0 else s.start for s in past_end), default=-1)
+    if cut >= 0:  # a payload announced past the end: every loader stops there
+        stop = first_raw = min(first_raw, cut)
+    return _Plan(walks, stop, first_raw, cut, joblib)
 
-    # stack helpers
-    def pop(self) -> object:
-        if not self.stack:
-            raise _Fail("stack underflow")
-        v = self.stack.pop()
-        if isinstance(v, _Mark):
-            raise _Fail("unexpected MARK")
-        return v
 
-    def top(self) -> object:
-        if not self.stack:
-            raise _Fail("stack underflow")
-        return self.stack[-1]
+Prefetched = tuple[_Plan, list[dict[str, object]]]
 
-    def pop_mark(self) -> list[object]:
-        if not self.meta:
-            raise _Fail("no MARK on the stack")
-        items = self.stack
-        self.stack = self.meta.pop()
-        return items
 
-    def issue(self, kind: str, message: str) -> None:
-        self.a.issues.append(Issue(kind, message, self.op))
+def prefetch(readers: list[FileReader]) -> list[Prefetched | None]:
+    """The first inert answers for many streams in one round trip (see :func:`pickle_view`)."""
+    plans = [_plan(r) for r in readers]
+    batches: list[list[bytes]] = []
+    for r, plan in zip(readers, plans, strict=True):
+        batches.append(plan.streams(r, _RAW_BUDGETS[0])[0] if plan else [])
+    answers = inert.analyze_many([d for b in batches for d in b])
+    out: list[Prefetched | None] = []
+    i = 0
+    for plan, batch in zip(plans, batches, strict=True):
+        got = answers[i : i + len(batch)]
+        i += len(batch)
+        usable = plan is not None and all(a.get("reason") != "retry" for a in got)
+        out.append((plan, got) if plan is not None and usable else None)
+    return out
 
-    # payloads
-    def line(self) -> bytes:
-        return self.r.readline(MAX_LINE)[:-1]
 
-    def uint(self, n: int) -> int:
-        r = self.r
-        pos = r._pos
-        end = pos + n
-        if end <= len(r._buf):
-            r._pos = end
-            return int.from_bytes(r._buf[pos:end], "little")
-        return int.from_bytes(r.read_exact(n, "opcode argument"), "little")
-
-    def payload(self, n: int, kind: str) -> object:
-        if n < 0:
-            raise _Fail(f"negative {kind} length")
-        bytes_like = kind in ("bytes", "bytearray", "str8")
-        if n <= KEEP_PAYLOAD:
-            data = self.r.read_exact(n, kind)
-            if bytes_like and self.nested is not None and n >= 4 and self.nested.wants(data[:HEAD]):
-                from ml_integrity.scan.formats import BytesReader
-
-                self.nested.scan(BytesReader(data), f"{kind} constant at offset {self.op}")
-            if kind == "str":
-                return data.decode("utf-8", "surrogatepass")
-            if kind == "str8":
-                return Str8(data)
-            return data
-        head = self.r.peek(HEAD)
-        if bytes_like and self.nested is not None and self.nested.wants(head):
-            self.scan_nested(n, f"{kind} constant at offset {self.op}")
-        self.r.skip(n)
-        return Blob(kind, n, head)
-
-    def scan_nested(self, n: int, label: str) -> None:
-        assert self.nested is not None
-        window = self.r.window(n)
-        if window is not None:
-            self.nested.scan(window, label)
-            return
-        if n > 256 << 20:
-            self.issue("not-scanned", f"{label}: {n}-byte nested payload too large to scan")
-            return
-        from ml_integrity.scan.formats import BytesReader
-
-        data = self.r.peek(n)
-        if len(data) != n:
-            raise ParseError(f"truncated {label}")
-        self.nested.scan(BytesReader(data), label)
-
-    # globals and calls
-    def global_(self, module: str, name: str, opcode: str) -> Global:
-        if not (_dotted(module) and _dotted(name)):
-            # the unpickler's import or attribute lookup fails here: nothing runs
-            raise _Fail(f"{opcode} with an invalid name {module!r} {name!r}")
-        written = None
-        if self.a.protocol < 3:
-            if (module, name) in _compat_pickle.NAME_MAPPING:
-                written = f"{module}.{name}"
-                module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-            elif module in _compat_pickle.IMPORT_MAPPING:
-                written = f"{module}.{name}"
-                module = _compat_pickle.IMPORT_MAPPING[module]
-        self.a.significant = True
-        self.a.globals.append(
-            GlobalRef(module, name, self.op, opcode, (module, name) in ALLOWLIST, written)
+def pickle_view(r: FileReader, ready: Prefetched | None = None) -> PickleView:
+    """Run the real unpicklers, inert, over the stream ``r`` covers (from its start)."""
+    view = PickleView()
+    plan = ready[0] if ready else _plan(r)
+    if plan is None:
+        return view
+    walks, cut = plan.walks, plan.cut
+    view.walks = walks
+    view.walked = sum(1 for a in walks if a.complete)
+    refs = _refs(walks)
+    results: list[tuple[str, dict[str, object]]] = []
+    for budget in _RAW_BUDGETS:
+        results = []
+        truncated = False
+        streams, plain_stop = plan.streams(r, budget)
+        if ready is not None and budget == _RAW_BUDGETS[0]:
+            answers = ready[1]
+        else:
+            answers = inert.analyze_many(streams)
+        for answer in answers:
+            if not answer.get("ok"):
+                view.status = "not-scanned"
+                view.reason = str(answer.get("reason"))
+                return view
+            for by, res in answer["results"].items():  # type: ignore[attr-defined]
+                results.append((by, res))
+                if res["error"] and res["at_end"] and cut < 0 and plain_stop + budget < r.length:
+                    truncated = True
+        if not truncated:
+            break
+    else:
+        view.status = "not-scanned"
+        view.reason = (
+            f"the unpickler reads past the {_RAW_BUDGETS[-1] >> 20} MiB it can be given "
+            "outside the opcode walk"
         )
-        return Global(module, name)
-
-    def callable_(self, func: object, opcode: str) -> None:
-        if isinstance(func, Global):
-            self.a.significant = True
-        elif isinstance(func, (Call, Opaque)):
-            self.a.significant = True
-            self.issue("unsafe-call", f"{opcode} calls {_describe(func)}, not a named global")
-        else:
-            raise _Fail(f"{opcode} calls {_describe(func)}")
-
-    def mutate(self, target: object, opcode: str) -> None:
-        if isinstance(target, Global):
-            self.issue("unsafe-build", f"{opcode} modifies the imported object {target.qualname}")
-
-    # opcode handlers ------------------------------------------------------------------
-
-    def push(self, v: object) -> None:
-        self.stack.append(v)
-
-    def pop_mark_op(self) -> None:
-        self.pop_mark()
-
-    def readonly_buffer(self) -> None:
-        self.top()
-
-    def proto(self) -> None:
-        v = self.uint(1)
-        if v > 5:
-            raise _Fail(f"unsupported pickle protocol {v}")
-        self.a.protocol = v
-
-    def stop(self) -> bool:
-        self.a.result = self.pop()
-        self.a.complete = True
-        return True
-
-    def mark(self) -> None:
-        self.meta.append(self.stack)
-        self.stack = []
-
-    def pop_op(self) -> None:
-        if self.stack:
-            self.stack.pop()
-        else:
-            self.pop_mark()
-
-    def int_line(self) -> None:
-        data = self.line()
-        if data == b"00":
-            self.stack.append(False)
-        elif data == b"01":
-            self.stack.append(True)
-        else:
-            self.stack.append(int(data, 0))
-
-    def long_line(self) -> None:
-        data = self.line()
-        if data.endswith(b"L"):
-            data = data[:-1]
-        self.stack.append(int(data, 0))
-
-    def long_bin(self, n: int) -> None:
-        if n < 0:
-            raise _Fail("negative LONG length")
-        if n > KEEP_PAYLOAD:
-            self.r.skip(n)
-            self.stack.append(Opaque("a large integer"))
-        else:
-            self.stack.append(int.from_bytes(self.r.read_exact(n), "little", signed=True))
-
-    def string_line(self) -> None:
-        data = self.line()
-        if len(data) < 2 or data[0] != data[-1] or data[0] not in b"\"'":
-            raise _Fail("the STRING opcode argument must be quoted")
-        value = codecs.escape_decode(data[1:-1])[0]
-        self.stack.append(Str8(value))
-
-    def tuple1(self) -> None:
-        self.stack.append((self.pop(),))
-
-    def tuple2(self) -> None:
-        b, a = self.pop(), self.pop()
-        self.stack.append((a, b))
-
-    def tuple3(self) -> None:
-        c, b, a = self.pop(), self.pop(), self.pop()
-        self.stack.append((a, b, c))
-
-    def dict_op(self) -> None:
-        items = self.pop_mark()
-        if len(items) % 2:
-            raise _Fail("DICT with an odd number of items")
-        self.stack.append(PDict(list(zip(items[::2], items[1::2], strict=True))))
-
-    def _check_key(self, k: object) -> None:
-        if isinstance(k, (PList, PDict, PSet)):
-            raise _Fail("unhashable dict key")
-
-    def append(self) -> None:
-        v = self.pop()
-        target = self.top()
-        self._add_items(target, [v], "APPEND")
-
-    def appends(self) -> None:
-        items = self.pop_mark()
-        self._add_items(self.top(), items, "APPENDS")
-
-    def _add_items(self, target: object, items: list[object], opcode: str) -> None:
-        if isinstance(target, PList):
-            target.items.extend(items)
-        elif isinstance(target, (Call, Opaque)):
-            self.a.significant = True  # calls the object's append/extend
-        elif isinstance(target, Global):
-            self.mutate(target, opcode)
-        else:
-            raise _Fail(f"{opcode} on {_describe(target)}")
-
-    def setitem(self) -> None:
-        v = self.pop()
-        k = self.pop()
-        self._set_items(self.top(), [(k, v)], "SETITEM")
-
-    def setitems(self) -> None:
-        items = self.pop_mark()
-        if len(items) % 2:
-            raise _Fail("SETITEMS with an odd number of items")
-        self._set_items(self.top(), list(zip(items[::2], items[1::2], strict=True)), "SETITEMS")
-
-    def _set_items(self, target: object, pairs: list[tuple[object, object]], op: str) -> None:
-        if isinstance(target, PDict):
-            for k, _ in pairs:
-                self._check_key(k)
-            target.items.extend(pairs)
-        elif isinstance(target, (Call, Opaque)):
-            self.a.significant = True  # calls the object's __setitem__
-        elif isinstance(target, Global):
-            self.mutate(target, op)
-        else:
-            raise _Fail(f"{op} on {_describe(target)}")
-
-    def additems(self) -> None:
-        items = self.pop_mark()
-        target = self.top()
-        if isinstance(target, PSet):
-            target.items.extend(items)
-        elif isinstance(target, (Call, Opaque)):
-            self.a.significant = True
-        elif isinstance(target, Global):
-            self.mutate(target, "ADDITEMS")
-        else:
-            raise _Fail(f"ADDITEMS on {_describe(target)}")
-
-    def put(self, i: int) -> None:
-        if i < 0:
-            raise _Fail("negative memo index")
-        self.memo[i] = self.top()
-
-    def get(self, i: int) -> None:
-        if i not in self.memo:
-            raise _Fail(f"memo key {i} not found")
-        self.stack.append(self.memo[i])
-
-    def global_op(self) -> None:
-        module = self.line().decode("utf-8")
-        name = self.line().decode("utf-8")
-        self.stack.append(self.global_(module, name, "GLOBAL"))
-
-    def stack_global(self) -> None:
-        name = self.pop()
-        module = self.pop()
-        names: list[str] = []
-        for v in (module, name):
-            if isinstance(v, str):
-                names.append(v)
-            elif isinstance(v, Str8):
-                try:
-                    names.append(v.decode("ascii"))
-                except UnicodeDecodeError:
-                    break
-            else:
-                break
-        if len(names) == 2:
-            self.stack.append(self.global_(names[0], names[1], "STACK_GLOBAL"))
-            return
-        self.a.significant = True
-        what = (
-            " and ".join(
-                f"{role} is {_describe(v)}"
-                for role, v in (("module", module), ("name", name))
-                if not isinstance(v, (str, Str8))
-            )
-            or "a name is not text"
-        )
-        self.issue("unresolved-global", f"STACK_GLOBAL with a computed name: {what}")
-        self.stack.append(Opaque("an unresolved global"))
-
-    def inst(self) -> None:
-        module = self.line().decode("utf-8")
-        name = self.line().decode("utf-8")
-        g = self.global_(module, name, "INST")
-        args = self.pop_mark()
-        self.callable_(g, "INST")
-        self.stack.append(Call(g, tuple(args)))
-
-    def obj(self) -> None:
-        args = self.pop_mark()
-        if not args:
-            raise _Fail("OBJ without a class")
-        cls = args.pop(0)
-        self.callable_(cls, "OBJ")
-        self.stack.append(Call(cls, tuple(args)))
-
-    def newobj(self) -> None:
-        args = self.pop()
-        cls = self.pop()
-        self.callable_(cls, "NEWOBJ")
-        self.stack.append(Call(cls, args))
-
-    def newobj_ex(self) -> None:
-        kwargs = self.pop()
-        args = self.pop()
-        cls = self.pop()
-        self.callable_(cls, "NEWOBJ_EX")
-        self.stack.append(Call(cls, (args, kwargs)))
-
-    def reduce(self) -> None:
-        args = self.pop()
-        func = self.pop()
-        self.callable_(func, "REDUCE")
-        if (
-            func == Global("_codecs", "encode")
-            and isinstance(args, tuple)
-            and args
-            and self.nested is not None
-        ):
-            self._latin1_nested(args[0])
-        self.stack.append(Call(func, args))
-
-    def _latin1_nested(self, text: object) -> None:
-        assert self.nested is not None
-        if isinstance(text, str):
-            try:
-                data = text.encode("latin-1")
-            except UnicodeEncodeError:
-                return
-            if len(data) >= 4 and self.nested.wants(data[:HEAD]):
-                from ml_integrity.scan.formats import BytesReader
-
-                self.nested.scan(BytesReader(data), f"latin-1 text at offset {self.op}")
-        elif isinstance(text, Blob) and text.kind == "str":
-            head = text.head.decode("utf-8", "ignore").encode("latin-1", "ignore")
-            if self.nested.wants(head):
-                self.issue(
-                    "not-scanned",
-                    f"a {text.length}-byte latin-1 text payload looks like nested content",
-                )
-
-    def build(self) -> None:
-        state = self.pop()
-        inst = self.top()
-        if not isinstance(inst, (Global, Call, Opaque)):
-            if state is None or state == () or (isinstance(state, PDict) and not state.items):
-                return  # the unpickler does nothing
-            raise _Fail(f"BUILD on {_describe(inst)}")
-        self.a.significant = True
-        if isinstance(inst, Global):
-            self.mutate(inst, "BUILD")
-        states = state if isinstance(state, tuple) and len(state) == 2 else (state,)
-        for s in states:
-            if isinstance(s, PDict):
-                bad = [k for k, _ in s.items if _is_dunder(k)]
-                if bad:
-                    self.issue(
-                        "unsafe-build",
-                        f"BUILD sets the attribute {bad[0]} on {_describe(inst)}",
-                    )
-        if isinstance(inst, Call):
-            inst.state = state
-            if self.joblib and inst.func == Global("joblib.numpy_pickle", "NumpyArrayWrapper"):
-                self.joblib_array(inst)
-
-    def joblib_array(self, wrapper: Call) -> None:
-        state = wrapper.state
-        if not isinstance(state, PDict):
-            raise _Fail("joblib NumpyArrayWrapper without a state dict")
-        shape = state.get("shape")
-        if not isinstance(shape, tuple) or not all(isinstance(s, int) and s >= 0 for s in shape):
-            raise _Fail("joblib array with an invalid shape")
-        has_object, itemsize = _dtype_info(state.get("dtype"))
-        self.stack[-1] = Opaque("a joblib array")
-        if has_object:
-            sub = _Walker(self.r, self.nested, self.label, self.joblib)
-            sub.a.protocol = self.a.protocol
-            sub.run()
-            self.a.globals.extend(sub.a.globals)
-            self.a.issues.extend(sub.a.issues)
-            if not sub.a.complete:
-                raise _Fail("the object array of a joblib file does not parse")
-            return
-        assert itemsize is not None
-        align = state.get("numpy_array_alignment_bytes")
-        if isinstance(align, int) and not isinstance(align, bool):
-            pad = self.uint(1)
-            self.r.skip(pad)
-        self.r.skip(math.prod(shape) * itemsize)
-
-    def persid(self) -> None:
-        self.line()
-        self.stack.append(Opaque("a persistent object"))
-
-    def binpersid(self) -> None:
-        self.pop()
-        self.stack.append(Opaque("a persistent object"))
-
-    def ext(self, code: int) -> None:
-        self.a.significant = True
-        self.issue(
-            "unresolved-global",
-            f"extension-registry opcode (code {code}) imports an unnamed global",
-        )
-        self.stack.append(Opaque("an extension-registry global"))
-
-    # the loop ----------------------------------------------------------------------
-    def run(self) -> Analysis:
-        r = self.r
-        table = _TABLE
-        n = 0
-        try:
-            while True:
-                pos = r._pos
-                buf = r._buf
-                if pos < len(buf):  # fast path: the opcode byte is buffered
-                    code = buf[pos]
-                    r._pos = pos + 1
-                    self.op = r._base + pos
-                else:
-                    self.op = r.tell()
-                    b = r.read(1)
-                    if not b:
-                        raise _Fail("truncated pickle (no STOP opcode)")
-                    code = b[0]
-                handler = table.get(code)
-                if handler is None:
-                    raise _Fail(f"unknown opcode 0x{code:02x}")
-                n += 1
-                if handler(self):
-                    break
-        except ParseError as exc:
-            self.issue("malformed", f"pickle does not parse: {exc.message}")
-        except (_Fail, ValueError, OverflowError, UnicodeDecodeError) as exc:
-            self.issue("malformed", f"pickle does not parse at offset {self.op}: {exc}")
-        except RecursionError:
-            self.issue("malformed", f"pickle nests too deeply at offset {self.op}")
-        self.a.end = r.tell()
-        self.a.opcodes = n
-        return self.a
-
-
-def _build_table() -> dict[int, Callable[[_Walker], bool | None]]:
-    t: dict[int, Callable[[_Walker], bool | None]] = {}
-
-    def const(v: object) -> Callable[[_Walker], None]:
-        return lambda w: w.push(v)
-
-    t[0x80] = _Walker.proto
-    t[0x95] = lambda w: w.r.skip(8)  # FRAME: a length hint; the frame holds opcodes
-    t[ord(".")] = _Walker.stop
-    t[ord("(")] = _Walker.mark
-    t[ord("0")] = _Walker.pop_op
-    t[ord("1")] = _Walker.pop_mark_op
-    t[ord("2")] = lambda w: w.push(w.top())
-    t[ord("N")] = const(None)
-    t[0x88] = const(True)
-    t[0x89] = const(False)
-    t[ord("I")] = _Walker.int_line
-    t[ord("J")] = lambda w: w.push(struct.unpack("<i", w.r.read_exact(4))[0])
-    t[ord("K")] = lambda w: w.push(w.uint(1))
-    t[ord("M")] = lambda w: w.push(w.uint(2))
-    t[ord("L")] = _Walker.long_line
-    t[0x8A] = lambda w: w.long_bin(w.uint(1))
-    t[0x8B] = lambda w: w.long_bin(struct.unpack("<i", w.r.read_exact(4))[0])
-    t[ord("F")] = lambda w: w.push(float(w.line()))
-    t[ord("G")] = lambda w: w.push(struct.unpack(">d", w.r.read_exact(8))[0])
-    t[ord("S")] = _Walker.string_line
-    t[ord("T")] = lambda w: w.push(w.payload(struct.unpack("<i", w.r.read_exact(4))[0], "str8"))
-    t[ord("U")] = lambda w: w.push(w.payload(w.uint(1), "str8"))
-    t[ord("B")] = lambda w: w.push(w.payload(w.uint(4), "bytes"))
-    t[ord("C")] = lambda w: w.push(w.payload(w.uint(1), "bytes"))
-    t[0x8E] = lambda w: w.push(w.payload(w.uint(8), "bytes"))
-    t[0x96] = lambda w: w.push(w.payload(w.uint(8), "bytearray"))
-    t[ord("V")] = lambda w: w.push(codecs.decode(w.line(), "raw-unicode-escape"))
-    t[ord("X")] = lambda w: w.push(w.payload(w.uint(4), "str"))
-    t[0x8C] = lambda w: w.push(w.payload(w.uint(1), "str"))
-    t[0x8D] = lambda w: w.push(w.payload(w.uint(8), "str"))
-    t[ord(")")] = const(())
-    t[ord("t")] = lambda w: w.push(tuple(w.pop_mark()))
-    t[0x85] = _Walker.tuple1
-    t[0x86] = _Walker.tuple2
-    t[0x87] = _Walker.tuple3
-    t[ord("]")] = lambda w: w.push(PList())
-    t[ord("l")] = lambda w: w.push(PList(w.pop_mark()))
-    t[ord("}")] = lambda w: w.push(PDict())
-    t[ord("d")] = _Walker.dict_op
-    t[0x8F] = lambda w: w.push(PSet())
-    t[0x91] = lambda w: w.push(PSet(w.pop_mark()))
-    t[ord("a")] = _Walker.append
-    t[ord("e")] = _Walker.appends
-    t[ord("s")] = _Walker.setitem
-    t[ord("u")] = _Walker.setitems
-    t[0x90] = _Walker.additems
-    t[ord("p")] = lambda w: w.put(int(w.line()))
-    t[ord("q")] = lambda w: w.put(w.uint(1))
-    t[ord("r")] = lambda w: w.put(w.uint(4))
-    t[0x94] = lambda w: w.put(len(w.memo))
-    t[ord("g")] = lambda w: w.get(int(w.line()))
-    t[ord("h")] = lambda w: w.get(w.uint(1))
-    t[ord("j")] = lambda w: w.get(w.uint(4))
-    t[ord("c")] = _Walker.global_op
-    t[0x93] = _Walker.stack_global
-    t[ord("i")] = _Walker.inst
-    t[ord("o")] = _Walker.obj
-    t[0x81] = _Walker.newobj
-    t[0x92] = _Walker.newobj_ex
-    t[ord("R")] = _Walker.reduce
-    t[ord("b")] = _Walker.build
-    t[ord("P")] = _Walker.persid
-    t[ord("Q")] = _Walker.binpersid
-    t[0x82] = lambda w: w.ext(w.uint(1))
-    t[0x83] = lambda w: w.ext(w.uint(2))
-    t[0x84] = lambda w: w.ext(w.uint(4))
-    t[0x97] = const(Opaque("an out-of-band buffer"))
-    t[0x98] = _Walker.readonly_buffer
-    return t
-
-
-_TABLE = _build_table()
-
-
-def analyze(
-    reader: Reader,
-    nested: NestedScanner | None = None,
-    *,
-    label: str = "",
-    joblib: bool = True,
-) -> Analysis:
-    """Walk one pickle from the reader's position to its STOP opcode (or the first error)."""
-    return _Walker(reader, nested, label, joblib).run()
-
-
-def looks_like_pickle(a: Analysis) -> bool:
-    """Is a stream without the PROTO opcode a pickle, judged by its walk?
-
-    Yes when the walk reached STOP, or reached an opcode that makes the
-    unpickler import or call something before it failed. A stream that
-    fails before that cannot run anything when loaded: it is data.
-    """
-    return a.complete or a.significant
+    pickle_like = constant = False
+    seen: set[tuple[str, str, str]] = set()
+    for by, res in results:
+        who = "C unpickler" if by == "c" else "pure-Python unpickler"
+        view.loads = max(view.loads, int(res["loads"]))  # type: ignore[call-overload]
+        globals_ = [tuple(g) for g in res["globals"]]  # type: ignore[attr-defined]
+        exts = list(res["ext"])  # type: ignore[call-overload]
+        view.extensions.extend(e for e in exts if e not in view.extensions)
+        live = [g for g in globals_ if g[2]]
+        if res["calls"] or res["more_globals"] or live or (res["loads"] and (globals_ or exts)):
+            pickle_like = True
+        elif res["loads"]:
+            constant = True
+        for m, n, _live in globals_:
+            if (m, n, who) in seen:
+                continue
+            seen.add((m, n, who))
+            ok = is_allowed(m, n) and ELIDED_TEXT not in m + n
+            view.reached.append(Reached(m, n, who, ok, refs.get(mapped(m, n)) or refs.get((m, n))))
+    if view.status != "not-scanned":
+        view.status = "pickle" if pickle_like else "constant" if constant else "not-pickle"
+    return view

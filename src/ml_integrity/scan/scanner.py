@@ -1,48 +1,48 @@
 """Scanning files for code-carrying content: the use case behind ``ml-integrity scan``.
 
-:func:`scan_paths` (and :func:`scan_file`, :func:`scan_path`) open every
-file the way ML loaders open it, judged by content (``formats.sniff``), and
-walk every pickle they would unpickle (``pickles.analyze``):
+Safe only by positive proof. Every stream (a file, a container member, a
+decompressed stream) is looked at in every way a loader could read it:
 
-- zip files: every entry, from the central directory *and* from the local
-  headers, duplicates included, bad CRCs ignored (the data is read raw and
-  decompressed here); inside a PyTorch zip only the ``*.pkl`` entries are
-  pickles (tensor data is never read);
-- legacy PyTorch files (stacked pickles; the tar layout), ``.npy`` object
-  arrays and ``.npz`` members, joblib files, gzip/bz2/xz/lzma/zlib
-  wrappers (with an output cap), tar archives;
-- Keras: the ``config.json`` of a ``.keras`` zip, and the JSON model config
-  found in the raw bytes of an HDF5 ``.h5`` file (see ``docs/scanning.md``);
-- safetensors headers are validated; GGUF, ONNX and unknown data are data;
-- a Git LFS pointer is replaced by the local LFS object when present.
+- its **pickle view** (:mod:`.pickles`): the real C and pure-Python
+  unpicklers, run inert, from its first byte, stacked pickles until the end;
+- its **container views**: zip (:mod:`.zips`), tar (:mod:`.tars`),
+  compression (:mod:`.compression`), each member scanned in turn;
+- its **format views**: safetensors, ``.npy`` (:mod:`.npy`), HDF5/Keras
+  (:mod:`.keras`), GGUF, ONNX, images and text (:mod:`.structured`).
 
-The :class:`ScanPolicy` decides what a pickle may contain. "Could not
-scan" is a finding, never a pass.
+A stream is safe when it is no pickle and some format or container view
+validates it completely (containers: every member safe), or when it is a
+pickle the policy accepts. Anything else is unknown: unsafe under
+``--pickle block``, not scanned under ``--pickle allowlist``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import re
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+import functools
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO
 
-from ml_integrity.core.sniff import COMPRESSED, Format, is_weak_pickle_start, sniff
-from ml_integrity.errors import UsageError
-from ml_integrity.scan import formats as fm
-from ml_integrity.scan.formats import (
-    DecompressionLimitError,
-    FileReader,
-    ParseError,
-    Reader,
-    StreamReader,
-    SubReader,
+from ml_integrity.scan import containers as ct
+from ml_integrity.scan import structured
+from ml_integrity.scan.compression import detect
+from ml_integrity.scan.findings import (
+    RULES,
+    FileReport,
+    Finding,
+    ScanPolicy,
+    ScanReport,
+    verdict_of,
 )
-from ml_integrity.scan.pickles import Analysis, analyze, looks_like_pickle
+from ml_integrity.scan.folders import iter_files, path_of, walk
+from ml_integrity.scan.keras import find_hdf5, hdf5_config_issues, keras_config_issues
+from ml_integrity.scan.lfs import LFS_PREFIXES, lfs_object_of, scan_lfs
+from ml_integrity.scan.npy import NPY_MAGIC, parse_npy_header
+from ml_integrity.scan.pickles import PickleView, Prefetched, pickle_view, prefetch
+from ml_integrity.scan.readers import BytesReader, DecompressionLimitError, FileReader, ParseError
+from ml_integrity.scan.safetensors import looks_like_safetensors, validate_safetensors
+from ml_integrity.scan.tars import is_tar, iter_tar
+from ml_integrity.scan.zips import read_zip_entries
 
 __all__ = [
     "RULES",
@@ -57,239 +57,16 @@ __all__ = [
     "scan_stream",
 ]
 
-
-@dataclass(frozen=True)
-class ScanPolicy:
-    """What the scanner accepts. The trust policy builds one from ``policy.yaml``.
-
-    - ``pickle``: ``"block"`` (default) refuses every pickle; ``"allowlist"``
-      accepts pickles whose globals are all in ``pickles.ALLOWLIST`` and
-      that show no structural trick.
-    - ``allowed_sha256``: reviewed files, allowed by the sha256 of their
-      content (for an LFS pointer: its oid), never by name.
-    - ``lfs_missing``: what to do with an LFS pointer whose object is not
-      in the local LFS store: ``"fail"`` (not scanned, so not safe) or
-      ``"skip"`` (reported as skipped, not a failure).
-    - ``max_decompressed_bytes``: output cap per compressed stream; beyond
-      it the stream is "not scanned" (a decompression bomb is not safe).
-    - ``max_depth``: how deep containers may nest.
-    """
-
-    pickle: Literal["block", "allowlist"] = "block"
-    allowed_sha256: frozenset[str] = frozenset()
-    lfs_missing: Literal["fail", "skip"] = "fail"
-    max_decompressed_bytes: int = 4 << 30
-    max_depth: int = 8
-
-    def __post_init__(self) -> None:
-        if self.pickle not in ("block", "allowlist"):
-            raise UsageError(f"unknown pickle policy {self.pickle!r} (block or allowlist)")
-        if self.lfs_missing not in ("fail", "skip"):
-            raise UsageError(f"unknown lfs_missing policy {self.lfs_missing!r} (fail or skip)")
-        bad = [d for d in self.allowed_sha256 if not re.fullmatch(r"[0-9a-f]{64}", d)]
-        if bad:
-            raise UsageError(f"not a lowercase hex sha256: {bad[0]!r}")
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "pickle": self.pickle,
-            "allowed_sha256": sorted(self.allowed_sha256),
-            "lfs_missing": self.lfs_missing,
-            "max_decompressed_bytes": self.max_decompressed_bytes,
-            "max_depth": self.max_depth,
-        }
-
-
-RULES: dict[str, tuple[str, str]] = {
-    "pickle-blocked": (
-        "Pickle refused by policy",
-        "Loading a pickle can run arbitrary code. The policy blocks every pickle; "
-        "store tensors as safetensors.",
-    ),
-    "unsafe-global": (
-        "Pickle imports a callable outside the allowlist",
-        "The pickle imports a module attribute that is not on the allowlist of tensor and "
-        "container rebuild functions; loading the file can run code.",
-    ),
-    "unresolved-global": (
-        "Pickle global not provably constant",
-        "The module or name of an imported global is computed while unpickling (or comes "
-        "from the extension registry), so it cannot be checked.",
-    ),
-    "unsafe-call": (
-        "Pickle calls something that is not a named global",
-        "A REDUCE/NEWOBJ/OBJ target is the result of another call or an unresolved object.",
-    ),
-    "unsafe-build": (
-        "Pickle BUILD/SETITEM trick",
-        "The pickle sets dunder attributes or modifies an imported module-level object.",
-    ),
-    "malformed": (
-        "Content cannot be parsed",
-        "The file claims a format (pickle, zip, safetensors, ...) but does not parse; what "
-        "cannot be parsed is not trusted.",
-    ),
-    "keras-lambda": (
-        "Keras Lambda layer",
-        "The Keras model config contains a Lambda layer: Python bytecode that runs when "
-        "the model is loaded.",
-    ),
-    "keras-foreign-module": (
-        "Keras object from outside Keras",
-        "The Keras config names a module or function outside Keras; loading imports and calls it.",
-    ),
-    "not-scanned": (
-        "Could not scan",
-        "Part of the file could not be scanned (decompression cap, nesting, unsupported or "
-        "encrypted compression, unreadable); not scanned is not safe.",
-    ),
-    "lfs-object-missing": (
-        "Git LFS object not present",
-        "The file is a Git LFS pointer and the object it points to is not in the local LFS "
-        "store, so its content was not scanned.",
-    ),
-}
-
-_HINTS = {
-    "pickle-blocked": "convert it to safetensors (or set the policy to pickle: allowlist "
-    "for torch/numpy checkpoints); a reviewed file can be allowed by its sha256",
-    "unsafe-global": "do not load this file; if it was reviewed, allow it by its sha256",
-    "unresolved-global": "do not load this file; if it was reviewed, allow it by its sha256",
-    "unsafe-call": "do not load this file; if it was reviewed, allow it by its sha256",
-    "unsafe-build": "do not load this file; if it was reviewed, allow it by its sha256",
-    "malformed": "re-export the file with its original tool; a file that does not parse "
-    "is not trusted",
-    "keras-lambda": "rebuild the model without Lambda layers (use a registered custom layer)",
-    "keras-foreign-module": "review the custom object; if the file was reviewed, allow it "
-    "by its sha256",
-    "not-scanned": "unpack or re-export the file so it can be scanned, or allow a reviewed "
-    "file by its sha256",
-    "lfs-object-missing": "run `git lfs pull` to fetch the object, then scan again",
-}
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One reason a file is not safe."""
-
-    path: str
-    kind: str
-    message: str
-    member: str | None = None
-    offset: int | None = None
-    detail: str | None = None
-
-    @property
-    def hint(self) -> str:
-        return _HINTS[self.kind]
-
-    def location(self) -> str:
-        return f"{self.path} [{self.member}]" if self.member else self.path
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "path": self.path,
-            "kind": self.kind,
-            "message": self.message,
-            "member": self.member,
-            "offset": self.offset,
-            "detail": self.detail,
-            "hint": self.hint,
-        }
-
-
-Verdict = Literal["safe", "unsafe", "not-scanned", "allowed", "skipped"]
-
-
-@dataclass
-class FileReport:
-    path: str
-    format: str
-    verdict: Verdict = "safe"
-    findings: list[Finding] = field(default_factory=list)
-    note: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.verdict in ("safe", "allowed", "skipped")
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "path": self.path,
-            "format": self.format,
-            "verdict": self.verdict,
-            "note": self.note,
-            "findings": [f.to_json() for f in self.findings],
-        }
-
-
-@dataclass
-class ScanReport:
-    policy: ScanPolicy
-    files: list[FileReport] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return all(f.ok for f in self.files)
-
-    @property
-    def findings(self) -> list[Finding]:
-        return [x for f in self.files for x in f.findings]
-
-    def to_json(self) -> dict[str, object]:
-        counts: dict[str, int] = {}
-        for f in self.files:
-            counts[f.verdict] = counts.get(f.verdict, 0) + 1
-        return {
-            "ok": self.ok,
-            "policy": self.policy.to_json(),
-            "summary": counts,
-            "files": [f.to_json() for f in self.files],
-        }
-
-
-# --- the per-file scan --------------------------------------------------------------
-
-_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-_NOT_SCANNED = frozenset({"not-scanned", "lfs-object-missing"})
-_MATERIALIZE_CAP = 512 << 20
-_STORAGE_ELEMENT_SIZE = {
-    "DoubleStorage": 8,
-    "FloatStorage": 4,
-    "HalfStorage": 2,
-    "BFloat16Storage": 2,
-    "LongStorage": 8,
-    "IntStorage": 4,
-    "ShortStorage": 2,
-    "CharStorage": 1,
-    "ByteStorage": 1,
-    "BoolStorage": 1,
-    "ComplexDoubleStorage": 16,
-    "ComplexFloatStorage": 8,
-    "QUInt8Storage": 1,
-    "QInt8Storage": 1,
-    "QInt32Storage": 4,
-    "QUInt4x2Storage": 1,
-    "QUInt2x4Storage": 1,
-}
-_TORCH_RAW = re.compile(
-    r"(^|/)(data/\d+|version|byteorder|\.data/version|\.data/serialization_id)$"
+Chain = tuple[str, ...]
+_LEAF_VALIDATORS: tuple[Callable[[FileReader], str], ...] = (
+    structured.validate_gguf,
+    structured.validate_onnx,
+    structured.validate_image,
+    structured.validate_text,
 )
-
-
-class _Nested:
-    """Hands payloads found inside pickle constants back to the scanner."""
-
-    def __init__(self, scan: _FileScan, chain: tuple[str, ...], depth: int) -> None:
-        self.s = scan
-        self.chain = chain
-        self.depth = depth
-
-    def wants(self, head: bytes) -> bool:
-        return sniff(head) in (Format.PICKLE, Format.ZIP, Format.NPY)
-
-    def scan(self, reader: Reader, label: str) -> None:
-        self.s.scan_reader(reader, (*self.chain, label), self.depth + 1, nested=True)
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_BATCH = 64
+_LEGACY_NAMES = ("magic number", "protocol version", "sys_info", "object", "storage keys")
 
 
 class _FileScan:
@@ -297,15 +74,13 @@ class _FileScan:
         self.path = path
         self.policy = policy
         self.findings: list[Finding] = []
-        self.format: Format | None = None
-        self.skipped: str | None = None
-        self._seen: set[tuple[str, str | None, str | None]] = set()
+        self._seen: set[tuple[str, str | None, str]] = set()
 
     def add(
         self,
         kind: str,
         message: str,
-        chain: tuple[str, ...],
+        chain: Chain,
         *,
         offset: int | None = None,
         detail: str | None = None,
@@ -317,406 +92,312 @@ class _FileScan:
         self._seen.add(key)
         self.findings.append(Finding(self.path, kind, message, member, offset, detail))
 
-    # dispatch ------------------------------------------------------------------
-    def scan_reader(
+    def unknown(self, message: str, chain: Chain) -> None:
+        kind = "unknown-format" if self.policy.pickle == "block" else "not-scanned"
+        self.add(kind, message, chain)
+
+    # one stream ------------------------------------------------------------------
+    def scan(
         self,
-        reader: Reader,
-        chain: tuple[str, ...],
+        r: FileReader,
+        chain: Chain,
         depth: int,
         *,
-        nested: bool = False,
-        top: bool = False,
         name: str = "",
-    ) -> Format:
+        nested: bool = False,
+        ready: Prefetched | None = None,
+    ) -> str:
+        """Scan one stream in every view; return the label of what it was found to be.
+
+        ``nested``: a constant inside a pickle that looks like a pickle, zip or
+        ``.npy``; only what could run is reported (it is data otherwise).
+        """
         if depth > self.policy.max_depth:
             self.add("not-scanned", f"containers nest deeper than {self.policy.max_depth}", chain)
-            return Format.DATA
-        head = reader.peek(512)
-        fmt = sniff(head)
+            return "data"
+        view = pickle_view(r, ready)
+        labels: list[str] = []
+        if view.status == "not-scanned":
+            self.add("not-scanned", f"pickle analysis incomplete: {view.reason}", chain)
+            labels.append("pickle")
+        elif view.status == "pickle":
+            self.report_pickle(view, chain)
+            self.scan_constants(r, view, chain, depth)
+            labels.append("pickle")
+        proven = bool(labels)
         try:
-            fmt = self._dispatch(fmt, head, reader, chain, depth, nested=nested, top=top, name=name)
+            container = self.containers(r, chain, depth, name=name)
         except DecompressionLimitError as exc:
             self.add("not-scanned", exc.message, chain)
-        except ParseError as exc:
-            if not nested:
+            return labels[0] if labels else "data"
+        if container is not None:
+            labels.append(container)
+            proven = True
+        elif not labels and nested:
+            if r.read_at(0, 8).startswith(NPY_MAGIC):
+                self.scan_npy(r, chain, depth)
+            return "data"
+        elif not labels:
+            leaf = self.leaf(r, chain, depth, name=name)
+            if leaf is not None:
+                labels.append(leaf)
+                proven = True
+        if view.status == "constant":
+            self.scan_constants(r, view, chain, depth)
+        if view.status == "constant" and (not proven or labels[-1] == "text"):
+            if self.policy.pickle == "block":
+                self.add(
+                    "pickle-blocked",
+                    f"pickle (protocol {view.protocol}) of constants refused by policy pickle: "
+                    "block",
+                    chain,
+                    offset=0,
+                )
+            return "pickle"
+        if not proven and view.walks and r.read_at(0, 2)[:1] == b"\x80":
+            why = next((i.message for i in view.walks[0].issues), "it does not load")
+            self.add("malformed", f"starts like a pickle (PROTO) but {why}", chain)
+            return "pickle"
+        if not proven:
+            self.unknown("not a pickle, and not a format validated as unable to carry code", chain)
+            return "data"
+        return labels[-1] if len(labels) > 1 and labels[0] == "pickle" else labels[0]
+
+    def containers(self, r: FileReader, chain: Chain, depth: int, *, name: str) -> str | None:
+        head = r.read_at(0, 64)
+        found: str | None = None
+        fmt = detect(head)
+        if fmt is not None:
+            try:
+                inner = ct.unpack(fmt, r.fresh(), self.policy.max_decompressed_bytes)
+            except ParseError:
+                inner = None
+            if inner is not None:
+                self.scan(inner, (*chain, f"{fmt} stream"), depth + 1)
+                found = fmt
+        tail = r.read_at(max(0, r.length - 65557 - 20), 65557 + 20)
+        if b"PK\x05\x06" in tail or head.startswith(b"PK\x03\x04"):
+            label = self.scan_zip(
+                r, chain if head.startswith(b"PK") else (*chain, "zip view"), depth
+            )
+            found = found or label
+        if is_tar(r):
+            found = found or self.scan_tar(r, chain, depth)
+        return found
+
+    def leaf(self, r: FileReader, chain: Chain, depth: int, *, name: str) -> str | None:
+        head = r.read_at(0, 16)
+        if head.startswith(NPY_MAGIC):
+            return self.scan_npy(r, chain, depth)
+        if looks_like_safetensors(head, r.length):
+            try:
+                validate_safetensors(r)
+                return "safetensors"
+            except ParseError as exc:
                 self.add("malformed", exc.message, chain)
-        if (
-            top
-            and not head.startswith((b"PK\x03\x04", b"PK\x05\x06"))
-            and isinstance(reader, FileReader)
-        ):
-            self._zip_view(reader, chain, depth)
-        return fmt
+                return "safetensors"
+        if find_hdf5(r):
+            if not name.endswith(".weights.h5"):
+                for kind, message, where in hdf5_config_issues(r):
+                    self.add(kind, message, chain, detail=where)
+            return "hdf5"
+        for validate in _LEAF_VALIDATORS:
+            try:
+                return validate(r)
+            except ParseError:
+                continue
+        return None
 
-    def _dispatch(
-        self,
-        fmt: Format,
-        head: bytes,
-        reader: Reader,
-        chain: tuple[str, ...],
-        depth: int,
-        *,
-        nested: bool,
-        top: bool,
-        name: str,
-    ) -> Format:
-        if fmt is Format.PICKLE:
-            return self.scan_pickles(
-                reader, chain, depth, weak=nested or is_weak_pickle_start(head)
-            )
-        if fmt is Format.ZIP:
-            return self.scan_zip(reader, chain, depth, nested=nested)
-        if fmt is Format.NPY:
-            return self.scan_npy(reader, chain, depth, nested=nested)
-        if fmt in COMPRESSED:
-            stream = StreamReader(
-                fm.decompressed_chunks(fmt, reader, self.policy.max_decompressed_bytes)
-            )
-            self.scan_reader(stream, (*chain, f"{fmt.value} stream"), depth + 1)
-            return fmt
-        if fmt is Format.TAR:
-            return self.scan_tar(reader, chain, depth)
-        if fmt is Format.SAFETENSORS:
-            fr = self._seekable(reader, chain)
-            if fr is not None:
-                fm.validate_safetensors(fr)
-            return fmt
-        if fmt is Format.HDF5 or (top and isinstance(reader, FileReader) and fm.find_hdf5(reader)):
-            if name.endswith(".weights.h5"):
-                return Format.HDF5  # Keras weights inside a .keras zip: datasets only
-            fr = self._seekable(reader, chain)
-            if fr is not None:
-                self.scan_hdf5(fr, chain)
-            return Format.HDF5
-        if fmt is Format.LFS_POINTER and top:
-            return fmt  # handled by scan_file
-        return fmt
+    # pickles -----------------------------------------------------------------------
+    def scan_constants(self, r: FileReader, v: PickleView, chain: Chain, depth: int) -> None:
+        for a in v.walks:
+            for c in a.consts:
+                sub = (*chain, c.label)
+                if c.data is not None:
+                    self.scan(BytesReader(c.data), sub, depth + 1, nested=True)
+                elif c.start + c.length <= r.length:
+                    window = FileReader(r._f, r._start + c.start, c.length)
+                    self.scan(window, sub, depth + 1, nested=True)
 
-    def _seekable(self, reader: Reader, chain: tuple[str, ...]) -> FileReader | None:
-        if isinstance(reader, FileReader):
-            return reader
-        data = reader.read(_MATERIALIZE_CAP + 1)
-        if len(data) > _MATERIALIZE_CAP:
-            self.add(
-                "not-scanned",
-                f"needs random access and is larger than {_MATERIALIZE_CAP >> 20} MiB "
-                "inside a compressed stream",
-                chain,
-            )
+    @staticmethod
+    def _segment(v: PickleView, offset: int | None) -> str | None:
+        """Which of stacked pickles an offset is in, as a label (None: the first)."""
+        if offset is None:
             return None
-        return fm.BytesReader(data)
+        for i, a in enumerate(v.walks):
+            if a.start <= offset < max(a.end, a.start + 1):
+                if v.walks[0].result == _LEGACY_MAGIC and i < len(_LEGACY_NAMES):
+                    return f"{_LEGACY_NAMES[i]} pickle"
+                return f"pickle #{i + 1} (stacked)" if i else None
+        return None
 
-    # pickles -------------------------------------------------------------------
-    def scan_pickles(
-        self, reader: Reader, chain: tuple[str, ...], depth: int, *, weak: bool
-    ) -> Format:
-        nested = _Nested(self, chain, depth)
-        a = analyze(reader, nested)
-        if weak and not looks_like_pickle(a):
-            return Format.DATA
-        self.report_pickle(a, chain)
-        fmt = Format.PICKLE
-        if a.complete and a.result == _LEGACY_MAGIC and not isinstance(a.result, bool):
-            fmt = Format.PYTORCH_LEGACY
-            for what in ("protocol version", "sys_info", "object", "storage keys"):
-                if reader.at_eof():
-                    self.add(
-                        "malformed", f"legacy PyTorch file ends before its {what} pickle", chain
-                    )
-                    return fmt
-                a = analyze(reader, nested)
-                self.report_pickle(a, (*chain, f"{what} pickle"))
-                if not a.complete:
-                    return fmt
-            return fmt
-        n = 1
-        while a.complete:
-            head = reader.peek(16)
-            if not head or sniff(head) is not Format.PICKLE:
-                break
-            n += 1
-            a = analyze(reader, nested)
-            if not looks_like_pickle(a):
-                break
-            self.report_pickle(a, (*chain, f"pickle #{n} (stacked)"))
-        return fmt
-
-    def report_pickle(self, a: Analysis, chain: tuple[str, ...]) -> None:
+    def report_pickle(self, v: PickleView, chain: Chain) -> None:
         unsafe = False
-        for issue in a.issues:
-            self.add(issue.kind, issue.message, chain, offset=issue.offset)
-            unsafe = True
-        for g in a.globals:
+        for g in v.reached:
             if g.allowed:
                 continue
             unsafe = True
-            spelled = f" (written {g.written})" if g.written else ""
+            where = (
+                f"{g.ref.opcode} at offset {g.ref.offset}" if g.ref else f"reached by the {g.by}"
+            )
+            written = f"{g.module}.{g.name}"
+            spelled = f" (written {written})" if written != g.qualname else ""
+            seg = self._segment(v, g.ref.offset if g.ref else None)
             self.add(
                 "unsafe-global",
-                f"pickle imports {g.qualname}{spelled} ({g.opcode} at offset {g.offset})",
-                chain,
-                offset=g.offset,
+                f"pickle imports {g.qualname}{spelled} ({where})",
+                (*chain, seg) if seg else chain,
+                offset=g.ref.offset if g.ref else None,
                 detail=g.qualname,
             )
+        for code in v.extensions:
+            unsafe = True
+            self.add(
+                "unresolved-global",
+                f"extension-registry opcode (code {code}) imports an unnamed global",
+                chain,
+            )
+        for i, a in enumerate(v.walks):
+            if i > v.loads or (i == v.loads and not a.significant):
+                continue  # past what the unpicklers load: they fail there too
+            seg = self._segment(v, a.start)
+            for issue in a.issues:
+                unsafe = True
+                at = (*chain, seg) if seg else chain
+                self.add(issue.kind, issue.message, at, offset=issue.offset)
+        if self.policy.pickle == "allowlist" and not unsafe and v.walked < v.loads:
+            self.add(
+                "malformed",
+                "the unpickler loads more than the opcode walk can follow; only pickles the "
+                "walk proves are allowed",
+                chain,
+            )
+            unsafe = True
         if self.policy.pickle == "block" and not unsafe:
-            names = sorted({g.qualname for g in a.globals})
+            names = sorted({g.qualname for g in v.reached})
             shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
             self.add(
                 "pickle-blocked",
-                f"pickle (protocol {a.protocol}) refused by policy pickle: block"
+                f"pickle (protocol {v.protocol}) refused by policy pickle: block"
                 + (f"; it imports {shown}" if names else ""),
                 chain,
-                offset=a.start,
+                offset=0,
             )
 
-    # npy -----------------------------------------------------------------------
-    def scan_npy(
-        self, reader: Reader, chain: tuple[str, ...], depth: int, *, nested: bool
-    ) -> Format:
+    # npy ---------------------------------------------------------------------------
+    def scan_npy(self, r: FileReader, chain: Chain, depth: int) -> str:
         try:
-            header = fm.parse_npy_header(reader)
-        except ParseError:
-            if nested:
-                return Format.DATA
-            raise
-        if header.has_object:
-            self.scan_pickles(reader, (*chain, "object array"), depth, weak=False)
-        return Format.NPY
+            header = parse_npy_header(r.fresh())
+        except ParseError as exc:
+            self.add("malformed", exc.message, chain)
+            return "npy"
+        if header.has_object is False:
+            return "npy"
+        data = FileReader(r._f, r._start + header.data_offset, r.length - header.data_offset)
+        label = (*chain, "object array")
+        view = pickle_view(data)
+        if view.status == "pickle":
+            self.report_pickle(view, label)
+        elif view.status == "not-scanned":
+            self.add("not-scanned", f"pickle analysis incomplete: {view.reason}", label)
+        return "npy"
 
-    # zip -------------------------------------------------------------------------
-    def _zip_view(self, reader: FileReader, chain: tuple[str, ...], depth: int) -> None:
-        """A file that is something else at its start *and* a zip at its end (a polyglot)."""
-        tail = reader.read_at(max(0, reader.length - 65557), 65557)
-        if b"PK\x05\x06" not in tail:
-            return
-        entries, _ = fm.read_zip_entries(reader)
-        if entries:
-            self.scan_zip(reader, (*chain, "zip view"), depth, nested=False)
-
-    def scan_zip(
-        self, reader: Reader, chain: tuple[str, ...], depth: int, *, nested: bool
-    ) -> Format:
-        fr = self._seekable(reader, chain)
-        if fr is None:
-            return Format.ZIP
-        entries, problems = fm.read_zip_entries(fr)
-        if nested and not entries:
-            return Format.DATA
-        for p in problems:
+    # zip ---------------------------------------------------------------------------
+    def scan_zip(self, fr: FileReader, chain: Chain, depth: int) -> str | None:
+        listing = read_zip_entries(fr)
+        if not listing.entries:
+            if fr.read_at(0, 4) == b"PK\x03\x04":
+                for p in listing.problems:
+                    self.add("malformed", f"zip: {p}", chain)
+                return "zip"
+            return None
+        for p in listing.problems:
             self.add("malformed", f"zip: {p}", chain)
-        names = [n for e in entries for n in e.names]
+        names = [n for e in listing.entries for n in e.names]
         torch = any(n == "data.pkl" or n.endswith("/data.pkl") for n in names)
         keras = not torch and "config.json" in names
-        npz = bool(names) and all(n.endswith(".npy") for n in names)
-        for e in entries:
+        npz = all(n.endswith(".npy") for n in names)
+        if torch and listing.disagree:
+            self.add("ambiguous-container", f"torch zip: {listing.disagree[0]}", chain)
+        for e in listing.entries:
             label = e.names[0]
             if len(e.names) > 1:
                 label += " (also named " + ", ".join(repr(n) for n in e.names[1:]) + ")"
             if e.source == "local":
                 label += " [local header view]"
             sub = (*chain, label)
-            if (
-                torch
-                and not any(n.endswith("pkl") for n in e.names)
-                and all(_TORCH_RAW.search(n) for n in e.names)
-            ):
-                continue  # tensor data, version markers: read as raw bytes by torch
+            if torch and all(ct.TORCH_RAW.search(n) for n in e.names):
+                continue  # tensor data and version markers: torch reads them as raw bytes
             if e.flags & 1:
                 self.add("not-scanned", "encrypted zip entry", sub)
                 continue
-            if e.data_offset + e.compressed_size > fr.length:
-                self.add("malformed", "zip entry data runs past the end of the file", sub)
-                continue
-            window = FileReader(fr._f, fr._start + e.data_offset, e.compressed_size)
-            member: Reader
-            if e.method == 0:
-                member = window
-            else:
-                try:
-                    member = StreamReader(
-                        fm.zip_member_chunks(window, e.method, self.policy.max_decompressed_bytes)
-                    )
-                except ParseError as exc:
-                    self.add("not-scanned", exc.message, sub)
-                    continue
             try:
-                if torch and any(n.endswith("pkl") for n in e.names):
-                    self.scan_pickles(member, sub, depth + 1, weak=False)
-                elif keras and "config.json" in e.names:
+                member = ct.zip_member(fr, e, self.policy.max_decompressed_bytes)
+                if keras and "config.json" in e.names:
                     self.scan_keras_config(member, sub)
-                else:
-                    self.scan_reader(member, sub, depth + 1, name=e.names[0])
+                    continue
+                self.scan(member, sub, depth + 1, name=e.names[0])
             except DecompressionLimitError as exc:
                 self.add("not-scanned", exc.message, sub)
             except ParseError as exc:
-                self.add("malformed", exc.message, sub)
+                self.add("not-scanned", exc.message, sub)
         if torch:
-            return Format.PYTORCH_ZIP
+            return "pytorch-zip"
         if keras:
-            return Format.KERAS
-        return Format.NPZ if npz else Format.ZIP
+            return "keras"
+        return "npz" if npz else "zip"
 
-    # tar ---------------------------------------------------------------------------
-    def scan_tar(self, reader: Reader, chain: tuple[str, ...], depth: int) -> Format:
-        legacy_names = {"pickle", "storages", "tensors", "sys_info"}
-        fmt = Format.TAR
-        for m in fm.iter_tar(reader):
-            if not m.regular:
-                continue
-            sub = (*chain, m.name)
-            member: Reader
-            window = reader.window(m.size)
-            member = window if window is not None else SubReader(reader, m.size)
-            base = m.name.rsplit("/", 1)[-1]
-            if base in legacy_names:
-                fmt = Format.PYTORCH_LEGACY_TAR
-                if base == "storages":
-                    self._legacy_storages(member, sub)
-                elif base == "tensors":
-                    self._legacy_tensors(member, sub)
-                else:
-                    self.scan_pickles(member, sub, depth + 1, weak=False)
-            else:
-                self.scan_reader(member, sub, depth + 1, name=m.name)
-            if isinstance(member, SubReader):
-                member.finish()
-        return fmt
+    def scan_keras_config(self, r: FileReader, chain: Chain) -> None:
+        import json
 
-    def _strict_pickle(self, reader: Reader, chain: tuple[str, ...], what: str) -> object:
-        a = analyze(reader, _Nested(self, chain, 0))
-        self.report_pickle(a, (*chain, what))
-        if not a.complete:
-            raise ParseError(f"legacy PyTorch {what} does not parse")
-        return a.result
-
-    def _legacy_storages(self, r: Reader, chain: tuple[str, ...]) -> None:
-        from ml_integrity.scan.pickles import Global
-
-        count = self._strict_pickle(r, chain, "storage count")
-        if not isinstance(count, int) or count < 0:
-            raise ParseError("legacy PyTorch storages: invalid count")
-        for i in range(count):
-            args = self._strict_pickle(r, chain, f"storage #{i}")
-            stype = args[2] if isinstance(args, tuple) and len(args) == 3 else None
-            if not isinstance(stype, Global) or stype.name not in _STORAGE_ELEMENT_SIZE:
-                raise ParseError("legacy PyTorch storage with an unknown storage type")
-            (numel,) = _i64(r.read_exact(8, "storage size"))
-            r.skip(numel * _STORAGE_ELEMENT_SIZE[stype.name])
-        self._strict_pickle(r, chain, "storage views")
-
-    def _legacy_tensors(self, r: Reader, chain: tuple[str, ...]) -> None:
-        count = self._strict_pickle(r, chain, "tensor count")
-        if not isinstance(count, int) or count < 0:
-            raise ParseError("legacy PyTorch tensors: invalid count")
-        for i in range(count):
-            self._strict_pickle(r, chain, f"tensor #{i}")
-            ndim = int.from_bytes(r.read_exact(4, "tensor ndim"), "little", signed=True)
-            if ndim < 0 or ndim > 64:
-                raise ParseError("legacy PyTorch tensor with an invalid ndim")
-            r.skip(4 + 16 * ndim + 8)
-
-    # keras -------------------------------------------------------------------------
-    def scan_keras_config(self, reader: Reader, chain: tuple[str, ...]) -> None:
-        data = reader.read(64 << 20)
+        data = r.read_at(0, 64 << 20)
         try:
             config = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError):
             self.add("malformed", "Keras config.json is not valid JSON", chain)
             return
-        self._keras_issues(config, chain)
-
-    def _keras_issues(self, config: object, chain: tuple[str, ...]) -> None:
-        for issue in fm.keras_config_issues(config):
+        for issue in keras_config_issues(config):
             self.add(issue.kind, f"{issue.message} at {issue.where}", chain, detail=issue.where)
 
-    def scan_hdf5(self, r: FileReader, chain: tuple[str, ...]) -> None:
-        """Search the raw HDF5 bytes for Keras JSON configs (no HDF5 parser: see docs)."""
-        step = 8 << 20
-        starts = re.compile(rb'\{\s*"(?:class_name|module|config)"\s*:')
-        tokens = (b'"Lambda"', b'"__lambda__"', b'"function_type"', b'"module"')
-        spans: list[tuple[int, int]] = []
-        loose: list[tuple[int, bytes]] = []
-        saw_model_config = False
-        decoder = json.JSONDecoder()
-        pos = 0
-        while pos < r.length:
-            chunk = r.read_at(pos, step + 64)
-            saw_model_config = saw_model_config or b"model_config" in chunk
-            for m in starts.finditer(chunk):
-                at = pos + m.start()
-                if m.start() >= step or any(s <= at < e for s, e in spans):
-                    continue
-                text = r.read_at(at, 64 << 20).decode("latin-1")
-                try:
-                    obj, end = decoder.raw_decode(text)
-                except (ValueError, RecursionError):
-                    continue
-                spans.append((at, at + end))
-                self._keras_issues(obj, (*chain, f"Keras config at byte {at}"))
-            for tok in tokens:
-                i = chunk.find(tok)
-                while 0 <= i < step:
-                    loose.append((pos + i, tok))
-                    i = chunk.find(tok, i + 1)
-            pos += step
-        for at, tok in loose:
-            if not any(s <= at < e for s, e in spans) and tok != b'"module"':
-                self.add(
-                    "keras-lambda",
-                    f"{tok.decode()} appears at byte {at} outside any parseable Keras config",
-                    chain,
-                )
-        if saw_model_config and not spans:
-            self.add(
-                "not-scanned",
-                "HDF5 file has a model_config attribute but no contiguous JSON config was found",
-                chain,
-            )
+    # tar ---------------------------------------------------------------------------
+    def scan_tar(self, r: FileReader, chain: Chain, depth: int) -> str:
+        fmt = "tar"
+        try:
+            for m in iter_tar(r):
+                sub = (*chain, m.name)
+                base = m.name.rsplit("/", 1)[-1]
+                if base in ("storages", "tensors"):
+                    fmt = "pytorch-legacy-tar"
+                    self.scan_legacy_records(m.reader, sub, base)
+                else:
+                    self.scan(m.reader, sub, depth + 1, name=m.name)
+        except ParseError as exc:
+            self.add("malformed", exc.message, chain)
+        return fmt
 
-
-def _i64(b: bytes) -> tuple[int]:
-    return (int.from_bytes(b, "little", signed=True),)
-
-
-# --- LFS ----------------------------------------------------------------------------------
-
-
-def _lfs_object(path: Path, oid: str) -> Path | None:
-    """The object in the local LFS store of the repository that encloses ``path``."""
-    from ml_integrity.core.hashing import _find_git_dir
-    from ml_integrity.core.lfs import (
-        LfsStore,  # only for pointers: keeps subprocess & co. out of start-up
-    )
-
-    gitdir = _find_git_dir(path.resolve().parent)
-    if gitdir is None:
-        return None
-    common = gitdir / "commondir"
-    if common.is_file():
-        gitdir = (gitdir / common.read_text().strip()).resolve()
-    obj = LfsStore.for_git_dir(gitdir).object_path(oid)
-    return obj if obj.is_file() else None
+    def scan_legacy_records(self, r: FileReader, chain: Chain, base: str) -> None:
+        try:
+            for i, (start, end) in enumerate(ct.legacy_records(r.fresh(), base)):
+                view = pickle_view(FileReader(r._f, r._start + start, end - start))
+                if view.status == "pickle":
+                    self.report_pickle(view, (*chain, f"record #{i}"))
+                elif view.status == "not-scanned":
+                    self.add("not-scanned", f"pickle analysis incomplete: {view.reason}", chain)
+        except ParseError as exc:
+            self.add("malformed", exc.message, chain)
 
 
 # --- public API ------------------------------------------------------------------------------
 
 
 def _sha256(f: BinaryIO) -> str:
+    import hashlib
+
     h = hashlib.sha256()
     f.seek(0)
     while chunk := f.read(1 << 20):
         h.update(chunk)
     return h.hexdigest()
-
-
-def _verdict(report: FileReport) -> None:
-    kinds = {f.kind for f in report.findings}
-    if not kinds:
-        report.verdict = "safe"
-    elif kinds <= _NOT_SCANNED:
-        report.verdict = "not-scanned"
-    else:
-        report.verdict = "unsafe"
 
 
 def scan_file(
@@ -725,18 +406,50 @@ def scan_file(
     """Scan one file; the report's findings say why it is not safe (empty when safe)."""
     policy = policy or ScanPolicy()
     p = Path(path)
-    shown = display or fm.path_of(p)
+    shown = display or path_of(p)
     try:
         f = open(p, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
-        report = FileReport(shown, Format.DATA.value)
+        report = FileReport(shown, "data")
         scan = _FileScan(shown, policy)
         scan.add("not-scanned", f"could not read: {exc.strerror or exc}", ())
         report.findings = scan.findings
-        _verdict(report)
+        verdict_of(report)
         return report
     with f:
-        return scan_stream(f, shown, policy, lfs_object=lambda oid: _lfs_object(p, oid))
+        return scan_stream(f, shown, policy, lfs_object=functools.partial(lfs_object_of, p))
+
+
+def _scan_prefetched(paths: list[Path], policy: ScanPolicy) -> list[FileReport]:
+    """Scan files, their top-level pickle views asked of the child in one round trip."""
+    files: list[BinaryIO | None] = []
+    for p in paths:
+        try:
+            files.append(open(p, "rb"))  # noqa: SIM115 - closed below
+        except OSError:
+            files.append(None)
+    try:
+        readers = [FileReader(f) for f in files if f is not None]
+        ready = iter(prefetch(readers))
+        out = []
+        for p, f in zip(paths, files, strict=True):
+            if f is None:
+                out.append(scan_file(p, policy))
+                continue
+            out.append(
+                scan_stream(
+                    f,
+                    path_of(p),
+                    policy,
+                    lfs_object=functools.partial(lfs_object_of, p),
+                    _ready=next(ready),
+                )
+            )
+        return out
+    finally:
+        for f in files:
+            if f is not None:
+                f.close()
 
 
 def scan_stream(
@@ -745,6 +458,7 @@ def scan_stream(
     policy: ScanPolicy | None = None,
     *,
     lfs_object: Callable[[str], Path | None] | None = None,
+    _ready: Prefetched | None = None,
 ) -> FileReport:
     """Scan content from an open, seekable binary file (for example staged bytes).
 
@@ -754,99 +468,28 @@ def scan_stream(
     """
     policy = policy or ScanPolicy()
     scan = _FileScan(display, policy)
-    report = FileReport(display, Format.DATA.value)
+    report = FileReport(display, "data")
     try:
         reader = FileReader(f)
-        head = reader.peek(1024)
-        fmt = sniff(head)
-        if fmt is Format.LFS_POINTER:
-            report.format = fmt.value
-            _scan_lfs(lfs_object or (lambda _oid: None), head, scan, report, policy)
-            return report
-        if policy.allowed_sha256 and _sha256(f) in policy.allowed_sha256:
+        head = reader.read_at(0, 1024)
+        if head.startswith(LFS_PREFIXES) and reader.length < 1024:
+            report.format = "lfs-pointer"
+            scan_lfs(lfs_object or (lambda _oid: None), head, scan, report, policy)
+            if report.verdict in ("allowed", "skipped"):
+                return report
+        elif policy.allowed_sha256 and _sha256(f) in policy.allowed_sha256:
             report.verdict = "allowed"
             report.note = "allowed by sha256"
-            report.format = fmt.value
             return report
-        report.format = scan.scan_reader(reader, (), 0, top=True).value
+        else:
+            report.format = scan.scan(reader, (), 0, ready=_ready)
     except OSError as exc:
         scan.add("not-scanned", f"could not read: {exc.strerror or exc}", ())
     except RecursionError:
         scan.add("not-scanned", "content nests too deeply to scan", ())
     report.findings = scan.findings
-    _verdict(report)
+    verdict_of(report)
     return report
-
-
-def _scan_lfs(
-    lfs_object: Callable[[str], Path | None],
-    head: bytes,
-    scan: _FileScan,
-    report: FileReport,
-    policy: ScanPolicy,
-) -> None:
-    from ml_integrity.core.lfs import parse_pointer
-
-    ptr = parse_pointer(head)
-    if ptr is None:
-        scan.add("malformed", "not a valid Git LFS pointer (spec v1, under 1024 bytes)", ())
-        report.findings = scan.findings
-        _verdict(report)
-        return
-    if ptr.oid in policy.allowed_sha256:
-        report.verdict = "allowed"
-        report.note = f"LFS object sha256:{ptr.oid} allowed by sha256"
-        return
-    obj = lfs_object(ptr.oid)
-    if obj is None:
-        if policy.lfs_missing == "skip":
-            report.verdict = "skipped"
-            report.note = (
-                f"LFS object sha256:{ptr.oid[:12]}... not present locally (skipped by policy)"
-            )
-            return
-        scan.add(
-            "lfs-object-missing",
-            f"Git LFS pointer; object sha256:{ptr.oid[:12]}... is not in the local LFS store",
-            (),
-            detail=ptr.oid,
-        )
-    else:
-        chain = (f"LFS object {ptr.oid[:12]}",)
-        with open(obj, "rb") as f:
-            reader = FileReader(f)
-            if reader.length != ptr.size:
-                scan.add(
-                    "malformed",
-                    f"LFS object is {reader.length} bytes, pointer says {ptr.size}",
-                    chain,
-                )
-            else:
-                fmt = scan.scan_reader(reader, chain, 0, top=True)
-                report.note = f"scanned the local LFS object ({fmt.value})"
-    report.findings = scan.findings
-    _verdict(report)
-
-
-def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
-    """Every file under ``paths`` (directories recursed in sorted order, ``.git`` skipped).
-
-    A path that does not exist is a :class:`UsageError`. Symbolic links to
-    directories are not followed; symbolic links to files are scanned.
-    """
-    for raw in paths:
-        p = Path(raw)
-        if not p.exists() and not p.is_symlink():
-            raise UsageError(f"no such file or directory: {raw}", path=raw, hint="check the path")
-        if p.is_dir():
-            for root, dirs, files in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if d != ".git")
-                for name in sorted(files):
-                    fp = Path(root) / name
-                    if fp.is_file():
-                        yield fp
-        elif p.is_file():
-            yield p
 
 
 def scan_path(path: str | Path, policy: ScanPolicy | None = None) -> list[Finding]:
@@ -862,21 +505,40 @@ def scan_paths(
 ) -> ScanReport:
     """Scan files and directories; the report says, per file, what was found.
 
-    ``progress`` is called with (bytes done, bytes in total) after each file.
+    Folders the walk refuses (a symbolic link out of the root, a nested
+    ``.git``) are reported as not scanned. ``progress`` is called with
+    (bytes done, bytes in total) after each file.
     """
     policy = policy or ScanPolicy()
-    files = list(iter_files(paths))
     report = ScanReport(policy)
+    items = list(walk(paths))
     sizes = []
-    for fp in files:
+    for item in items:
         try:
-            sizes.append(fp.stat().st_size)
+            sizes.append(item.path.stat().st_size if item.refused is None else 0)
         except OSError:
             sizes.append(0)
     total = sum(sizes)
     done = 0
-    for fp, size in zip(files, sizes, strict=True):
-        report.files.append(scan_file(fp, policy))
+    scanned: dict[int, FileReport] = {}
+    plain = [i for i, item in enumerate(items) if item.refused is None and item.skipped is None]
+    for start in range(0, len(plain), _BATCH):
+        chunk = plain[start : start + _BATCH]
+        reports = _scan_prefetched([items[i].path for i in chunk], policy)
+        scanned.update(zip(chunk, reports, strict=True))
+    for n, (item, size) in enumerate(zip(items, sizes, strict=True)):
+        if item.refused is not None:
+            shown = path_of(item.path)
+            fr = FileReport(shown, "folder")
+            fr.findings = [Finding(shown, "not-scanned", item.refused)]
+            verdict_of(fr)
+            report.files.append(fr)
+        elif item.skipped is not None:
+            report.files.append(
+                FileReport(path_of(item.path), "folder", "skipped", note=item.skipped)
+            )
+        else:
+            report.files.append(scanned[n])
         done += size
         if progress is not None:
             progress(done, total)
