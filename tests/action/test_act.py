@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -109,7 +110,12 @@ def test_action_yml_under_act(tmp_path: Path) -> None:
     model = repo / "models" / "tiny"
     model.mkdir(parents=True)
     (model / "config.json").write_text('{"layers": 2}\n')
-    (model / "weights.bin").write_bytes(bytes(range(256)) * 8)
+    # a valid safetensors file (the scanner judges by content, not by name)
+    header = json.dumps({"w": {"dtype": "U8", "shape": [2048], "data_offsets": [0, 2048]}})
+    payload = header.encode().ljust(len(header) + (-len(header)) % 8)
+    (model / "weights.bin").write_bytes(
+        struct.pack("<Q", len(payload)) + payload + bytes(range(256)) * 8
+    )
     (repo / ".github" / "workflows").mkdir(parents=True)
     (repo / ".github" / "workflows" / "selftest.yml").write_text(WORKFLOW)
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
