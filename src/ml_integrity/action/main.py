@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import json
 import os
 import sys
@@ -54,11 +53,10 @@ from ml_integrity.errors import (
 
 if TYPE_CHECKING:
     from ml_integrity.core.signing import Signer
-    from ml_integrity.core.verifying import BundleVerifier
     from ml_integrity.git.runner import Git
     from ml_integrity.scan.scanner import FileReport, ScanPolicy, ScanReport
-    from ml_integrity.trust.policy import ChainRule, IdentityRule, KeyRule, Policy
-    from ml_integrity.trust.sigstore import SigstoreTrust
+    from ml_integrity.trust.policy import Policy
+    from ml_integrity.trust.resolver import Trust
 
 ENV_PREFIX = "GHA_ML_INTEGRITY_"
 MAX_ANNOTATIONS = 10
@@ -428,128 +426,38 @@ def _read_file(path: Path, what: str) -> bytes:
         ) from None
 
 
-# --- trust: the verifier made from the inputs -------------------------------------------
+# --- trust: the one trust value made from the inputs -------------------------------------
 
 
-class ActionBackends:
-    """The verification backends for the policy (a :class:`verdict.VerifierFactory`).
+def resolve_action_trust(inputs: Inputs, reader: TrustReader) -> Trust:
+    """The Action's trust, from its inputs (never from the repository itself).
 
     Sigstore's trusted root: the ``trusted-root`` input, else the policy's,
     else the public-good instance named by the ``sigstore`` input (production
     by default), refreshed over TUF.
     """
+    from ml_integrity.trust.resolver import SigstoreRoots, TrustRequest, resolve_trust
 
-    def __init__(self, ctx: Context, inputs: Inputs, trust: TrustReader) -> None:
-        self.ctx = ctx
-        self.inputs = inputs
-        self.trust = trust
-        self._root: tuple[bytes, str] | None = None
-        if inputs.trusted_root:
-            self._root = trust.read(inputs.trusted_root, "Sigstore trusted root")
-
-    def _file(self, pem: bytes, prefix: str) -> Path:
-        p = self.ctx.temp_dir("trust") / f"{prefix}-{hashlib.sha256(pem).hexdigest()[:16]}.pem"
-        p.write_bytes(pem)
-        return p
-
-    def sigstore_trust(self, policy: Policy) -> SigstoreTrust:
-        from ml_integrity.trust.sigstore import SigstoreTrust
-
-        if self._root is not None:
-            return SigstoreTrust(trusted_root=self._root[0], trusted_root_label=self._root[1])
-        if policy.sigstore.trusted_root is not None and not self.inputs.sigstore:
-            return SigstoreTrust(
-                trusted_root=policy.sigstore.trusted_root,
-                trusted_root_label=policy.sigstore.trusted_root_label,
-            )
-        instance = self.inputs.sigstore or policy.sigstore.instance
-        return SigstoreTrust(instance="staging" if instance == "staging" else "production")
-
-    def keyless(
-        self,
-        signers: Sequence[tuple[str, IdentityRule]],
-        deny: Sequence[IdentityRule],
-        policy: Policy,
-    ) -> BundleVerifier:
-        from ml_integrity.trust.sigstore import SigstoreVerifier
-
-        return SigstoreVerifier(signers, trust=self.sigstore_trust(policy), deny=deny)
-
-    def key(self, rule: KeyRule) -> BundleVerifier:
-        from ml_integrity.trust.keys import KeyVerifier
-
-        verifier = KeyVerifier(self._file(rule.pem, "key"))
-        verifier.key_path = Path(rule.label)
-        return verifier
-
-    def chain(self, rule: ChainRule) -> BundleVerifier:
-        from ml_integrity.trust.keys import CertificateVerifier
-
-        verifier = CertificateVerifier([self._file(rule.pem, "chain")])
-        verifier.anchor_paths = [Path(rule.label)]
-        return verifier
-
-
-def _identity_rule(inputs: Inputs) -> IdentityRule | None:
-    from ml_integrity.trust.policy import IDENTITY_FIELDS, identity_rule
-
-    return identity_rule(
-        **{f: getattr(inputs, f) for f in IDENTITY_FIELDS},
-        names={f: f.replace("_", "-") for f in IDENTITY_FIELDS},
+    request = TrustRequest(
+        identity=inputs.identity,
+        identity_regex=inputs.identity_regex,
+        issuer=inputs.issuer,
+        github_repository=inputs.github_repository,
+        github_ref=inputs.github_ref,
+        github_workflow=inputs.github_workflow,
+        keys=tuple(inputs.public_keys),
+        cert_chain=tuple(inputs.cert_chain),
+        policy=inputs.policy or None,
+        roots=SigstoreRoots(
+            instance="staging"
+            if inputs.sigstore == "staging"
+            else "production"
+            if inputs.sigstore == "production"
+            else ""
+        ),
+        trusted_root=inputs.trusted_root or None,
     )
-
-
-def build_policy(inputs: Inputs, trust: TrustReader) -> Policy:
-    """The trust policy made from the Action's inputs (never from the repository itself)."""
-    from ml_integrity.trust.policy import (
-        PolicySource,
-        TrustedSigner,
-        chain_rule,
-        inline,
-        key_rule,
-        parse_policy,
-    )
-
-    signers: list[TrustedSigner] = []
-    rule = _identity_rule(inputs)
-    if rule is not None:
-        signers.append(TrustedSigner("identity", rule, "action input"))
-    for n, value in enumerate(inputs.public_keys):
-        data, origin = trust.read(value, "public key")
-        blocks = _pem_blocks(data) or [data]
-        for m, block in enumerate(blocks):
-            name = f"public-key-{n + 1}" + (f".{m + 1}" if len(blocks) > 1 else "")
-            signers.append(TrustedSigner(name, key_rule(block, origin), "action input public-key"))
-    if inputs.cert_chain:
-        parts = [trust.read(value, "root certificate") for value in inputs.cert_chain]
-        signers.append(TrustedSigner("cert-chain", chain_rule(parts), "action input cert-chain"))
-    if inputs.policy:
-        if signers:
-            raise UsageError(
-                "give either policy or trust inputs (public-key, cert-chain, identity...), "
-                "not both",
-                hint="put the signers into the policy file",
-            )
-        text, origin = trust.read(inputs.policy, "policy")
-        folder = Path(inputs.policy).parent
-
-        def reader(rel: str) -> bytes:
-            target = rel if Path(rel).is_absolute() else str(folder / rel)
-            return trust.read(target, "file named by the policy")[0]
-
-        return parse_policy(
-            text,
-            source=PolicySource("action input", origin),
-            label=origin,
-            reader=reader,
-        )
-    if not signers:
-        raise UsageError(
-            "no trust given to the Action",
-            hint="set 'public-key', 'cert-chain', a Sigstore identity ('identity' + 'issuer', "
-            "or 'github-repository') or 'policy'; trust never comes from the repository",
-        )
-    return inline(signers)
+    return resolve_trust(request, "action", reader=reader)
 
 
 def describe_trust(policy: Policy) -> list[str]:
@@ -559,20 +467,6 @@ def describe_trust(policy: Policy) -> list[str]:
     if policy.source.kind != "command line":
         out.insert(0, f"policy {policy.source.describe()}")
     return out
-
-
-def _pem_blocks(data: bytes) -> list[bytes]:
-    blocks = []
-    current: list[bytes] = []
-    for line in data.splitlines(keepends=True):
-        if line.startswith(b"-----BEGIN"):
-            current = [line]
-        elif current:
-            current.append(line)
-            if line.startswith(b"-----END"):
-                blocks.append(b"".join(current))
-                current = []
-    return blocks
 
 
 # --- the report --------------------------------------------------------------------------
@@ -667,21 +561,18 @@ def run_verify(ctx: Context, inputs: Inputs, runner: Runner) -> int:
             )
         runner.log(f"ml-integrity: the commit before this push ({base[:12]}) is not available")
         base = None
-    from ml_integrity.trust.verdict import PolicyVerifier
-
-    trust = TrustReader(ctx, git, base)
-    policy = build_policy(inputs, trust)
-    backends = ActionBackends(ctx, inputs, trust)
+    trust = resolve_action_trust(inputs, TrustReader(ctx, git, base))
+    policy = trust.policy
+    assert policy is not None
     target = inputs.path or "repository"
     report = VerifyReport(target, describe_trust(policy))
     report.notes.extend(policy.warnings)
 
     with runner.group("ml-integrity: signatures"):
         if inputs.path:
-            scope = _verify_path(ctx, inputs, policy, backends, report, runner)
+            scope = _verify_path(ctx, inputs, trust, report, runner)
         else:
-            verifier = PolicyVerifier(policy, backends)
-            scope = _verify_repository(git, verifier, report, runner)
+            scope = _verify_repository(git, trust, report, runner)
             _apply_policy_to_repository(policy, report)
 
     if inputs.scan != "none":
@@ -739,8 +630,7 @@ def _apply_policy_to_repository(policy: Policy, report: VerifyReport) -> None:
 def _verify_path(
     ctx: Context,
     inputs: Inputs,
-    policy: Policy,
-    backends: ActionBackends,
+    trust: Trust,
     report: VerifyReport,
     runner: Runner,
 ) -> list[str]:
@@ -757,7 +647,8 @@ def _verify_path(
     bundle = _resolve(ctx, inputs.bundle)
     prefix = _rel(ctx, target)
     try:
-        result = verify(target, [bundle], policy, backends)
+        assert trust.policy is not None
+        result = verify(target, [bundle], trust.policy, trust.backends())
     except IntegrityError as exc:
         report.signature_error = exc.message
         for kind, names in (
@@ -807,17 +698,17 @@ def _verify_path(
 
 def _verify_repository(
     git: Git,
-    verifier: BundleVerifier,
+    trust: Trust,
     report: VerifyReport,
     runner: Runner,
 ) -> list[str]:
     """Pointer-level check of HEAD (no download); returns the LFS paths."""
     from ml_integrity.git.repository import Repository
 
-    # The verifier (a policy over the Action's backends) has no trust
-    # fingerprint, so nothing is cached: a checkout reused by a self-hosted
-    # runner never answers from a verification made with other trust.
-    with Repository(git, verifier_factory=lambda _root: verifier) as repo:
+    # The Action's trust has no fingerprint (SigstoreRoots.cacheable), so nothing
+    # is cached: a checkout reused by a self-hosted runner never answers from a
+    # verification made with other trust.
+    with Repository(git, trust=trust) as repo:
         verdict = repo.check_tree("HEAD")
     report.signers = sorted(set(verdict.verified.signers))
     report.signature_error = verdict.verified.error if verdict.pointers else None

@@ -280,6 +280,18 @@ class KeyVerifier:
         self.key = load_public_key(public_key_path)
         self.key_path = public_key_path
 
+    @classmethod
+    def from_pem(cls, pem: bytes, label: str) -> KeyVerifier:
+        """Trust the public key in ``pem`` (already validated), named ``label`` in messages."""
+        verifier = cls.__new__(cls)
+        try:
+            key = serialization.load_pem_public_key(pem)
+        except (ValueError, UnsupportedAlgorithm):
+            raise ConfigError("not a PEM public key", path=label) from None
+        verifier.key = _check_public(key, Path(label))
+        verifier.key_path = Path(label)
+        return verifier
+
     def trust_fingerprint(self) -> str:
         """Digest of the trusted key (see :func:`verifying.trust_fingerprint`)."""
         return hashlib.sha256(b"ml-integrity key trust v1\0" + public_pem(self.key)).hexdigest()
@@ -330,6 +342,18 @@ class CertificateVerifier:
         self.anchors = [c for p in anchors for c in _load_certs(p)]
         self.anchor_paths = list(anchors)
         self.at = at
+
+    @classmethod
+    def from_pem(cls, pem: bytes, label: str) -> CertificateVerifier:
+        """Trust the root certificates in ``pem`` (already validated), named ``label``."""
+        verifier = cls.__new__(cls)
+        try:
+            verifier.anchors = x509.load_pem_x509_certificates(pem)
+        except ValueError:
+            raise ConfigError("no PEM certificate", path=label) from None
+        verifier.anchor_paths = [Path(label)]
+        verifier.at = None
+        return verifier
 
     def trust_fingerprint(self) -> str:
         """Digest of the trust anchors (see :func:`verifying.trust_fingerprint`)."""

@@ -1259,22 +1259,31 @@ def load_policy(path: Path, kind: Literal["command line", "git config", "action 
 
 
 class RepositoryReader(Protocol):
-    """What policy resolution needs from the repository (git adapter)."""
+    """What policy resolution reads from the repository.
+
+    The entry point passes its git adapter (``ml_integrity.git.runner.Git``
+    satisfies this), so trust never imports git.
+    """
 
     @property
     def root(self) -> Path: ...
 
-    def config_get(self, key: str) -> str | None:
-        """A git config value (any scope), or None."""
+    def config_matching(self, regexp: str) -> dict[str, str]:
+        """Every git config key matching ``regexp`` (lower-case) -> its value."""
         ...
 
-    def resolve_revision(self, rev: str) -> str | None:
-        """The commit id ``rev`` names, or None."""
+    def rev_parse(self, rev: str) -> str | None:
+        """The object id ``rev`` names, or None."""
         ...
 
-    def read_at(self, rev: str, path: str) -> bytes | None:
+    def blob_at(self, rev: str, path: str) -> bytes | None:
         """The content of ``path`` in commit ``rev``, or None if it has no such file."""
         ...
+
+
+def trust_config(repo: RepositoryReader) -> dict[str, str]:
+    """The ``ml-integrity.*`` git config (lower-case keys), in one git run."""
+    return repo.config_matching(r"^ml-integrity\.")
 
 
 def _in_repo_reader(repo: RepositoryReader, rev: str, folder: str) -> Reader:
@@ -1284,7 +1293,7 @@ def _in_repo_reader(repo: RepositoryReader, rev: str, folder: str) -> Reader:
             raise ConfigError(
                 f"an in-repository policy may only name files inside the repository: {rel!r}"
             )
-        data = repo.read_at(rev, raw.as_posix())
+        data = repo.blob_at(rev, raw.as_posix())
         if data is None:
             raise ConfigError(
                 f"{raw} is not in the trusted base revision {rev[:12]}",
@@ -1309,6 +1318,7 @@ def resolve(
     explicit_kind: Literal["command line", "action input"] = "command line",
     repo: RepositoryReader | None,
     base: str | None = None,
+    config: Mapping[str, str] | None = None,
 ) -> Resolution:
     """Find the policy by precedence: explicit > git config > in-repo at a trusted base.
 
@@ -1316,21 +1326,23 @@ def resolve(
     base revision (``base``, else git config ``ml-integrity.policyBase``), as
     are the keys and certificates it names; the working tree's copy is never
     used for trust. Without a base it is refused (ConfigError), so that a
-    change can never trust the signer it brings along.
+    change can never trust the signer it brings along. ``config`` is the
+    repository's ``ml-integrity.*`` git config when the caller has read it.
     """
     if explicit is not None:
         policy = load_policy(explicit, explicit_kind)
         return Resolution(policy, _inside_note(explicit, repo, explicit_kind))
     if repo is None:
         return Resolution(None)
-    configured = repo.config_get(GIT_CONFIG_POLICY)
+    config = trust_config(repo) if config is None else config
+    configured = config.get(GIT_CONFIG_POLICY)
     if configured:
         p = Path(configured).expanduser()
         if not p.is_absolute():
             p = repo.root / p
         return Resolution(load_policy(p, "git config"), _inside_note(p, repo, "git config"))
     in_tree = (repo.root / IN_REPO_POLICY).is_file()
-    base = base or repo.config_get(GIT_CONFIG_BASE)
+    base = base or config.get(GIT_CONFIG_BASE) or None
     if base is None:
         if in_tree:
             raise ConfigError(
@@ -1342,14 +1354,14 @@ def resolve(
                 "repository with --policy FILE or 'git config ml-integrity.policy FILE'",
             )
         return Resolution(None)
-    commit = repo.resolve_revision(base)
+    commit = repo.rev_parse(f"{base}^{{commit}}")
     if commit is None:
         raise ConfigError(
             f"trusted base revision {base!r} does not exist in this repository",
             path=repo.root,
             hint="fetch it first (git fetch), or name another commit",
         )
-    text = repo.read_at(commit, IN_REPO_POLICY)
+    text = repo.blob_at(commit, IN_REPO_POLICY)
     if text is None and not in_tree:
         return Resolution(None)
     if text is None:
