@@ -27,10 +27,10 @@ from ml_integrity.trust.policy import (
     Requirement,
     glob_match,
     identity_rule,
-    load_policy,
-    parse_policy,
     satisfy,
 )
+from ml_integrity.trust.policy_source import load_policy
+from ml_integrity.trust.policy_yaml import parse_policy
 from tests.conftest import CLI, VECTORS
 
 MT = VECTORS / "model-transparency-v1.0.0"

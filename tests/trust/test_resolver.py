@@ -1,7 +1,7 @@
 """The one trust resolver: every entry point's inputs become one immutable Trust.
 
 The repository is read through the git runner (``git.runner.Git`` satisfies
-``trust.policy.RepositoryReader``); GitPython is gone, and the filter and hook
+``trust.policy_source.RepositoryReader``); GitPython is gone, and the filter and hook
 start-up stays free of cryptography and sigstore.
 """
 

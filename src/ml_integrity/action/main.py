@@ -1069,7 +1069,7 @@ def _keyless_signer(ctx: Context, inputs: Inputs) -> Signer:
             hint="add 'permissions: id-token: write' to the job (plus 'contents: write' to "
             "attach the bundle to the release), or sign with a key (signing-key input)",
         )
-    from ml_integrity.trust.sigstore import SigstoreSigner
+    from ml_integrity.trust.sigstore_sign import SigstoreSigner
 
     trust_config = _resolve(ctx, inputs.trust_config) if inputs.trust_config else None
     if trust_config is not None and inputs.sigstore == "staging":

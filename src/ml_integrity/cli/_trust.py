@@ -101,7 +101,7 @@ def make_keyless_signer(args: argparse.Namespace) -> Signer:
         raise UsageError("--cert goes with --key, not with --sigstore")
     if args.staging and args.trust_config is not None:
         raise UsageError("give either --staging or --trust-config")
-    from ml_integrity.trust.sigstore import SigstoreSigner
+    from ml_integrity.trust.sigstore_sign import SigstoreSigner
 
     return SigstoreSigner(
         identity_token=args.identity_token or os.environ.get(IDENTITY_TOKEN_ENV) or None,

@@ -23,7 +23,7 @@ from ml_integrity.errors import UsageError
 if TYPE_CHECKING:
     from ml_integrity.core.verifying import BundleVerifier
     from ml_integrity.trust.policy import ChainRule, IdentityRule, KeyRule, Policy
-    from ml_integrity.trust.sigstore import SigstoreTrust
+    from ml_integrity.trust.sigstore_roots import SigstoreTrust
 
 __all__ = ["Backends", "SigstoreRoots"]
 
@@ -68,7 +68,7 @@ class SigstoreRoots:
         return h.hexdigest()
 
     def sigstore_trust(self, policy: Policy) -> SigstoreTrust:
-        from ml_integrity.trust.sigstore import SigstoreTrust
+        from ml_integrity.trust.sigstore_roots import SigstoreTrust
 
         if self.trusted_root_file is not None:
             if self.staging:

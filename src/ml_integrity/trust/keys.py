@@ -29,6 +29,7 @@ from cryptography.x509 import verification as x509v
 from ml_integrity.core import oms
 from ml_integrity.core.verifying import VerifiedPayload
 from ml_integrity.errors import BundleError, ConfigError, SignatureError, UsageError
+from ml_integrity.trust.policy import ChainRule, KeyRule
 
 KeyType = Literal["ec-p256", "ec-p384", "ec-p521", "ed25519"]
 KEY_TYPES: tuple[str, ...] = ("ec-p256", "ec-p384", "ec-p521", "ed25519")
@@ -438,3 +439,46 @@ class CertificateVerifier:
                 "and no codeSigning extended key usage)",
                 path=source,
             )
+
+
+# --- policy rules from PEM text -----------------------------------------------------
+
+
+def key_rule(pem: bytes, label: str, *, path: str | None = None) -> KeyRule:
+    """A key rule from PEM text; ConfigError when it is not a usable public key."""
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, UnsupportedAlgorithm):
+        hint = (
+            "this is a private key: give the public key (.pub)"
+            if b"PRIVATE KEY" in pem
+            else "expected '-----BEGIN PUBLIC KEY-----' (SubjectPublicKeyInfo)"
+        )
+        raise ConfigError(f"{label}: not a PEM public key", hint=hint) from None
+    if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+        raise ConfigError(f"{label}: unsupported key type (EC P-256/P-384/P-521 or Ed25519)")
+    spki = key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return KeyRule(pem=spki, label=label, fingerprint=hashlib.sha256(spki).hexdigest(), path=path)
+
+
+def chain_rule(parts: Sequence[tuple[bytes, str]], *, paths: Sequence[str] = ()) -> ChainRule:
+    """A certificate-chain rule from PEM texts (with labels); ConfigError if one holds none."""
+    pems: list[bytes] = []
+    subjects: list[str] = []
+    for pem, label in parts:
+        try:
+            certs = x509.load_pem_x509_certificates(pem)
+        except ValueError:
+            raise ConfigError(
+                f"{label}: no PEM certificate", hint="expected '-----BEGIN CERTIFICATE-----'"
+            ) from None
+        pems.append(pem if pem.endswith(b"\n") else pem + b"\n")
+        subjects.extend(c.subject.rfc4514_string() for c in certs)
+    return ChainRule(
+        pem=b"".join(pems),
+        label=", ".join(label for _, label in parts),
+        subjects=tuple(subjects),
+        paths=tuple(paths),
+    )

@@ -25,7 +25,7 @@ Where trust comes from, by ``purpose``:
 - ``action``: the Action's inputs, read through the Action's
   :class:`MaterialReader` (a pull request's trust files come from its base).
 
-The repository is read through :class:`~ml_integrity.trust.policy.RepositoryReader`,
+The repository is read through :class:`~ml_integrity.trust.policy_source.RepositoryReader`,
 which the entry point satisfies with its git adapter (dependency inversion:
 trust never imports git). Nothing heavy is imported for ``checkout``.
 """
@@ -49,9 +49,9 @@ if TYPE_CHECKING:
         KeyRule,
         Policy,
         PolicySource,
-        RepositoryReader,
         TrustedSigner,
     )
+    from ml_integrity.trust.policy_source import RepositoryReader
 
 __all__ = [
     "MaterialReader",
@@ -228,7 +228,7 @@ def _key_rule_from_file(path: Path) -> KeyRule:
 
 
 def _chain_rule_from_files(paths: tuple[Path, ...]) -> ChainRule:
-    from ml_integrity.trust.policy import chain_rule
+    from ml_integrity.trust.keys import chain_rule
 
     parts = []
     for p in paths:
@@ -303,7 +303,7 @@ def _policy_trust_value(
 
 
 def _model_trust(request: TrustRequest, repo: RepositoryReader | None) -> Trust:
-    from ml_integrity.trust.policy import resolve
+    from ml_integrity.trust.policy_source import resolve
 
     inline_policy = _command_line_policy(request)
     if inline_policy is not None:
@@ -321,9 +321,7 @@ def _model_trust(request: TrustRequest, repo: RepositoryReader | None) -> Trust:
 
 def _settings_trust(repo: RepositoryReader, roots: SigstoreRoots, files: tuple[Path, ...]) -> Trust:
     """The repository's git config trust (``ml-integrity.publicKey`` / ``certChain``)."""
-    from ml_integrity.trust.policy import trust_config
-
-    config = trust_config(repo)
+    config = repo.config_matching(r"^ml-integrity\.")  # one git run for every setting
     return _from_config(config, repo.root, roots, files)
 
 
@@ -342,7 +340,8 @@ def _repository_trust(request: TrustRequest, repo: RepositoryReader) -> Trust:
     """Command line first; else git config (policy, then key or chain); else the
     in-repository policy at a trusted base. With nothing at all, the repository's
     git config decides (and the verdict reports that no trust root is configured)."""
-    from ml_integrity.trust.policy import GIT_CONFIG_BASE, GIT_CONFIG_POLICY, resolve, trust_config
+    from ml_integrity.trust.policy import GIT_CONFIG_BASE, GIT_CONFIG_POLICY
+    from ml_integrity.trust.policy_source import resolve, trust_config
 
     files: list[Path] = []
     roots = request.roots
@@ -363,7 +362,7 @@ def _repository_trust(request: TrustRequest, repo: RepositoryReader) -> Trust:
     if inline_policy is not None:
         return _policy_trust_value(request, inline_policy, files)
     if request.policy is not None:
-        from ml_integrity.trust.policy import load_policy
+        from ml_integrity.trust.policy_source import load_policy
 
         return _policy_trust_value(
             request, load_policy(Path(request.policy), "command line"), files
@@ -396,7 +395,7 @@ def _clone_trust(request: TrustRequest) -> Trust:
 
 
 def _policy_trust(request: TrustRequest, repo: RepositoryReader | None) -> Trust:
-    from ml_integrity.trust.policy import resolve
+    from ml_integrity.trust.policy_source import resolve
 
     if request.policy is not None:
         if request.policy_base is not None:
@@ -433,16 +432,15 @@ def _pem_blocks(data: bytes) -> list[bytes]:
 
 def _action_policy(request: TrustRequest, reader: MaterialReader) -> Policy:
     """The trust policy made from the Action's inputs (never from the repository itself)."""
+    from ml_integrity.trust.keys import chain_rule, key_rule
     from ml_integrity.trust.policy import (
         IDENTITY_FIELDS,
         PolicySource,
         TrustedSigner,
-        chain_rule,
         identity_rule,
         inline,
-        key_rule,
-        parse_policy,
     )
+    from ml_integrity.trust.policy_yaml import parse_policy
 
     signers: list[TrustedSigner] = []
     rule = identity_rule(
