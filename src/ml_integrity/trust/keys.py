@@ -422,23 +422,36 @@ class CertificateVerifier:
 
     @staticmethod
     def _check_usage(leaf: x509.Certificate, source: str) -> None:
-        ok = False
-        try:
-            ku = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
-            ok = ok or ku.digital_signature
-        except x509.ExtensionNotFound:
-            pass
-        try:
-            eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-            ok = ok or x509.oid.ExtendedKeyUsageOID.CODE_SIGNING in eku
-        except x509.ExtensionNotFound:
-            pass
-        if not ok:
+        problem = end_entity_problem(leaf)
+        if problem is not None:
             raise SignatureError(
-                "signing certificate is not for signing (no digitalSignature key usage "
-                "and no codeSigning extended key usage)",
+                f"signing certificate {problem}",
                 path=source,
+                hint="sign with an end-entity certificate issued for signing (basicConstraints "
+                "CA:FALSE or absent, keyUsage digitalSignature), not with a CA's certificate",
             )
+
+
+def end_entity_problem(cert: x509.Certificate) -> str | None:
+    """Why ``cert`` cannot be a signing leaf, or None.
+
+    A signing leaf is an end-entity certificate: not a CA (no basicConstraints
+    CA:TRUE, no keyCertSign key usage), with the digitalSignature key usage.
+    """
+    try:
+        if cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return "is a CA certificate (basicConstraints CA:TRUE), not an end-entity certificate"
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return "is not for signing (it has no keyUsage extension; digitalSignature is required)"
+    if usage.key_cert_sign:
+        return "is a CA certificate (its keyUsage includes keyCertSign)"
+    if not usage.digital_signature:
+        return "is not for signing (no digitalSignature key usage)"
+    return None
 
 
 # --- policy rules from PEM text -----------------------------------------------------

@@ -64,6 +64,13 @@ __all__ = ["Reader", "parse_policy"]
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _REPO_RE = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 
+MAX_POLICY_BYTES = 1 << 20
+"""A policy larger than this (1 MiB) is refused before it is parsed."""
+MAX_POLICY_DEPTH = 32
+"""Collections nested deeper than this are refused (a real policy nests about 5 deep)."""
+MAX_POLICY_NODES = 100_000
+"""At most this many YAML values (aliases included) in a policy."""
+
 Reader = Callable[[str], bytes]
 """Reads a file named in a policy (a path relative to the policy's folder)."""
 
@@ -350,6 +357,52 @@ def _requirement(doc: _Doc, node: yaml.Node, names: set[str]) -> Requirement:
     return Requirement("k-of-n", ordered, k)
 
 
+def _compose(text: bytes, label: str) -> yaml.Node | None:
+    """The YAML node tree of a policy, within the size and nesting limits."""
+    import yaml
+
+    if len(text) > MAX_POLICY_BYTES:
+        raise ConfigError(
+            f"policy is {len(text):,} bytes, more than the {MAX_POLICY_BYTES:,} a policy may have",
+            path=label,
+            hint="a policy is a short YAML file: name key and certificate files instead of "
+            "inlining large material",
+        )
+    try:
+        decoded = text.decode("utf-8")
+        depth = nodes = 0
+        # the event stream first (no recursion): PyYAML's composer recurses per level
+        for event in yaml.parse(decoded, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+            nodes += isinstance(event, yaml.NodeEvent)
+            if depth > MAX_POLICY_DEPTH or nodes > MAX_POLICY_NODES:
+                what = f"nested more than {MAX_POLICY_DEPTH} levels deep"
+                if depth <= MAX_POLICY_DEPTH:
+                    what = f"made of more than {MAX_POLICY_NODES:,} values"
+                mark = event.start_mark
+                raise ConfigError(
+                    f"policy is {what}",
+                    path=f"{label}:{mark.line + 1}" if mark else label,
+                    hint="a policy is a short YAML file; this one cannot be a real policy",
+                )
+        return yaml.compose(decoded, Loader=yaml.SafeLoader)
+    except UnicodeDecodeError:
+        raise ConfigError("policy is not UTF-8 text", path=label) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{label}:{mark.line + 1}" if mark else label
+        raise ConfigError(
+            f"not valid YAML: {exc.problem or exc.context}",
+            path=where,
+            hint="check the indentation and quoting on this line",
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", path=label) from None
+
+
 def parse_policy(
     text: bytes,
     *,
@@ -365,20 +418,7 @@ def parse_policy(
     import yaml
 
     doc = _Doc(label)
-    try:
-        root = yaml.compose(text.decode("utf-8"), Loader=yaml.SafeLoader)
-    except UnicodeDecodeError:
-        raise ConfigError("policy is not UTF-8 text", path=label) from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{label}:{mark.line + 1}" if mark else label
-        raise ConfigError(
-            f"not valid YAML: {exc.problem or exc.context}",
-            path=where,
-            hint="check the indentation and quoting on this line",
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", path=label) from None
+    root = _compose(text, label)
     if root is None:
         raise ConfigError("policy is empty", path=label, hint="start with 'version: 1'")
     top = doc.mapping(

@@ -232,9 +232,14 @@ class TrustedIdentities:
         self.reasons: list[str] = []
 
     def verify(self, cert: Certificate) -> None:
+        from ml_integrity.trust.keys import end_entity_problem
+
         verification_error = _verification_error()
         self.facts = certificate_facts(cert)
         self.matched, self.reasons, self.denied, self.refused = [], [], None, False
+        problem = end_entity_problem(cert)
+        if problem is not None:  # sigstore checks the usage, not that the leaf is no CA
+            raise verification_error(f"the signing certificate {problem}")
         for rule, pol in self._deny:
             try:
                 pol.verify(cert)
