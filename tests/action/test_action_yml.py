@@ -90,7 +90,7 @@ def test_requirements_are_pinned_with_hashes() -> None:
         if block.strip():
             assert "--hash=sha256:" in block, block.splitlines()[0]
     names = {n.lower() for n, _ in requirements}
-    for runtime in ("cryptography", "gitpython", "pyyaml", "requests", "sigstore", "hatchling"):
+    for runtime in ("cryptography", "pyyaml", "requests", "sigstore", "hatchling"):
         assert runtime in names
 
 

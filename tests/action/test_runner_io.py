@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from ml_integrity.action.main import (
+from ml_integrity.action.output import (
     MAX_ANNOTATIONS,
     Runner,
     escape_data,

@@ -54,22 +54,10 @@ def copy_model(src: Path, dst: Path) -> Path:
             id="mt-v1.0.0-key-single-file",
         ),
         pytest.param(
-            MT / "v1.0.0-certificate",
-            MT / "v1.0.0-certificate" / "model.sig",
-            ("--cert-chain", KEYS / "ca-cert.pem"),
-            id="mt-v1.0.0-certificate",
-        ),
-        pytest.param(
             SPEC / "models" / "model",
             SPEC / "valid" / "key.bundle.json",
             ("--key", KEYS / "signing-key-pub.pem"),
             id="oms-valid-key",
-        ),
-        pytest.param(
-            SPEC / "models" / "model",
-            SPEC / "valid" / "certificate.bundle.json",
-            ("--cert-chain", KEYS / "ca-cert.pem"),
-            id="oms-valid-certificate",
         ),
     ],
 )
@@ -79,6 +67,38 @@ def test_published_vectors_verify(
     r = cli("verify", target, "--bundle", bundle, *trust)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("OK: ")
+
+
+@pytest.mark.parametrize(
+    ("target", "bundle"),
+    [
+        pytest.param(MT / "v1.0.0-certificate", MT / "v1.0.0-certificate" / "model.sig", id="mt"),
+        pytest.param(
+            SPEC / "models" / "model", SPEC / "valid" / "certificate.bundle.json", id="oms"
+        ),
+    ],
+)
+def test_published_certificate_vectors_are_refused_for_their_ca_leaf(
+    cli: CLI, target: Path, bundle: Path
+) -> None:
+    """Both certificate vectors sign with a leaf that has basicConstraints CA:TRUE.
+
+    model_signing 1.1.1 (OpenSSL path validation) accepts them; we refuse a CA
+    certificate as the signing leaf (issue 11), so here the two disagree on purpose.
+    """
+    r = cli("verify", target, "--bundle", bundle, "--cert-chain", KEYS / "ca-cert.pem")
+    assert r.returncode == 1, r.stderr
+    assert "signing certificate is a CA certificate (basicConstraints CA:TRUE)" in r.stderr
+    ms = model_signing(
+        "verify",
+        "certificate",
+        target,
+        "--signature",
+        bundle,
+        "--certificate_chain",
+        KEYS / "ca-cert.pem",
+    )
+    assert ms.returncode == 0, ms.stdout + ms.stderr
 
 
 @pytest.mark.parametrize(
@@ -127,9 +147,10 @@ def test_wrong_predicate_is_refused_even_when_properly_signed(tmp_path: Path, cl
 
 
 def test_vector_one_byte_change_is_refused(tmp_path: Path, cli: CLI) -> None:
-    model = copy_model(MT / "v1.0.0-certificate", tmp_path / "m")
+    model = copy_model(SPEC / "models" / "model", tmp_path / "m")
     (model / "signme-2").write_bytes(b"signme-3")
-    r = cli("verify", model, "--bundle", model / "model.sig", "--cert-chain", KEYS / "ca-cert.pem")
+    bundle = SPEC / "valid" / "key.bundle.json"
+    r = cli("verify", model, "--bundle", bundle, "--key", KEYS / "signing-key-pub.pem")
     assert r.returncode == 1
     assert "changed: signme-2" in r.stderr
 
@@ -149,27 +170,16 @@ def test_vector_recorded_ignore_paths_are_honoured(tmp_path: Path, cli: CLI) -> 
 
 
 def test_certificate_chain_needs_a_trusted_anchor(tmp_path: Path, cli: CLI) -> None:
-    """Any certificate given with --cert-chain is a trust anchor; an unrelated CA is not."""
-    unrelated, _, _ = _make_ca(tmp_path)
-    r = cli(
-        "verify",
-        MT / "v1.0.0-certificate",
-        "--bundle",
-        MT / "v1.0.0-certificate" / "model.sig",
-        "--cert-chain",
-        unrelated,
-    )
+    """An unrelated CA is no anchor (an intermediate as anchor: tests/trust/test_certificates)."""
+    model = make_model(tmp_path)
+    _, key, leaf = _make_ca(tmp_path)
+    r = cli("sign", model, "--key", key, "--cert", leaf, "--bundle", tmp_path / "c.sig")
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "other").mkdir()
+    unrelated, _, _ = _make_ca(tmp_path / "other")
+    r = cli("verify", model, "--bundle", tmp_path / "c.sig", "--cert-chain", unrelated)
     assert r.returncode == 1
     assert "trusted root" in r.stderr
-    anchored = cli(
-        "verify",
-        MT / "v1.0.0-certificate",
-        "--bundle",
-        MT / "v1.0.0-certificate" / "model.sig",
-        "--cert-chain",
-        KEYS / "int-ca-cert.pem",
-    )
-    assert anchored.returncode == 0, anchored.stderr
 
 
 def test_key_bundle_is_not_accepted_as_certificate(cli: CLI) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from ml_integrity.errors import ConfigError, Error, NetworkError, OperationalError, UsageError
-from ml_integrity.trust import sigstore as _sigstore
+from ml_integrity.trust import sigstore_roots as _sigstore_roots
 from ml_integrity.trust.sigstore import SigstoreSigner
 from tests.conftest import CLI
 from tests.support.sigstore_doubles import (
@@ -411,7 +411,7 @@ def test_signed_payload_is_the_exact_statement(
 
 def test_trust_root_refresh_failure_is_a_network_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """Production/staging trust roots come from TUF; here its URL points at a closed port."""
-    monkeypatch.setitem(_sigstore._TUF_URLS, "production", closed_port_url())
+    monkeypatch.setitem(_sigstore_roots._TUF_URLS, "production", closed_port_url())
     with pytest.raises(NetworkError) as info:
         SigstoreSigner(identity_token="unused", interactive=False)
     assert "--offline" in (info.value.hint or "")

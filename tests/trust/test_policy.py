@@ -27,10 +27,10 @@ from ml_integrity.trust.policy import (
     Requirement,
     glob_match,
     identity_rule,
-    load_policy,
-    parse_policy,
     satisfy,
 )
+from ml_integrity.trust.policy_source import load_policy
+from ml_integrity.trust.policy_yaml import parse_policy
 from tests.conftest import CLI, VECTORS
 
 MT = VECTORS / "model-transparency-v1.0.0"
@@ -464,17 +464,22 @@ def test_inline_pem_key_and_certificate_chain_signers(cli: CLI, tmp_path: Path) 
     pem = (MT / "keys" / "certificate" / "signing-key-pub.pem").read_text()
     pem = pem[pem.index("-----BEGIN PUBLIC KEY-----") :]
     indented = "\n".join("      " + line for line in pem.splitlines())
-    ca = MT / "keys" / "certificate" / "ca-cert.pem"
+    from tests.core.test_interop import _make_ca
+
+    ca, leaf_key, leaf = _make_ca(tmp_path)
     policy = write_policy(
         tmp_path / "p.yaml",
         f"version: 1\nsigners:\n  test-key:\n    key: |\n{indented}\n"
         f"  test-ca:\n    certificate-chain: [{ca}]\n",
     )
     model = SPEC / "models" / "model"
-    for bundle in ("key.bundle.json", "certificate.bundle.json"):
-        r = cli("verify", model, "--bundle", SPEC / "valid" / bundle, "--policy", policy, "--json")
+    # the published certificate vector's leaf is a CA (refused): sign with a real leaf
+    by_ca = tmp_path / "cert.sig"
+    signed = cli("sign", model, "--key", leaf_key, "--cert", leaf, "--bundle", by_ca)
+    assert signed.returncode == 0, signed.stderr
+    for bundle, expected in ((SPEC / "valid" / "key.bundle.json", "test-key"), (by_ca, "test-ca")):
+        r = cli("verify", model, "--bundle", bundle, "--policy", policy, "--json")
         assert r.returncode == 0, r.stderr
-        expected = "test-key" if bundle.startswith("key") else "test-ca"
         assert json.loads(r.stdout)["bundles"][0]["matched_signers"] == [expected]
 
 

@@ -1,27 +1,26 @@
 """Keyless signing and policy-based verification options for ``sign`` and ``verify``.
 
 The ``sign`` and ``verify`` command modules stay small: they register these
-options and ask :func:`make_keyless_signer` / :func:`policy_options_given` /
-:func:`run_verify` for the backend. Heavy imports (sigstore, yaml, git)
+options and ask :func:`make_keyless_signer` / :func:`run_verify` for the
+backend; :func:`trust_request` turns the verify options into the request
+the trust resolver (``trust.resolver``) takes. Heavy imports (sigstore, yaml)
 happen inside the functions.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ml_integrity.cli._common import Progress, print_json
 
 if TYPE_CHECKING:
     from ml_integrity.core.signing import Signer
-    from ml_integrity.core.verifying import BundleVerifier
-    from ml_integrity.trust.policy import ChainRule, IdentityRule, KeyRule, Policy, RepositoryReader
+    from ml_integrity.git.runner import Git
+    from ml_integrity.trust.resolver import TrustRequest
 
 IDENTITY_TOKEN_ENV = "ML_INTEGRITY_IDENTITY_TOKEN"
 
@@ -102,7 +101,7 @@ def make_keyless_signer(args: argparse.Namespace) -> Signer:
         raise UsageError("--cert goes with --key, not with --sigstore")
     if args.staging and args.trust_config is not None:
         raise UsageError("give either --staging or --trust-config")
-    from ml_integrity.trust.sigstore import SigstoreSigner
+    from ml_integrity.trust.sigstore_sign import SigstoreSigner
 
     return SigstoreSigner(
         identity_token=args.identity_token or os.environ.get(IDENTITY_TOKEN_ENV) or None,
@@ -217,238 +216,40 @@ def _non_negative(value: str) -> int:
     return n
 
 
-def _identity_given(args: argparse.Namespace) -> bool:
+def trust_request(args: argparse.Namespace) -> TrustRequest:
+    """The trust options of ``verify`` and ``check-staged``, for the resolver."""
     from ml_integrity.trust.policy import IDENTITY_FIELDS
+    from ml_integrity.trust.resolver import SigstoreRoots, TrustRequest
 
-    return any(getattr(args, f) for f in IDENTITY_FIELDS)
-
-
-def policy_options_given(args: argparse.Namespace) -> bool:
-    """Any trust option beyond --key / --cert-chain (identities, roots, policy, rollback)?"""
-    return (
-        _identity_given(args)
-        or args.trusted_root is not None
-        or args.offline
-        or args.staging
-        or args.policy is not None
-        or args.policy_base is not None
-        or args.not_older_than is not None
-        or args.repository is not None
-    )
-
-
-def identity_rule_from_args(args: argparse.Namespace) -> IdentityRule | None:
-    from ml_integrity.trust.policy import IDENTITY_FIELDS, identity_rule
-
-    return identity_rule(
+    key = getattr(args, "key", None)
+    return TrustRequest(
         **{f: getattr(args, f) for f in IDENTITY_FIELDS},
-        names={f: "--" + f.replace("_", "-") for f in IDENTITY_FIELDS},
+        keys=(str(key),) if key is not None else (),
+        cert_chain=tuple(str(p) for p in getattr(args, "cert_chain", None) or ()),
+        policy=str(args.policy) if args.policy is not None else None,
+        policy_base=args.policy_base,
+        not_older_than=args.not_older_than,
+        repository=args.repository,
+        roots=SigstoreRoots(
+            instance="staging" if args.staging else "",
+            offline=bool(args.offline),
+            trusted_root_file=args.trusted_root,
+        ),
     )
 
 
-def _key_rule_from_file(path: Path) -> KeyRule:
-    from ml_integrity.trust.keys import key_hint, load_public_key, public_pem
-    from ml_integrity.trust.policy import KeyRule
-
-    key = load_public_key(path)
-    return KeyRule(pem=public_pem(key), label=str(path), fingerprint=key_hint(key), path=str(path))
-
-
-def _chain_rule_from_files(paths: Sequence[Path]) -> ChainRule:
+def discover_git(start: Path) -> Git | None:
+    """The git work tree around ``start`` (a folder or a file), or None outside one."""
     from ml_integrity.errors import UsageError
-    from ml_integrity.trust.policy import chain_rule
+    from ml_integrity.git.runner import Git
 
-    parts = []
-    for p in paths:
-        try:
-            parts.append((p.read_bytes(), str(p)))
-        except FileNotFoundError:
-            raise UsageError("certificate file not found", path=p) from None
-        except OSError as exc:
-            raise UsageError(f"cannot read: {exc.strerror}", path=p) from None
-    return chain_rule(parts, paths=[str(p) for p in paths])
-
-
-def command_line_policy(args: argparse.Namespace) -> Policy | None:
-    """The policy the trust options on the command line make, or None if there are none."""
-    from ml_integrity.errors import UsageError
-    from ml_integrity.trust.policy import TrustedSigner, inline
-
-    signers: list[TrustedSigner] = []
-    rule = identity_rule_from_args(args)
-    if rule is not None:
-        signers.append(TrustedSigner("identity", rule, "command line"))
-    if args.key is not None:
-        signers.append(TrustedSigner("key", _key_rule_from_file(args.key), "--key"))
-    if args.cert_chain:
-        signers.append(
-            TrustedSigner("cert-chain", _chain_rule_from_files(args.cert_chain), "--cert-chain")
-        )
-    if not signers:
+    where = start if start.is_dir() else start.parent
+    if not where.is_dir():
         return None
-    if args.policy is not None:
-        raise UsageError(
-            "give either --policy or trust options (--identity, --key, ...), not both",
-            hint="put the signers into the policy file",
-        )
-    return inline(signers)
-
-
-class GitRepository:
-    """The git adapter for policy resolution (``trust.policy.RepositoryReader``)."""
-
-    def __init__(self, repo: Any) -> None:
-        self._repo = repo
-        self.root = Path(repo.working_tree_dir)
-
-    @classmethod
-    def discover(cls, start: Path) -> GitRepository | None:
-        try:
-            import git
-        except ImportError:  # pragma: no cover - a declared dependency
-            return None
-        where = start if start.is_dir() else start.parent
-        try:
-            repo = git.Repo(where, search_parent_directories=True)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-            return None
-        except git.GitCommandNotFound:
-            return None
-        if repo.bare or repo.working_tree_dir is None:
-            return None
-        return cls(repo)
-
-    def config_get(self, key: str) -> str | None:
-        import git
-
-        try:
-            value = self._repo.git.config("--get", key)
-        except git.GitCommandError:
-            return None
-        return str(value) or None
-
-    def resolve_revision(self, rev: str) -> str | None:
-        import git
-
-        try:
-            return str(self._repo.git.rev_parse("--verify", "--quiet", f"{rev}^{{commit}}"))
-        except git.GitCommandError:
-            return None
-
-    def read_at(self, rev: str, path: str) -> bytes | None:
-        import git
-
-        try:
-            obj = self._repo.commit(rev).tree / path
-        except (KeyError, ValueError, git.BadName):
-            return None
-        if obj.type != "blob":
-            return None
-        data: bytes = obj.data_stream.read()
-        return data
-
-
-class Backends:
-    """The verification backends, wired from the command line's trust-root options."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self._tmp = tempfile.TemporaryDirectory(prefix="ml-integrity-")
-
-    def close(self) -> None:
-        self._tmp.cleanup()
-
-    def trust_fingerprint(self) -> str | None:
-        """What the backends add to a policy: the Sigstore root options (keys the cache)."""
-        import hashlib
-
-        h = hashlib.sha256(b"ml-integrity cli backends v1\0")
-        h.update(f"staging={bool(self.args.staging)} offline={bool(self.args.offline)}\0".encode())
-        if self.args.trusted_root is not None:
-            try:
-                h.update(hashlib.sha256(Path(self.args.trusted_root).read_bytes()).digest())
-            except OSError:
-                return None
-        return h.hexdigest()
-
-    def _material_file(self, pem: bytes, name: str) -> Path:
-        p = Path(self._tmp.name) / name
-        p.write_bytes(pem)
-        return p
-
-    def keyless(
-        self,
-        signers: Sequence[tuple[str, IdentityRule]],
-        deny: Sequence[IdentityRule],
-        policy: Policy,
-    ) -> BundleVerifier:
-        from ml_integrity.errors import UsageError
-        from ml_integrity.trust.sigstore import SigstoreTrust, SigstoreVerifier
-
-        args = self.args
-        if args.trusted_root is not None:
-            if args.staging:
-                raise UsageError("give either --trusted-root or --staging")
-            trust = SigstoreTrust.from_file(args.trusted_root)
-        elif policy.sigstore.trusted_root is not None and not args.staging:
-            trust = SigstoreTrust(
-                trusted_root=policy.sigstore.trusted_root,
-                trusted_root_label=policy.sigstore.trusted_root_label,
-            )
-        else:
-            instance = "staging" if args.staging else policy.sigstore.instance
-            trust = SigstoreTrust(instance=instance, offline=args.offline)
-        return SigstoreVerifier(signers, trust=trust, deny=deny)
-
-    def key(self, rule: KeyRule) -> BundleVerifier:
-        from ml_integrity.trust.keys import KeyVerifier
-
-        if rule.path is not None:
-            return KeyVerifier(Path(rule.path))
-        verifier = KeyVerifier(self._material_file(rule.pem, f"key-{rule.fingerprint[:16]}.pem"))
-        verifier.key_path = Path(rule.label)
-        return verifier
-
-    def chain(self, rule: ChainRule) -> BundleVerifier:
-        from ml_integrity.trust.keys import CertificateVerifier
-
-        if rule.paths:
-            return CertificateVerifier([Path(p) for p in rule.paths])
-        import hashlib
-
-        name = f"chain-{hashlib.sha256(rule.pem).hexdigest()[:16]}.pem"
-        verifier = CertificateVerifier([self._material_file(rule.pem, name)])
-        verifier.anchor_paths = [Path(rule.label)]
-        return verifier
-
-
-@contextlib.contextmanager
-def backends(args: argparse.Namespace) -> Iterator[Backends]:
-    b = Backends(args)
     try:
-        yield b
-    finally:
-        b.close()
-
-
-def resolve_policy(args: argparse.Namespace) -> tuple[Policy, tuple[str, ...]]:
-    """The policy for this verification, by precedence, with notes for the verdict."""
-    from ml_integrity.errors import UsageError
-    from ml_integrity.trust.policy import resolve
-
-    inline_policy = command_line_policy(args)
-    if inline_policy is not None:
-        return inline_policy, ()
-    repo: RepositoryReader | None = GitRepository.discover(args.path.resolve())
-    resolution = resolve(explicit=args.policy, repo=repo, base=args.policy_base)
-    if resolution.policy is None:
-        raise UsageError(
-            "no trust material given",
-            hint="pass the signer's public key with --key PUB, a root CA with --cert-chain CA, "
-            "a Sigstore identity with --identity SAN --issuer URL (or --github-repository), "
-            "or a policy with --policy FILE (or git config ml-integrity.policy FILE)",
-        )
-    return resolution.policy, resolution.notes
+        return Git.discover(where)
+    except UsageError:
+        return None
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -458,25 +259,23 @@ def run_verify(args: argparse.Namespace) -> int:
     Sigstore identity), else --policy, git config or the in-repository policy.
     """
     from ml_integrity.trust import verdict
+    from ml_integrity.trust.resolver import resolve_trust
 
-    policy, notes = resolve_policy(args)
-    if args.not_older_than is not None or args.repository is not None:
-        policy = policy.with_rollback(
-            not_older_than=args.not_older_than, repository=args.repository
-        )
-    with backends(args) as factory, Progress("verifying") as progress:
+    trust = resolve_trust(trust_request(args), "model", repo=discover_git(args.path.resolve()))
+    assert trust.policy is not None
+    with Progress("verifying") as progress:
         result = verdict.verify(
             args.path,
             args.bundle,
-            policy,
-            factory,
+            trust.policy,
+            trust.backends(),
             ignore_paths=args.ignore_path,
             allow_symlinks=args.allow_symlinks,
             ignore_unsigned=args.ignore_unsigned_files,
             workers=args.workers,
             rehash=args.rehash,
             progress=progress,
-            notes=notes,
+            notes=trust.notes,
         )
     if args.json:
         print_json(result.to_json())
@@ -491,8 +290,9 @@ __all__ = [
     "VERIFY_EPILOG",
     "add_sign_options",
     "add_verify_options",
+    "discover_git",
     "keyless_requested",
     "make_keyless_signer",
-    "policy_options_given",
     "run_verify",
+    "trust_request",
 ]

@@ -73,23 +73,22 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ml_integrity.cli._trust import backends, policy_options_given, resolve_policy
+    from ml_integrity.cli._trust import discover_git, trust_request
     from ml_integrity.core.signing import write_atomic
     from ml_integrity.data import bom
+    from ml_integrity.trust.resolver import resolve_trust
 
-    trust = args.key is not None or bool(args.cert_chain) or policy_options_given(args)
-    if trust:
-        args.path = args.model
-        policy, _notes = resolve_policy(args)
-        with backends(args) as factory:
-            facts = bom.collect(
-                args.model,
-                args.bundle,
-                args.journal,
-                policy=policy,
-                factory=factory,
-                ignore_paths=args.ignore_path,
-            )
+    request = trust_request(args)
+    if request.keys or request.cert_chain or request.policy_options():
+        trust = resolve_trust(request, "model", repo=discover_git(args.model.resolve()))
+        facts = bom.collect(
+            args.model,
+            args.bundle,
+            args.journal,
+            policy=trust.policy,
+            factory=trust.backends(),
+            ignore_paths=args.ignore_path,
+        )
     else:
         facts = bom.collect(args.model, args.bundle, args.journal, ignore_paths=args.ignore_path)
     doc = bom.cyclonedx(facts) if args.format == "cyclonedx" else bom.spdx(facts)

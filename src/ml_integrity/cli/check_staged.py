@@ -17,7 +17,8 @@ from ml_integrity.cli._options import add_key_trust_options
 from ml_integrity.cli._trust import add_verify_options
 
 if TYPE_CHECKING:
-    from ml_integrity.cli.verify import RepositoryTrust
+    from ml_integrity.git.repository import Repository
+    from ml_integrity.trust.resolver import Trust
 
 ORDER = 36
 CHECKS = ("scan", "manifest", "signed")
@@ -99,15 +100,15 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ml_integrity.cli._trust import backends
+    from ml_integrity.cli._trust import trust_request
     from ml_integrity.cli.main import report_error
-    from ml_integrity.cli.verify import check_signatures, repository_trust, signatures_json
+    from ml_integrity.cli.verify import check_signatures, signatures_json
     from ml_integrity.errors import Error
     from ml_integrity.git.repository import Repository
     from ml_integrity.git.runner import Git
+    from ml_integrity.trust.resolver import resolve_trust
 
     checks = [c for c in CHECKS if c not in args.skip]
-    args.bundle, args.staged, args.rehash = [], True, False
     git = Git.discover(keep_index=True)
     codes: dict[str, int] = {}
     report: dict[str, Any] = {}
@@ -118,37 +119,37 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             report_error(err, as_json=False)
 
-    with backends(args) as factory:
-        trust: RepositoryTrust | None = None
-        if "signed" in checks or args.policy is not None:
+    trust: Trust | None = None
+    if "signed" in checks or args.policy is not None:
+        try:
+            # a commit hook never waits for the network (TUF refresh)
+            trust = resolve_trust(trust_request(args), "repository", repo=git).offline()
+        except Error as err:
+            failed("signed", err)
+    with Repository(git, trust=trust) as repo:
+        if "scan" in checks:
             try:
-                trust = repository_trust(args, git, factory)
+                codes["scan"] = _scan(args, repo, trust, report)
+            except Error as err:
+                failed("scan", err)
+        if "manifest" in checks:
+            from ml_integrity.git.staged import manifest_status
+
+            try:
+                status = manifest_status(repo)
+                if not status.ok:
+                    raise status.error()
+                codes["manifest"] = 0
+                report["manifest"] = status.to_json()
+            except Error as err:
+                failed("manifest", err)
+        if "signed" in checks and trust is not None:
+            try:
+                verdict = check_signatures(repo, trust, staged=True)
+                codes["signed"] = 0
+                report["signed"] = signatures_json(verdict, trust, staged=True)
             except Error as err:
                 failed("signed", err)
-        with Repository(git, **(trust.kwargs if trust else {})) as repo:
-            if "scan" in checks:
-                try:
-                    codes["scan"] = _scan(args, repo, trust, report)
-                except Error as err:
-                    failed("scan", err)
-            if "manifest" in checks:
-                from ml_integrity.git.staged import manifest_status
-
-                try:
-                    status = manifest_status(repo)
-                    if not status.ok:
-                        raise status.error()
-                    codes["manifest"] = 0
-                    report["manifest"] = status.to_json()
-                except Error as err:
-                    failed("manifest", err)
-            if "signed" in checks and trust is not None:
-                try:
-                    verdict = check_signatures(args, repo, trust, staged=True)
-                    codes["signed"] = 0
-                    report["signed"] = signatures_json(verdict, trust, staged=True)
-                except Error as err:
-                    failed("signed", err)
     code = max(codes.values(), default=0)
     if args.json:
         print_json({"ok": code == 0, "checks": checks, **report})
@@ -159,7 +160,9 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _scan(args: argparse.Namespace, repo: Any, trust: Any, report: dict[str, Any]) -> int:
+def _scan(
+    args: argparse.Namespace, repo: Repository, trust: Trust | None, report: dict[str, Any]
+) -> int:
     from ml_integrity.cli.scan import print_report, scan_policy, scan_staged_paths
 
     rule = trust.policy.pickle if trust is not None and trust.policy is not None else None

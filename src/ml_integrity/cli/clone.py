@@ -62,11 +62,17 @@ def run(args: argparse.Namespace) -> int:
     from ml_integrity.git import hooks
     from ml_integrity.git.lfs import require_git_lfs
     from ml_integrity.git.runner import Git, clean_env, run_script
+    from ml_integrity.trust.resolver import TrustRequest, resolve_trust
 
     require_git_lfs()
-    for given in (args.key, args.cert_chain):
-        if given is not None and not given.is_file():
-            raise UsageError("trust file not found", path=given, hint="give a PEM file")
+    # the trust the new clone's git config will hold (the filter and hooks read it there)
+    trust = resolve_trust(
+        TrustRequest(
+            keys=(str(args.key),) if args.key is not None else (),
+            cert_chain=(str(args.cert_chain),) if args.cert_chain is not None else (),
+        ),
+        "clone",
+    )
     directory = args.directory or Path(
         args.url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git")
     )
@@ -81,10 +87,7 @@ def run(args: argparse.Namespace) -> int:
     config.update(
         {k: v for k, v in hooks._LFS_FILTER_DEFAULTS.items() if probe.config_get(k) is None}
     )
-    if args.key:
-        config["ml-integrity.publicKey"] = str(args.key.resolve())
-    if args.cert_chain:
-        config["ml-integrity.certChain"] = str(args.cert_chain.resolve())
+    config.update(trust.git_config())
     if args.strict:
         config["ml-integrity.strict"] = "true"
     git_args = list(args.git_args)

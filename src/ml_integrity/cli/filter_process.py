@@ -26,8 +26,11 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ml_integrity.git.lfs import FilterProxy, require_git_lfs
     from ml_integrity.git.repository import Repository, SmudgeVerifier
+    from ml_integrity.git.runner import Git
+    from ml_integrity.trust.resolver import TrustRequest, resolve_trust
 
-    repo = Repository.discover()
+    git = Git.discover()
+    repo = Repository(git, trust=resolve_trust(TrustRequest(), "checkout", repo=git))
     store = repo.store
     store.tmp_dir.mkdir(parents=True, exist_ok=True)
     fd, allow = tempfile.mkstemp(dir=store.tmp_dir, prefix="ml-integrity-allow-")

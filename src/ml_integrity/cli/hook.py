@@ -19,7 +19,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ml_integrity.git.runner import Git
 
 
 def register(subparsers: Any) -> None:
@@ -70,12 +73,16 @@ def _git_lfs_hook(name: str, hook_args: list[str], root: Path, stdin: bytes | No
     return run_script(["git", "lfs", name, *hook_args], cwd=root, stdin=stdin)
 
 
-def _own_check(name: str, hook_args: list[str], git: Any) -> int:
+def _own_check(name: str, hook_args: list[str], git: Git) -> int:
     from ml_integrity.errors import Error
     from ml_integrity.git.repository import META_DIR, Repository
+    from ml_integrity.trust.resolver import TrustRequest, resolve_trust
 
     try:
-        with Repository(git) as repo:
+        # only the checkout hooks verify; their trust is the git config's
+        checks = name in ("post-checkout", "post-merge")
+        trust = resolve_trust(TrustRequest(), "checkout", repo=git) if checks else None
+        with Repository(git, trust=trust) as repo:
             if name == "pre-commit":
                 if (repo.root / META_DIR).is_dir() and repo.update_manifest():
                     print(

@@ -103,9 +103,10 @@ def _no_action(parser: argparse.ArgumentParser) -> Any:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from ml_integrity.cli._trust import backends, resolve_policy
+    from ml_integrity.cli._trust import discover_git, trust_request
     from ml_integrity.data.journal_check import verify_journal
     from ml_integrity.errors import UsageError
+    from ml_integrity.trust.resolver import resolve_trust
 
     if len(args.dataset) != len(args.dataset_bundle):
         raise UsageError(
@@ -114,21 +115,17 @@ def run_verify(args: argparse.Namespace) -> int:
         )
     if not args.journal.is_file():
         raise UsageError("journal not found", path=args.journal)
-    args.path = args.journal  # where the in-repository policy is looked up
-    policy, _notes = resolve_policy(args)
-    if args.not_older_than is not None or args.repository is not None:
-        policy = policy.with_rollback(
-            not_older_than=args.not_older_than, repository=args.repository
-        )
-    with backends(args) as factory:
-        result = verify_journal(
-            args.journal,
-            policy,
-            factory,
-            model=args.model,
-            datasets=list(zip(args.dataset, args.dataset_bundle, strict=True)),
-            ignore_paths=args.ignore_path,
-        )
+    # the in-repository policy is looked up where the journal is
+    trust = resolve_trust(trust_request(args), "model", repo=discover_git(args.journal.resolve()))
+    assert trust.policy is not None
+    result = verify_journal(
+        args.journal,
+        trust.policy,
+        trust.backends(),
+        model=args.model,
+        datasets=list(zip(args.dataset, args.dataset_bundle, strict=True)),
+        ignore_paths=args.ignore_path,
+    )
     if args.json:
         print_json(result.to_json())
     else:

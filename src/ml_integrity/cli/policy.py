@@ -69,26 +69,15 @@ def _usage(parser: argparse.ArgumentParser) -> Any:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from ml_integrity.cli._trust import GitRepository
-    from ml_integrity.errors import UsageError
-    from ml_integrity.trust.policy import resolve
+    from ml_integrity.cli._trust import discover_git
+    from ml_integrity.trust.resolver import TrustRequest, resolve_trust
 
-    notes: tuple[str, ...] = ()
-    if args.file is not None:
-        if args.policy_base is not None:
-            raise UsageError("--policy-base applies only without FILE")
-        resolution = resolve(explicit=args.file, repo=None)
-    else:
-        repo = GitRepository.discover(Path.cwd())
-        resolution = resolve(explicit=None, repo=repo, base=args.policy_base)
-        if resolution.policy is None:
-            raise UsageError(
-                "no policy applies here",
-                hint="give a FILE, set 'git config ml-integrity.policy FILE', or commit "
-                ".ml-integrity/policy.yaml and name a trusted base with --policy-base",
-            )
-        notes = resolution.notes
-    policy = resolution.policy
+    request = TrustRequest(
+        policy=str(args.file) if args.file is not None else None, policy_base=args.policy_base
+    )
+    repo = discover_git(Path.cwd()) if args.file is None else None
+    trust = resolve_trust(request, "policy", repo=repo)
+    policy, notes = trust.policy, list(trust.notes)
     assert policy is not None
     lines = policy.explain()
     if args.json:

@@ -54,10 +54,14 @@ def run(args: argparse.Namespace) -> int:
     from ml_integrity.errors import IntegrityError, ToolError
     from ml_integrity.git.lfs import require_git_lfs, run_git_lfs
     from ml_integrity.git.repository import RECOVER_HINT, Repository
+    from ml_integrity.git.runner import Git
+    from ml_integrity.trust.resolver import TrustRequest, resolve_trust
 
     require_git_lfs()
     lfs_args = [a for a in args.lfs_args if a != "--"] if args.lfs_args else []
-    with Repository.discover() as repo:
+    git = Git.discover()
+    trust = resolve_trust(TrustRequest(), "checkout", repo=git)  # the git config's trust
+    with Repository(git, trust=trust) as repo:
         before = repo.check_tree("HEAD")
         if before.pointers and before.verified.error:
             raise IntegrityError(
@@ -73,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             )
         sys.stdout.flush()
         rc = run_git_lfs(["pull", *lfs_args], cwd=repo.root).returncode
-    with Repository.discover() as repo, Progress("rehashing") as progress:
+    with Repository(Git.discover(), trust=trust) as repo, Progress("rehashing") as progress:
         after = repo.check_tree("HEAD", rehash=args.rehash, progress=progress)
     missing = [p for p in after.left_as_pointer if p not in after.refused]
     if args.json:

@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
     pickle_rule = None
     if args.policy is not None:
-        from ml_integrity.trust.policy import load_policy
+        from ml_integrity.trust.policy_source import load_policy
 
         pickle_rule = load_policy(args.policy, "command line").pickle
     policy = scan_policy(args, pickle_rule)

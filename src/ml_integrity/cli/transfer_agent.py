@@ -26,9 +26,11 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ml_integrity.git.lfs import TransferAgent, git_credential_fill
     from ml_integrity.git.repository import DownloadGate, Repository
-    from ml_integrity.git.runner import clean_env
+    from ml_integrity.git.runner import Git, clean_env
+    from ml_integrity.trust.resolver import TrustRequest, resolve_trust
 
-    repo = Repository.discover()
+    git = Git.discover()
+    repo = Repository(git, trust=resolve_trust(TrustRequest(), "checkout", repo=git))
     allow = os.environ.get("ML_INTEGRITY_ALLOW_FILE")
     gate = DownloadGate(repo, Path(allow) if allow else None)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,11 +13,8 @@ from ml_integrity.cli._trust import VERIFY_EPILOG, add_verify_options
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ml_integrity.cli._trust import Backends
-    from ml_integrity.core.verifying import BundleVerifier
     from ml_integrity.git.repository import Repository, TreeVerdict
-    from ml_integrity.git.runner import Git
-    from ml_integrity.trust.policy import Policy
+    from ml_integrity.trust.resolver import Trust
 
 ORDER = 40
 
@@ -94,25 +90,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def make_verifier(args: argparse.Namespace) -> BundleVerifier:
-    """The trust the command line gives."""
-    from ml_integrity.errors import UsageError
-
-    given = [name for name, on in (("--key", args.key), ("--cert-chain", args.cert_chain)) if on]
-    if not given:
-        raise UsageError(
-            "no trust material given",
-            hint="pass the signer's public key with --key PUB, or a root CA with --cert-chain CA",
-        )
-    if len(given) > 1:
-        raise UsageError(f"give only one of {' and '.join(given)}")
-    from ml_integrity.trust.keys import CertificateVerifier, KeyVerifier
-
-    if args.key is not None:
-        return KeyVerifier(args.key)
-    return CertificateVerifier(args.cert_chain)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.git_repo or args.staged:
         if args.bundle:
@@ -132,148 +109,49 @@ def run(args: argparse.Namespace) -> int:
     return run_verify(args)
 
 
-def _policy_options(args: argparse.Namespace) -> bool:
-    """Trust options beyond one --key or --cert-chain (identities, policies, rollback...)."""
-    from ml_integrity.cli._trust import policy_options_given
-
-    return policy_options_given(args)
-
-
-class RepositoryTrust:
-    """The trust for ``--git-repo`` / ``--staged``, from the command line or git config."""
-
-    def __init__(self) -> None:
-        self.kwargs: dict[str, Any] = {}
-        self.policy: Policy | None = None
-        self.notes: tuple[str, ...] = ()
-        self.files: list[Path] = []
-        """Trust files read from disk (must not be part of a staged change)."""
-
-    def use_policy(self, policy: Policy, factory: Backends) -> None:
-        from ml_integrity.trust.verdict import PolicyVerifier
-
-        verifier = PolicyVerifier(policy, factory)
-        self.policy = policy
-        self.kwargs = {"verifier_factory": lambda _root: verifier}
-        self.files += _policy_files(policy)
-
-    def describe(self) -> str | None:
-        return None if self.policy is None else self.policy.source.describe()
-
-
-def _policy_files(policy: Policy) -> list[Path]:
-    from ml_integrity.trust.policy import ChainRule, KeyRule
-
-    out: list[Path] = []
-    if policy.source.kind in ("command line", "git config") and policy.source.path:
-        out.append(Path(policy.source.path))
-    for signer in (*policy.signers, *policy.deny_signers):
-        if isinstance(signer.rule, KeyRule) and signer.rule.path:
-            out.append(Path(signer.rule.path))
-        elif isinstance(signer.rule, ChainRule):
-            out += [Path(p) for p in signer.rule.paths]
-    label = policy.sigstore.trusted_root_label
-    if policy.source.kind != "in-repo" and label and Path(label).is_file():
-        out.append(Path(label))
-    return out
-
-
-def repository_trust(args: argparse.Namespace, git: Git, factory: Backends) -> RepositoryTrust:
-    """Command line first; else git config (policy, then key or chain); else the
-    in-repository policy at a trusted base. With nothing at all, the repository's
-    git config decides (and reports that no trust root is configured)."""
-    from ml_integrity.cli._trust import GitRepository, command_line_policy
-    from ml_integrity.errors import UsageError
-    from ml_integrity.trust.settings import CERT_CHAIN, PUBLIC_KEY
-
-    trust = RepositoryTrust()
-    policy_options = _policy_options(args)
-    if args.trusted_root is not None:
-        trust.files.append(args.trusted_root)
-    if not policy_options and (args.key is not None or len(args.cert_chain) == 1):
-        # the fast path: read like git config trust (no cryptography unless needed)
-        if args.key is not None and args.cert_chain:
-            raise UsageError("give only one of --key and --cert-chain")
-        path = Path(os.path.abspath(args.key if args.key is not None else args.cert_chain[0]))
-        if not path.is_file():
-            raise UsageError("trust file not found", path=path)
-        setting = PUBLIC_KEY if args.key is not None else CERT_CHAIN
-        trust.kwargs = {"trust_settings": {setting: str(path)}}
-        trust.files.append(path)
-        return trust
-    inline = command_line_policy(args) if (args.key or args.cert_chain or policy_options) else None
-    if inline is not None:
-        trust.use_policy(_with_rollback(args, inline), factory)
-        return trust
-    if args.policy is not None:
-        from ml_integrity.trust.policy import load_policy
-
-        trust.use_policy(_with_rollback(args, load_policy(args.policy, "command line")), factory)
-        return trust
-    config = git.config_matching(r"^ml-integrity\.")  # one git run for every setting
-    configured = config.get("ml-integrity.policy")
-    roots = [config[k] for k in (PUBLIC_KEY, CERT_CHAIN) if config.get(k)]
-    base = args.policy_base or config.get("ml-integrity.policybase")
-    if not configured and (roots or base is None):
-        # the repository's git config trust (ml-integrity.publicKey / certChain); with
-        # none, the verdict says that no trust root is configured
-        trust.kwargs = {"trust_settings": config}
-        trust.files += [git.root / Path(v).expanduser() for v in roots]
-        return trust
-    from ml_integrity.trust.policy import resolve
-
-    resolution = resolve(explicit=None, repo=GitRepository.discover(git.root), base=base)
-    if resolution.policy is not None:
-        trust.use_policy(_with_rollback(args, resolution.policy), factory)
-        trust.notes = resolution.notes
-    return trust
-
-
-def _with_rollback(args: argparse.Namespace, policy: Policy) -> Policy:
-    if args.not_older_than is None and args.repository is None:
-        return policy
-    return policy.with_rollback(not_older_than=args.not_older_than, repository=args.repository)
-
-
 def run_repository(args: argparse.Namespace) -> int:
-    from ml_integrity.cli._trust import backends
+    from ml_integrity.cli._trust import trust_request
     from ml_integrity.git.repository import Repository
     from ml_integrity.git.runner import Git
+    from ml_integrity.trust.resolver import resolve_trust
 
     staged = bool(args.staged)
     start = args.path or Path.cwd()
     git = Git.discover(start, keep_index=staged)
-    with backends(args) as factory, Progress("rehashing") as progress:
-        trust = repository_trust(args, git, factory)
-        with Repository(git, **trust.kwargs) as repo:
-            verdict = check_signatures(args, repo, trust, staged=staged, progress=progress)
+    with Progress("rehashing") as progress:
+        trust = resolve_trust(trust_request(args), "repository", repo=git)
+        if staged:
+            trust = trust.offline()  # a commit hook never waits for the network (TUF refresh)
+        with Repository(git, trust=trust) as repo:
+            verdict = check_signatures(
+                repo, trust, staged=staged, rehash=args.rehash, progress=progress
+            )
     print_signatures(args, verdict, trust, staged=staged)
     return 0
 
 
 def check_signatures(
-    args: argparse.Namespace,
     repo: Repository,
-    trust: RepositoryTrust,
+    trust: Trust,
     *,
     staged: bool,
+    rehash: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> TreeVerdict:
     """The LFS files of the index (``staged``) or HEAD against their signatures;
-    raises the failure (IntegrityError, or ConfigError for trust the change brings)."""
+    raises the failure (IntegrityError, or ConfigError for trust the change brings).
+    With ``staged``, ``trust`` is offline (:meth:`Trust.offline`)."""
     from ml_integrity.errors import IntegrityError
     from ml_integrity.git.repository import check_policy_supported
     from ml_integrity.git.staged import check_trust_files, signature_error, signature_verdict
 
-    if staged:
-        args.offline = True  # a commit hook never waits for the network (TUF refresh)
     if trust.policy is not None:
         check_policy_supported(trust.policy)
     if staged:
-        check_trust_files(repo.git, trust.files)
+        check_trust_files(repo.git, list(trust.files))
         verdict = signature_verdict(repo, trust.policy)
     else:
-        verdict = repo.check_tree("HEAD", rehash=args.rehash, progress=progress, worktree=False)
+        verdict = repo.check_tree("HEAD", rehash=rehash, progress=progress, worktree=False)
         if trust.policy is not None:
             verdict.apply_policy(trust.policy)
     if verdict.ok:
@@ -295,9 +173,7 @@ def check_signatures(
     raise error
 
 
-def signatures_json(
-    verdict: TreeVerdict, trust: RepositoryTrust, *, staged: bool
-) -> dict[str, Any]:
+def signatures_json(verdict: TreeVerdict, trust: Trust, *, staged: bool) -> dict[str, Any]:
     from ml_integrity.git.repository import INDEX
 
     doc = verdict.to_json()
@@ -309,7 +185,7 @@ def signatures_json(
 
 
 def print_signatures(
-    args: argparse.Namespace, verdict: TreeVerdict, trust: RepositoryTrust, *, staged: bool
+    args: argparse.Namespace, verdict: TreeVerdict, trust: Trust, *, staged: bool
 ) -> None:
     if args.json:
         print_json(signatures_json(verdict, trust, staged=staged))

@@ -88,8 +88,9 @@ def _identity(value: IdentityRule | Mapping[str, str] | None) -> IdentityRule | 
 
 def resolve_trust(options: TrustOptions) -> Policy:
     """The one policy that ``options`` describe (UsageError when there is none)."""
-    from ml_integrity.trust.keys import key_hint, load_public_key, public_pem
-    from ml_integrity.trust.policy import KeyRule, TrustedSigner, chain_rule, inline, load_policy
+    from ml_integrity.trust.keys import chain_rule, key_hint, load_public_key, public_pem
+    from ml_integrity.trust.policy import KeyRule, TrustedSigner, inline
+    from ml_integrity.trust.policy_source import load_policy
 
     signers: list[TrustedSigner] = []
     rule = _identity(options.identity)

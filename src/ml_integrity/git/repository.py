@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from ml_integrity.core.signing import Signer
     from ml_integrity.core.verifying import BundleVerifier
     from ml_integrity.trust.policy import Policy
+    from ml_integrity.trust.resolver import Trust
 
 __all__ = [
     "INDEX",
@@ -162,12 +163,17 @@ class Repository:
         self,
         git: Git,
         *,
+        trust: Trust | None = None,
         verifier_factory: Callable[[Path], BundleVerifier] | None = None,
-        trust_settings: Mapping[str, str] | None = None,
     ) -> None:
-        """``verifier_factory`` (the trust of a caller) or ``trust_settings`` (settings
-        in the form of the git config's ``ml-integrity.*`` keys, lower-case) replace
-        the trust of the git config."""
+        """``trust`` (the entry point's, from ``trust.resolver``) or ``verifier_factory``
+        (a caller's own verifier) replace the trust of the git config."""
+        trust_settings: Mapping[str, str] | None = None
+        if trust is not None and verifier_factory is None:
+            if trust.policy is not None:
+                verifier_factory = trust.verifier
+            else:
+                trust_settings = trust.settings_map()
         self.git = git
         self.root = git.root
         self._cat = git.cat_file()

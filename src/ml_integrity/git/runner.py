@@ -349,6 +349,11 @@ class Git:
     def cat_file(self) -> CatFileBatch:
         return CatFileBatch(self)
 
+    def blob_at(self, rev: str, path: str) -> bytes | None:
+        """The content of the blob ``path`` in commit ``rev``; None if it has no such blob."""
+        out = self.run(["cat-file", "blob", f"{rev}:{path}"], check=False)
+        return out.stdout if out.returncode == 0 else None
+
 
 def _split_z(raw: bytes) -> list[bytes]:
     return [r for r in raw.split(b"\0") if r]

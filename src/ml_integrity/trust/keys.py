@@ -29,6 +29,7 @@ from cryptography.x509 import verification as x509v
 from ml_integrity.core import oms
 from ml_integrity.core.verifying import VerifiedPayload
 from ml_integrity.errors import BundleError, ConfigError, SignatureError, UsageError
+from ml_integrity.trust.policy import ChainRule, KeyRule
 
 KeyType = Literal["ec-p256", "ec-p384", "ec-p521", "ed25519"]
 KEY_TYPES: tuple[str, ...] = ("ec-p256", "ec-p384", "ec-p521", "ed25519")
@@ -280,6 +281,18 @@ class KeyVerifier:
         self.key = load_public_key(public_key_path)
         self.key_path = public_key_path
 
+    @classmethod
+    def from_pem(cls, pem: bytes, label: str) -> KeyVerifier:
+        """Trust the public key in ``pem`` (already validated), named ``label`` in messages."""
+        verifier = cls.__new__(cls)
+        try:
+            key = serialization.load_pem_public_key(pem)
+        except (ValueError, UnsupportedAlgorithm):
+            raise ConfigError("not a PEM public key", path=label) from None
+        verifier.key = _check_public(key, Path(label))
+        verifier.key_path = Path(label)
+        return verifier
+
     def trust_fingerprint(self) -> str:
         """Digest of the trusted key (see :func:`verifying.trust_fingerprint`)."""
         return hashlib.sha256(b"ml-integrity key trust v1\0" + public_pem(self.key)).hexdigest()
@@ -330,6 +343,18 @@ class CertificateVerifier:
         self.anchors = [c for p in anchors for c in _load_certs(p)]
         self.anchor_paths = list(anchors)
         self.at = at
+
+    @classmethod
+    def from_pem(cls, pem: bytes, label: str) -> CertificateVerifier:
+        """Trust the root certificates in ``pem`` (already validated), named ``label``."""
+        verifier = cls.__new__(cls)
+        try:
+            verifier.anchors = x509.load_pem_x509_certificates(pem)
+        except ValueError:
+            raise ConfigError("no PEM certificate", path=label) from None
+        verifier.anchor_paths = [Path(label)]
+        verifier.at = None
+        return verifier
 
     def trust_fingerprint(self) -> str:
         """Digest of the trust anchors (see :func:`verifying.trust_fingerprint`)."""
@@ -397,20 +422,76 @@ class CertificateVerifier:
 
     @staticmethod
     def _check_usage(leaf: x509.Certificate, source: str) -> None:
-        ok = False
-        try:
-            ku = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
-            ok = ok or ku.digital_signature
-        except x509.ExtensionNotFound:
-            pass
-        try:
-            eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-            ok = ok or x509.oid.ExtendedKeyUsageOID.CODE_SIGNING in eku
-        except x509.ExtensionNotFound:
-            pass
-        if not ok:
+        problem = end_entity_problem(leaf)
+        if problem is not None:
             raise SignatureError(
-                "signing certificate is not for signing (no digitalSignature key usage "
-                "and no codeSigning extended key usage)",
+                f"signing certificate {problem}",
                 path=source,
+                hint="sign with an end-entity certificate issued for signing (basicConstraints "
+                "CA:FALSE or absent, keyUsage digitalSignature), not with a CA's certificate",
             )
+
+
+def end_entity_problem(cert: x509.Certificate) -> str | None:
+    """Why ``cert`` cannot be a signing leaf, or None.
+
+    A signing leaf is an end-entity certificate: not a CA (no basicConstraints
+    CA:TRUE, no keyCertSign key usage), with the digitalSignature key usage.
+    """
+    try:
+        if cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return "is a CA certificate (basicConstraints CA:TRUE), not an end-entity certificate"
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return "is not for signing (it has no keyUsage extension; digitalSignature is required)"
+    if usage.key_cert_sign:
+        return "is a CA certificate (its keyUsage includes keyCertSign)"
+    if not usage.digital_signature:
+        return "is not for signing (no digitalSignature key usage)"
+    return None
+
+
+# --- policy rules from PEM text -----------------------------------------------------
+
+
+def key_rule(pem: bytes, label: str, *, path: str | None = None) -> KeyRule:
+    """A key rule from PEM text; ConfigError when it is not a usable public key."""
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, UnsupportedAlgorithm):
+        hint = (
+            "this is a private key: give the public key (.pub)"
+            if b"PRIVATE KEY" in pem
+            else "expected '-----BEGIN PUBLIC KEY-----' (SubjectPublicKeyInfo)"
+        )
+        raise ConfigError(f"{label}: not a PEM public key", hint=hint) from None
+    if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+        raise ConfigError(f"{label}: unsupported key type (EC P-256/P-384/P-521 or Ed25519)")
+    spki = key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return KeyRule(pem=spki, label=label, fingerprint=hashlib.sha256(spki).hexdigest(), path=path)
+
+
+def chain_rule(parts: Sequence[tuple[bytes, str]], *, paths: Sequence[str] = ()) -> ChainRule:
+    """A certificate-chain rule from PEM texts (with labels); ConfigError if one holds none."""
+    pems: list[bytes] = []
+    subjects: list[str] = []
+    for pem, label in parts:
+        try:
+            certs = x509.load_pem_x509_certificates(pem)
+        except ValueError:
+            raise ConfigError(
+                f"{label}: no PEM certificate", hint="expected '-----BEGIN CERTIFICATE-----'"
+            ) from None
+        pems.append(pem if pem.endswith(b"\n") else pem + b"\n")
+        subjects.extend(c.subject.rfc4514_string() for c in certs)
+    return ChainRule(
+        pem=b"".join(pems),
+        label=", ".join(label for _, label in parts),
+        subjects=tuple(subjects),
+        paths=tuple(paths),
+    )
