@@ -54,10 +54,22 @@ def copy_model(src: Path, dst: Path) -> Path:
             id="mt-v1.0.0-key-single-file",
         ),
         pytest.param(
+            MT / "v1.0.0-certificate",
+            MT / "v1.0.0-certificate" / "model.sig",
+            ("--cert-chain", KEYS / "ca-cert.pem"),
+            id="mt-v1.0.0-certificate",
+        ),
+        pytest.param(
             SPEC / "models" / "model",
             SPEC / "valid" / "key.bundle.json",
             ("--key", KEYS / "signing-key-pub.pem"),
             id="oms-valid-key",
+        ),
+        pytest.param(
+            SPEC / "models" / "model",
+            SPEC / "valid" / "certificate.bundle.json",
+            ("--cert-chain", KEYS / "ca-cert.pem"),
+            id="oms-valid-certificate",
         ),
     ],
 )
@@ -67,38 +79,6 @@ def test_published_vectors_verify(
     r = cli("verify", target, "--bundle", bundle, *trust)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("OK: ")
-
-
-@pytest.mark.parametrize(
-    ("target", "bundle"),
-    [
-        pytest.param(MT / "v1.0.0-certificate", MT / "v1.0.0-certificate" / "model.sig", id="mt"),
-        pytest.param(
-            SPEC / "models" / "model", SPEC / "valid" / "certificate.bundle.json", id="oms"
-        ),
-    ],
-)
-def test_published_certificate_vectors_are_refused_for_their_ca_leaf(
-    cli: CLI, target: Path, bundle: Path
-) -> None:
-    """Both certificate vectors sign with a leaf that has basicConstraints CA:TRUE.
-
-    model_signing 1.1.1 (OpenSSL path validation) accepts them; we refuse a CA
-    certificate as the signing leaf (issue 11), so here the two disagree on purpose.
-    """
-    r = cli("verify", target, "--bundle", bundle, "--cert-chain", KEYS / "ca-cert.pem")
-    assert r.returncode == 1, r.stderr
-    assert "signing certificate is a CA certificate (basicConstraints CA:TRUE)" in r.stderr
-    ms = model_signing(
-        "verify",
-        "certificate",
-        target,
-        "--signature",
-        bundle,
-        "--certificate_chain",
-        KEYS / "ca-cert.pem",
-    )
-    assert ms.returncode == 0, ms.stdout + ms.stderr
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,10 @@
 """The signing leaf of a certificate chain must be an end-entity certificate.
 
 Real certificates, made here with ``cryptography``: a root CA, an
-intermediate CA and an end-entity leaf. A CA certificate (basicConstraints
-CA:TRUE, or a keyCertSign key usage) presented as the signing leaf is
-refused (exit 1), in the certificate method and for Sigstore leaves alike.
+intermediate CA and an end-entity leaf. A CA certificate (a keyCertSign key
+usage: it can issue certificates) presented as the signing leaf is refused
+(exit 1), in the certificate method and for Sigstore leaves alike; so is a
+leaf without the digitalSignature key usage.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def test_the_intermediate_ca_presented_as_the_leaf_is_refused(
     bundle = _sign(cli, model, pki.intermediate_key, pki.intermediate)
     r = cli("verify", model, "--bundle", bundle, "--cert-chain", pki.root)
     assert r.returncode == 1, r.stderr
-    assert "signing certificate is a CA certificate (basicConstraints CA:TRUE)" in r.stderr
+    assert "signing certificate is a CA certificate (its keyUsage includes keyCertSign)" in r.stderr
     # the same under a policy (git config or a file): the rule is the verifier's
     policy = tmp_path / "p.yaml"
     policy.write_text(f"version: 1\nsigners:\n  ca:\n    certificate-chain: [{pki.root}]\n")
@@ -175,12 +176,13 @@ def test_the_intermediate_ca_presented_as_the_leaf_is_refused(
 @pytest.mark.parametrize(
     ("ca", "usage", "reason"),
     [
-        (True, _usage(signature=True, cert_sign=False), "basicConstraints CA:TRUE"),
+        (True, _usage(signature=True, cert_sign=True), "keyUsage includes keyCertSign"),
         (None, _usage(signature=True, cert_sign=True), "keyUsage includes keyCertSign"),
         (False, _usage(signature=False, cert_sign=False), "no digitalSignature key usage"),
+        (True, None, "no keyUsage extension"),
         (False, None, "no keyUsage extension"),
     ],
-    ids=["ca-bit", "cert-sign", "no-digital-signature", "no-key-usage"],
+    ids=["ca", "cert-sign", "no-digital-signature", "ca-no-key-usage", "no-key-usage"],
 )
 def test_leaves_that_are_not_end_entity_signing_certificates_are_refused(
     cli: CLI, pki: Pki, tmp_path: Path, ca: bool | None, usage: x509.KeyUsage | None, reason: str
@@ -194,6 +196,18 @@ def test_leaves_that_are_not_end_entity_signing_certificates_are_refused(
     cert = x509.load_pem_x509_certificate(key.with_suffix(".pem").read_bytes())
     problem = end_entity_problem(cert)
     assert problem is not None and reason in problem
+
+
+def test_a_ca_bit_alone_does_not_make_a_signing_leaf_a_ca(
+    cli: CLI, pki: Pki, tmp_path: Path
+) -> None:
+    # what the OMS and model-transparency certificate vectors do: CA:TRUE, but only
+    # digitalSignature (no keyCertSign: it can issue nothing); model_signing accepts it
+    model = _model(tmp_path)
+    key = pki.leaf("vector-like", ca=True, usage=_usage(signature=True, cert_sign=False))
+    bundle = _sign(cli, model, key, key.with_suffix(".pem"), pki.intermediate)
+    ok = cli("verify", model, "--bundle", bundle, "--cert-chain", pki.root)
+    assert ok.returncode == 0, ok.stderr
 
 
 def test_a_sigstore_leaf_that_is_a_ca_is_refused(pki: Pki) -> None:

@@ -435,20 +435,20 @@ class CertificateVerifier:
 def end_entity_problem(cert: x509.Certificate) -> str | None:
     """Why ``cert`` cannot be a signing leaf, or None.
 
-    A signing leaf is an end-entity certificate: not a CA (no basicConstraints
-    CA:TRUE, no keyCertSign key usage), with the digitalSignature key usage.
+    A signing leaf must be a signing certificate that cannot act as a CA: a
+    keyUsage extension with digitalSignature and without keyCertSign (RFC 5280
+    §4.2.1.3: only a certificate with keyCertSign can have issued others, so an
+    intermediate or root CA presented as the leaf is refused). A basicConstraints
+    CA:TRUE bit alone is not refused: without keyCertSign the certificate can
+    issue nothing, and the OMS specification's and model-transparency's own
+    certificate vectors sign with such leaves (model_signing accepts them).
     """
-    try:
-        if cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
-            return "is a CA certificate (basicConstraints CA:TRUE), not an end-entity certificate"
-    except x509.ExtensionNotFound:
-        pass
     try:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
         return "is not for signing (it has no keyUsage extension; digitalSignature is required)"
     if usage.key_cert_sign:
-        return "is a CA certificate (its keyUsage includes keyCertSign)"
+        return "is a CA certificate (its keyUsage includes keyCertSign), not a signing leaf"
     if not usage.digital_signature:
         return "is not for signing (no digitalSignature key usage)"
     return None
