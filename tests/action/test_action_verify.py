@@ -199,7 +199,7 @@ def test_pull_request_cannot_change_the_trusted_key_file(world: World) -> None:
     assert result.returncode == 1, result.stdout
     assert result.outputs["verified"] == "false"
     assert "keys/signer.pub at base commit" in result.report["trust"][0]
-    assert "which the policy does not trust" in result.report["signature_error"]
+    assert "which is not a trusted signer" in result.report["signature_error"]
     assert {e.props["file"] for e in result.errors()} == {"models/a.bin", "models/b.bin"}
 
 
@@ -228,7 +228,7 @@ def test_a_reused_checkout_does_not_answer_from_another_trust(world: World) -> N
     job.inputs["public-key"] = other_pub.read_text()
     again = job.run()
     assert again.returncode == 1
-    assert "which the policy does not trust" in again.report["signature_error"]
+    assert "which is not a trusted signer" in again.report["signature_error"]
 
 
 def test_annotations_stop_at_ten_and_the_summary_counts_the_rest(world: World) -> None:

@@ -101,17 +101,20 @@ def _check_public(key: object, path: Path) -> PublicKey:
 
 
 def load_public_key(path: Path) -> PublicKey:
-    """A public key from a PEM file (a private key's public half is accepted too)."""
+    """A public key from a PEM file; a certificate or a private key is refused, named."""
     data = _read(path, "public key")
     try:
         return _check_public(serialization.load_pem_public_key(data), path)
     except (ValueError, UnsupportedAlgorithm):
         pass
-    try:
-        cert = x509.load_pem_x509_certificate(data)
-        return _check_public(cert.public_key(), path)
-    except ValueError:
-        pass
+    if b"-----BEGIN CERTIFICATE-----" in data:
+        raise ConfigError(
+            "this is a certificate, not a public key",
+            path=path,
+            hint="for bundles signed with a certificate chain, trust the issuing CA with "
+            f"--cert-chain ROOT.pem; to trust the certified key itself, extract it: "
+            f"openssl x509 -in {path} -pubkey -noout > {path}.pub",
+        )
     if b"PRIVATE KEY" in data:
         raise ConfigError(
             "this is a private key; verification needs the public key",

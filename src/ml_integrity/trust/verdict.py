@@ -136,13 +136,24 @@ class PolicyVerifier:
                 if isinstance(s.rule, KeyRule) and s.rule.fingerprint == parsed.key_hint
             ]
             if not by_hint:
+                trusted_keys = [s.rule.describe() for s in trusted if isinstance(s.rule, KeyRule)]
+                src = self.policy.source
+                options = src.kind == "command line" and src.path is None
                 raise SignatureError(
-                    f"bundle was signed by another key ({parsed.key_hint[:16]}...), which the "
-                    "policy does not trust (trusted keys: "
-                    + ", ".join(f"{s.name} {s.rule.describe()}" for s in trusted)
-                    + ")",
+                    f"bundle was signed by another key ({parsed.key_hint[:16]}), "
+                    + (
+                        "which is not a trusted signer"
+                        if options
+                        else "which the policy does not trust"
+                    )
+                    + f" (trusted: {'; '.join(trusted_keys) or 'no key'})",
                     path=source,
-                    hint="check which key signed, or add it to the policy's signers",
+                    hint="check which key signed; to trust it, "
+                    + (
+                        "give its public key (--key; in the Action, the public-key input)"
+                        if options
+                        else "add it to the policy's signers"
+                    ),
                 )
             candidates = by_hint
         result: VerifiedPayload | None = None
