@@ -1,18 +1,21 @@
 """Benchmark: our pre-commit hooks' time for a commit touching one file in a large repository.
 
-Set-up (not timed): a repository with N (default 10,000) Git LFS files in
-100 folders, signed (``ml-integrity sign-repo``) and committed; trust from git
-config (``ml-integrity.publicKey``). Then one LFS file gets new content, is
-staged and signed again: the state in which ``git commit`` runs its hooks.
+Set-up (not timed): a repository with N (default 10,000) files in 100
+folders, half of them Git LFS files and half small ordinary files
+(``--blob-share``; the manifest covers both), signed (``ml-integrity
+sign-repo``) and committed; trust from git config (``ml-integrity.publicKey``).
+Then one LFS file gets new content, is staged and signed again: the state in
+which ``git commit`` runs its hooks.
 
 Timed, each command as the hook runs it (the console script, start-up
 included), against that staged state:
 
-- ``ml-integrity scan --staged FILE`` (pre-commit passes the one staged file),
+- ``ml-integrity scan --staged --only-paths -- FILE`` (pre-commit passes the one
+  staged file after ``--``),
 - ``ml-integrity manifest --staged --check``,
 - ``ml-integrity verify --staged``,
-- ``ml-integrity check-staged --only-paths FILE`` (the three in one process: the
-  ``ml-integrity`` hook),
+- ``ml-integrity check-staged --only-paths -- FILE`` (the three in one process:
+  the ``ml-integrity`` hook),
 
 "warm" (the usual case: the caches in ``.git/ml-integrity/`` that the previous
 commit's hooks left: which blobs are LFS pointers, verified signatures) and
@@ -102,17 +105,19 @@ def command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "ml_integrity"]
 
 
-def build(root: Path, env: dict[str, str], n: int) -> tuple[Path, Path]:
+def build(root: Path, env: dict[str, str], n: int, blob_share: float) -> tuple[Path, Path]:
     mi = command()
     key = root / "k.pem"
     sh([*mi, "keygen", "--out", str(key)], root, env)
     repo = root / "repo"
     sh(["git", "init", "-q", str(repo)], root, env)
     sh(["git", "lfs", "track", "*.bin"], repo, env)
+    blobs = int(n * blob_share)
     for i in range(n):
         d = repo / "models" / f"d{i // 100:02d}"
         d.mkdir(parents=True, exist_ok=True)
-        (d / f"f{i:05d}.bin").write_bytes(f"weights {i}\n".encode() * 16)
+        name = f"f{i:05d}.txt" if i >= n - blobs else f"f{i:05d}.bin"
+        (d / name).write_bytes(f"weights {i}\n".encode() * 16)
     t0 = time.perf_counter()
     sh(["git", "add", "."], repo, env)
     print(f"set-up: git add of {n} LFS files took {time.perf_counter() - t0:.1f} s", flush=True)
@@ -121,7 +126,7 @@ def build(root: Path, env: dict[str, str], n: int) -> tuple[Path, Path]:
     sh(["git", "gc", "-q"], repo, env)
     sh(["git", "config", "ml-integrity.publicKey", str(root / "k.pem.pub")], repo, env)
     # the commit being made: one file changes, is staged and signed again
-    touched = "models/d42/f04242.bin"
+    touched = "models/d42/f04242.bin"  # an LFS file (below the ordinary share)
     (repo / touched).write_bytes(b"retrained weights\n" * 16)
     sh(["git", "add", touched], repo, env)
     sh([*mi, "sign-repo", "--key", str(key)], repo, env)
@@ -134,6 +139,7 @@ def main() -> None:
     )
     ap.add_argument("--files", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--blob-share", type=float, default=0.5, help="share of ordinary files")
     args = ap.parse_args()
     git_v = sh(["git", "--version"], Path.cwd(), dict(os.environ)).strip()
     print(
@@ -151,13 +157,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-hooks-") as tmp:
         root = Path(tmp)
         env = make_env(root / "home")
-        repo, touched = build(root, env, args.files)
+        repo, touched = build(root, env, args.files, args.blob_share)
         state = repo / ".git" / "ml-integrity"
         hooks = {
-            "scan": [*mi, "scan", "--staged", str(touched)],
+            "scan": [*mi, "scan", "--staged", "--only-paths", "--", str(touched)],
             "manifest": [*mi, "manifest", "--staged", "--check"],
             "signed": [*mi, "verify", "--staged"],
-            "all": [*mi, "check-staged", "--only-paths", str(touched)],
+            "all": [*mi, "check-staged", "--only-paths", "--", str(touched)],
         }
 
         def cold(cmd: list[str]) -> Callable[[], float]:
@@ -195,7 +201,8 @@ def main() -> None:
 
     print()
     print(
-        f"One staged LFS file in a repository of {args.files:,} LFS files. Each command "
+        f"One staged LFS file in a repository of {args.files:,} files "
+        f"({args.blob_share:.0%} ordinary, the rest LFS). Each command "
         f"is a whole process, start-up included; median of {args.runs} (cold: "
         f"{max(3, args.runs // 2)}) interleaved runs; wall time (CPU time: user + sys, git "
         "included)."
@@ -204,10 +211,10 @@ def main() -> None:
     print("| hook: command | warm caches | cold caches |")
     print("| --- | --- | --- |")
     labels = {
-        "scan": f"ml-integrity-scan: `scan --staged {touched}`",
+        "scan": f"ml-integrity-scan: `scan --staged --only-paths -- {touched}`",
         "manifest": "ml-integrity-manifest: `manifest --staged --check`",
         "signed": "ml-integrity-signed: `verify --staged`",
-        "all": f"ml-integrity (the three in one process): `check-staged --only-paths {touched}`",
+        "all": f"ml-integrity (the three in one process): `check-staged --only-paths -- {touched}`",
     }
     singles = ("scan", "manifest", "signed")
     for name in singles:

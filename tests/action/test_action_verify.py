@@ -200,7 +200,12 @@ def test_pull_request_cannot_change_the_trusted_key_file(world: World) -> None:
     assert result.outputs["verified"] == "false"
     assert "keys/signer.pub at base commit" in result.report["trust"][0]
     assert "which is not a trusted signer" in result.report["signature_error"]
-    assert {e.props["file"] for e in result.errors()} == {"models/a.bin", "models/b.bin"}
+    # every path of HEAD is refused, the key file too (the manifest is the whole tree)
+    assert {e.props["file"] for e in result.errors()} == {
+        "keys/signer.pub",
+        "models/a.bin",
+        "models/b.bin",
+    }
 
 
 def test_pull_request_cannot_add_a_trusted_key(world: World) -> None:
@@ -358,9 +363,48 @@ def test_a_symlink_cannot_lead_trust_out_of_the_base_commit(world: World) -> Non
     (world.dev / "keys" / "signer.pub").unlink()
     (world.dev / "keys" / "signer.pub").symlink_to(attacker_pub)
     world.write({"models/a.bin": b"backdoored " * 30})
-    world.commit("link the key", sign_with=attacker)
+    git(world.dev, "add", "-A")
+    refused = subprocess.run(
+        [sys.executable, "-m", "ml_integrity", "sign-repo", "--key", attacker],
+        cwd=world.dev,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode == 1 and "a symbolic link" in refused.stderr  # not signable
+    world.commit("link the key")
     job = world.pull_request()
     job.inputs["public-key"] = "keys/signer.pub"
     result = job.run()
     assert result.returncode == 1, result.stdout
     assert "keys/signer.pub at base commit" in result.report["trust"][0]
+
+
+def test_a_two_signer_policy_and_rollback_in_repository_mode(world: World) -> None:
+    """all-of and rollback are enforced on the repository (no longer refused as unsupported):
+    one signature is not enough, two are; an old version is refused."""
+    trust = world.dev / ".github" / "ml-integrity"
+    trust.mkdir(parents=True)
+    second, second_pub = _keys.generate(world.root / "second" / "k.pem", "ec-p256")
+    shutil.copy(world.pub, trust / "release.pub")
+    shutil.copy(second_pub, trust / "second.pub")
+    (trust / "policy.yaml").write_text(
+        "version: 1\nsigners:\n  release:\n    key: release.pub\n  second:\n    key: second.pub\n"
+        "require:\n  all-of: [release, second]\nrollback:\n  not-older-than: 3\n"
+    )
+    world.base = world.commit("two-person policy", sign_with=world.key)
+    git(world.dev, "push", "-q", "origin", "HEAD:refs/heads/main")
+    world.write({"models/a.bin": b"reviewed weights " * 20})
+    world.commit("one signature", sign_with=world.key)
+    one = world.pull_request("one")
+    one.inputs = {"policy": ".github/ml-integrity/policy.yaml", "scan": "none"}
+    result = one.run()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "requirement is not met" in json.dumps(result.report)
+    git(world.dev, "add", "-A")
+    mi("sign-repo", "--key", second, "--name", "second", cwd=world.dev)
+    world.commit("second signature")
+    two = world.pull_request("two")
+    two.inputs = {"policy": ".github/ml-integrity/policy.yaml", "scan": "none"}
+    ok = two.run()
+    assert ok.returncode == 0, ok.stdout + ok.stderr

@@ -12,6 +12,7 @@ import pytest
 from ml_integrity.core import manifest
 from ml_integrity.core.manifest import Entry, Manifest, normalize_path
 from ml_integrity.errors import ExitCode, ManifestError, UsageError
+from tests.conftest import CLI
 
 DIGEST = "a" * 64
 
@@ -182,3 +183,76 @@ def test_stat_cache_forgets_deleted_files(tmp_path: Path) -> None:
     (root / "b.bin").unlink()
     manifest.build_from_directory(root)
     assert len(hashing.StatCache.load(cache_path)) == 1
+
+
+# --- NFC and NFD names (a folder made on macOS has NFD names) ---------------------
+
+NFC_NAME = "caf\u00e9.bin"
+NFD_NAME = "cafe\u0301.bin"
+
+
+def test_a_folder_of_nfd_names_is_signed_and_verified(tmp_path: Path, cli: CLI) -> None:
+    model = tmp_path / "model"
+    (model / "sub\u0301dir").mkdir(parents=True)
+    (model / NFD_NAME).write_bytes(b"weights")
+    (model / "sub\u0301dir" / NFD_NAME).write_bytes(b"more")
+    m = manifest.build_from_directory(model, use_cache=False)
+    nfc_dir = normalize_path("sub\u0301dir")
+    assert {e.path for e in m.entries} == {NFC_NAME, f"{nfc_dir}/{NFC_NAME}"}
+    cli("keygen", "--out", tmp_path / "k.pem")
+    signed = cli("sign", model, "--key", tmp_path / "k.pem", "--bundle", tmp_path / "m.sig")
+    assert signed.returncode == 0, signed.stderr
+    args = ("verify", model, "--bundle", tmp_path / "m.sig", "--key", tmp_path / "k.pem.pub")
+    ok = cli(*args)
+    assert ok.returncode == 0, ok.stderr
+    # the same name in NFC (what another machine checks out) verifies too
+    (model / NFD_NAME).rename(model / NFC_NAME)
+    assert cli(*args).returncode == 0
+    # a tampered NFD-named file is refused, by its NFC name
+    (model / NFC_NAME).rename(model / NFD_NAME)
+    (model / NFD_NAME).write_bytes(b"tampered")
+    bad = cli(*args)
+    assert bad.returncode == 1 and NFC_NAME in bad.stderr, bad.stderr
+
+
+def test_an_nfd_twin_of_a_signed_nfc_file_is_refused(tmp_path: Path, cli: CLI) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / NFC_NAME).write_bytes(b"signed")
+    (model / "other.bin").write_bytes(b"other")
+    cli("keygen", "--out", tmp_path / "k.pem")
+    assert (
+        cli("sign", model, "--key", tmp_path / "k.pem", "--bundle", tmp_path / "m.sig").returncode
+        == 0
+    )
+    (model / NFD_NAME).write_bytes(b"the unsigned twin")  # never hashed before: now refused
+    r = cli("verify", model, "--bundle", tmp_path / "m.sig", "--key", tmp_path / "k.pem.pub")
+    assert r.returncode == ExitCode.FAILURE, r.stderr
+    assert "two files have the same name in NFC" in r.stderr
+    with pytest.raises(ManifestError, match="same name in NFC"):
+        manifest.list_files(model)
+
+
+# --- parse limits: hostile documents are refused by name, never a crash ---------------
+
+
+@pytest.mark.parametrize("opener", [b"[", b'{"a":'])
+def test_deeply_nested_documents_are_refused_by_name(opener: bytes) -> None:
+    from ml_integrity.core import oms
+    from ml_integrity.errors import BundleError
+
+    closer = b"]" if opener == b"[" else b"}"
+    deep = opener * 200_000 + b"0" + closer * 200_000
+    with pytest.raises(ManifestError, match="nested deeper") as m:
+        Manifest.from_json(deep, source="deep/manifest.json")
+    assert m.value.exit_code == ExitCode.FAILURE and "deep/manifest.json" in m.value.diagnostics()
+    with pytest.raises(BundleError, match="nested deeper") as b:
+        oms.parse_bundle(deep, "deep.sig")
+    assert b.value.exit_code == ExitCode.FAILURE and "deep.sig" in b.value.diagnostics()
+    with pytest.raises(BundleError, match="nested deeper"):
+        oms.parse_statement(deep, "deep.sig")
+
+
+def test_oversized_documents_are_refused_before_parsing() -> None:
+    with pytest.raises(ValueError, match="over the limit"):
+        manifest.loads_limited(b" " * 101, max_size=100)

@@ -112,23 +112,26 @@ def run_sign(ctx: Context, inputs: Inputs, runner: Runner) -> int:
                 manifest = result.manifest
                 who = result.signer
             else:
+                from ml_integrity.git.manifests import manifest_from_index
                 from ml_integrity.git.repository import Repository
                 from ml_integrity.git.runner import Git
 
                 with Repository(Git(ctx.workspace)) as repo:
-                    pointers = repo.lfs_pointers("HEAD")
-                if not pointers:
+                    tree = manifest_from_index(repo, source="HEAD")  # every path of HEAD
+                if not tree.entries:
                     raise UsageError(
-                        "HEAD has no Git LFS files: nothing to sign",
-                        hint="track the models with 'git lfs track', or sign a folder with "
-                        "the 'path' input",
+                        "HEAD has no files to sign",
+                        hint="commit the models first, or sign a folder with the 'path' input",
                     )
                 repo_id = f"{ctx.server_url.split('://', 1)[-1].rstrip('/')}/{ctx.repository}"
                 manifest = mf.Manifest(
-                    tuple(mf.Entry(p, ptr.size, ptr.oid) for p, ptr in pointers.items()),
+                    tree.entries,
                     repository=repo_id if ctx.repository else None,
+                    ignore_paths=tree.ignore_paths,
                 )
-                statement = oms.build_statement(manifest, model_name=name)
+                statement = oms.build_statement(
+                    manifest, model_name=name, ignore_paths=manifest.ignore_paths
+                )
                 write_atomic(bundle, signer.sign_statement(statement).encode())
                 who = signer.describe()
             runner.log(f"ml-integrity: signed {len(manifest.entries)} artifact(s) as {who}")

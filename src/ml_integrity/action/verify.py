@@ -81,19 +81,8 @@ def run_verify(ctx: Context, inputs: Inputs, runner: Runner) -> int:
 
 
 def _apply_policy_to_repository(policy: Policy, report: VerifyReport) -> None:
-    """What the policy says beyond "who may sign", for the repository's LFS files.
-
-    Each bundle is checked against the policy's signers; a requirement across
-    several bundles (all-of, k-of-n) and rollback rules need the per-bundle
-    verdicts of the model verifier, which repository mode does not have yet:
-    refuse such a policy rather than pass without enforcing it.
-    """
-    from ml_integrity.git.repository import check_policy_supported
-
-    check_policy_supported(
-        policy,
-        hint="verify a model folder with the 'path' and 'bundle' inputs, or drop the rule",
-    )
+    """Denied digests refuse their rows (the tree's verdict applied the policy already:
+    deny and allow lists, must-sign patterns, rollback, all-of / k-of-n)."""
     for row in report.rows.values():
         if row.sha256 and row.sha256 in policy.deny_digests:
             row.signature = "refused"
@@ -175,30 +164,36 @@ def _verify_repository(
     report: VerifyReport,
     runner: Runner,
 ) -> list[str]:
-    """Pointer-level check of HEAD (no download); returns the LFS paths."""
+    """Every path of HEAD against its signatures (no download); returns the LFS paths."""
     from ml_integrity.git.repository import Repository
+    from ml_integrity.git.verification import check_tree
 
     # The Action's trust has no fingerprint (SigstoreRoots.cacheable), so nothing
     # is cached: a checkout reused by a self-hosted runner never answers from a
     # verification made with other trust.
     with Repository(git, trust=trust) as repo:
-        verdict = repo.check_tree("HEAD")
-    report.signers = sorted(set(verdict.verified.signers))
-    report.signature_error = verdict.verified.error if verdict.pointers else None
-    report.notes.extend(verdict.verified.warnings)
-    for path, pointer in sorted(verdict.pointers.items()):
+        # the one rule: every path of HEAD, with the policy's rules
+        verdict = check_tree(repo, "HEAD", policy=trust.policy)
+    report.signers = verdict.signers
+    report.signature_error = verdict.verified.error if verdict.signed else None
+    report.notes.extend(verdict.notes)
+    if verdict.problem:
+        report.notes.append(f"HEAD is refused: {verdict.problem}")
+    for path in sorted({*verdict.files, *verdict.refused}):
         row = report.row(path)
-        row.size = pointer.size
-        row.sha256 = pointer.oid
-        reason = verdict.refused.get(path)
+        f = verdict.files.get(path)
+        if f is not None:
+            row.size = f.size
+            row.sha256 = f.digest
+        reason = verdict.refused.get(path) or verdict.problem
         row.signature = "refused" if reason else "ok"
         row.reason = reason
-    if not verdict.pointers:
-        report.notes.append("HEAD has no Git LFS files: there was nothing to verify")
-        runner.log("ml-integrity: HEAD has no Git LFS files")
+    if not verdict.signed:
+        report.notes.append("HEAD has no Git LFS files and no signature: nothing to verify")
+        runner.log("ml-integrity: HEAD has no Git LFS files and no signature")
     else:
         runner.log(
-            f"ml-integrity: {len(verdict.pointers)} LFS file(s), "
+            f"ml-integrity: {verdict.describe()}, "
             f"{len(verdict.refused)} refused; signed by {', '.join(report.signers) or 'nobody'}"
         )
     return sorted(verdict.pointers)

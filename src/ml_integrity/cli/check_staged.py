@@ -64,7 +64,8 @@ def register(subparsers: Any) -> None:
         "--only-paths",
         action="store_true",
         help="scan exactly the PATHs given, none when none are given (the pre-commit hook "
-        "passes the staged files its filters selected)",
+        "passes the staged files its filters selected); the PATHs must follow `--`, so that "
+        "a file named like an option is a file",
     )
     parser.add_argument(
         "--skip",
@@ -108,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
     from ml_integrity.git.runner import Git
     from ml_integrity.trust.resolver import resolve_trust
 
+    if args.only_paths:
+        require_separator(args)
     checks = [c for c in CHECKS if c not in args.skip]
     git = Git.discover(keep_index=True)
     codes: dict[str, int] = {}
@@ -158,6 +161,19 @@ def run(args: argparse.Namespace) -> int:
             f"ml-integrity: staged content OK ({', '.join(checks) or 'no checks'})", file=sys.stderr
         )
     return code
+
+
+def require_separator(args: argparse.Namespace) -> None:
+    """With ``--only-paths`` (the pre-commit hooks), file names must come after ``--``:
+    a staged file named ``--skip=scan`` is then a file, never an option."""
+    from ml_integrity.errors import UsageError
+
+    if "--" not in getattr(args, "argv", ["--"]):
+        raise UsageError(
+            "--only-paths needs the file names after `--`",
+            hint='end the hook\'s `args:` in .pre-commit-config.yaml with "--" (the default '
+            'args of the ml-integrity hooks are ["--"])',
+        )
 
 
 def _scan(

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
 
     from ml_integrity.core.fileio import write_atomic
-    from ml_integrity.errors import ToolError, UsageError
+    from ml_integrity.errors import Error, ToolError, UsageError
     from ml_integrity.git import hooks
     from ml_integrity.git.lfs import require_git_lfs
     from ml_integrity.git.runner import Git, clean_env, run_script
@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     later = hooks.desired_config()
     config = {"filter.lfs.process": later.pop("filter.lfs.process")}
     probe = Git(Path.cwd())
+    later.update(hooks.xet_overrides(probe))
     config.update(
         {k: v for k, v in hooks._LFS_FILTER_DEFAULTS.items() if probe.config_get(k) is None}
     )
@@ -117,7 +118,24 @@ def run(args: argparse.Namespace) -> int:
         json.dumps(record, indent=2, sort_keys=True).encode() + b"\n",
     )
     if rc != 0:
-        # git clone exits non-zero when post-checkout refused files (or strict aborted)
+        # git clone exits non-zero when post-checkout refused files (or strict aborted),
+        # or when git-lfs could not download an object (operational: exit 3)
+        from ml_integrity.git.repository import Repository
+        from ml_integrity.git.verification import check_tree
+
+        try:
+            with Repository(git) as repo:
+                verdict = check_tree(repo, "HEAD", worktree=False)
+        except Error:
+            verdict = None
+        if verdict is not None and verdict.signed and verdict.ok:
+            raise ToolError(
+                f"git clone exited {rc}: every file of HEAD is signed, but not every one could "
+                "be checked out",
+                path=directory,
+                hint="see git-lfs's message above (an object missing on the server, a network "
+                "failure); then run `ml-integrity pull` in the clone",
+            )
         print(
             f"ml-integrity: clone into {directory} is not fully verified (git exited {rc}); "
             "see the lines above",

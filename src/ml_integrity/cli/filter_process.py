@@ -24,8 +24,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ml_integrity.git.lfs import FilterProxy, require_git_lfs
-    from ml_integrity.git.repository import Repository, SmudgeVerifier
+    from ml_integrity.git.filter import FilterProxy
+    from ml_integrity.git.gates import SmudgeVerifier
+    from ml_integrity.git.lfs import require_git_lfs
+    from ml_integrity.git.repository import Repository
     from ml_integrity.git.runner import Git
     from ml_integrity.trust.resolver import TrustRequest, resolve_trust
 

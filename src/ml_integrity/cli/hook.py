@@ -3,12 +3,12 @@
 Runs, in order: the hook that was there before (``NAME.pre-ml-integrity``)
 or git-lfs's hook (``git lfs NAME``), then ml-integrity's own check:
 
-- post-checkout / post-merge: the LFS pointers of HEAD against the signed
+- post-checkout / post-merge: every path of HEAD against the signed
   manifest, and files left as pointers because they were refused. Exit 1 when
   anything was refused (git makes ``git checkout`` fail; post-merge's exit
   code is ignored by git, but the lines are shown).
-- pre-commit: rebuild ``.ml-integrity/manifest.json`` from the staged LFS
-  pointers and stage it (repositories with a ``.ml-integrity/`` folder).
+- pre-commit: rebuild ``.ml-integrity/manifest.json`` from every staged
+  path and stage it (repositories with a ``.ml-integrity/`` folder).
 - pre-push: nothing more than the chained hooks (git-lfs uploads the objects).
 
 The exit code is the first non-zero one.
@@ -75,6 +75,7 @@ def _git_lfs_hook(name: str, hook_args: list[str], root: Path, stdin: bytes | No
 
 def _own_check(name: str, hook_args: list[str], git: Git) -> int:
     from ml_integrity.errors import Error
+    from ml_integrity.git.manifests import update_manifest
     from ml_integrity.git.repository import META_DIR, Repository
     from ml_integrity.trust.resolver import TrustRequest, resolve_trust
 
@@ -84,27 +85,38 @@ def _own_check(name: str, hook_args: list[str], git: Git) -> int:
         trust = resolve_trust(TrustRequest(), "checkout", repo=git) if checks else None
         with Repository(git, trust=trust) as repo:
             if name == "pre-commit":
-                if (repo.root / META_DIR).is_dir() and repo.update_manifest():
+                if (repo.root / META_DIR).is_dir() and update_manifest(repo):
                     print(
-                        f"ml-integrity: updated {META_DIR}/manifest.json from the staged LFS "
+                        f"ml-integrity: updated {META_DIR}/manifest.json from the staged "
                         "files; sign it before pushing (ml-integrity sign-repo --key KEY)",
                         file=sys.stderr,
                     )
                 return 0
             if name in ("post-checkout", "post-merge"):
-                return _check_head(repo, name)
+                return _check_head(repo, name, hook_args)
             return 0
     except Error as err:
         print(f"ml-integrity: {name} hook: {err.diagnostics()}", file=sys.stderr)
         return int(err.exit_code)
 
 
-def _check_head(repo: Any, name: str) -> int:
-    verdict = repo.check_tree("HEAD", worktree=False)
-    if not verdict.pointers:
+def _check_head(repo: Any, name: str, hook_args: list[str]) -> int:
+    from ml_integrity.git.recovery import restore_refused
+    from ml_integrity.git.verification import check_tree
+
+    verdict = check_tree(repo, "HEAD", worktree=False)
+    if not verdict.signed:
         return 0
+    previous: str | None = None
+    if name == "post-checkout" and hook_args and hook_args[0].strip("0"):
+        previous = hook_args[0]
+    elif name == "post-merge" and repo.git.rev_parse("ORIG_HEAD^{tree}"):
+        previous = "ORIG_HEAD"
+    restored = {r.path: r.action for r in restore_refused(repo, verdict, previous)}
     quarantined = set(repo.store.quarantined())
     problems = dict(verdict.refused)
+    if verdict.problem:
+        problems["(the whole tree)"] = verdict.problem
     suspects = {
         p: ptr for p, ptr in verdict.pointers.items() if p in problems or ptr.oid in quarantined
     }
@@ -114,12 +126,12 @@ def _check_head(repo: Any, name: str) -> int:
     if not problems:
         return 0
     for path, reason in sorted(problems.items()):
-        state = "left as a pointer" if path in left else "not verified"
+        state = "left as a pointer" if path in left else restored.get(path, "not verified")
         print(f"ml-integrity: REFUSED {path} ({state}): {reason}", file=sys.stderr)
     from ml_integrity.git.repository import RECOVER_COMMAND
 
     print(
-        f"ml-integrity: {name}: {len(problems)} LFS file(s) of HEAD are not covered by a valid "
+        f"ml-integrity: {name}: {len(problems)} path(s) of HEAD are not covered by a valid "
         f"signature (see above). Recover with `{RECOVER_COMMAND}` once the "
         "content is signed, or check out a signed commit.",
         file=sys.stderr,

@@ -165,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report_error(err, as_json=False)
     parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
+    args.argv = list(argv)  # commands that take file names check for the `--` before them
     _configure_logging(getattr(args, "verbose", 0))
     handler = getattr(args, "handler", None)
     if handler is None:

@@ -20,9 +20,10 @@ examples:
 The second run over an unchanged folder reads no file content: a stat cache
 (device, inode, size, mtime, ctime) remembers the digests. --rehash ignores it.
 
-In a git repository with Git LFS files, --staged works on the manifest of
-the staged LFS files (.ml-integrity/manifest.json; digests are the pointers'
-oids, nothing is hashed; GIT_INDEX_FILE is honoured):
+In a git repository, --staged works on the manifest of every staged path
+(.ml-integrity/manifest.json; LFS files by their pointers' oids, other files
+by the sha256 of their staged content; top-level .git* files and .github/
+are left out and recorded; GIT_INDEX_FILE is honoured):
   ml-integrity manifest --staged                print it
   ml-integrity manifest --staged --check        exit 1 when the staged manifest is stale
                                                 (the pre-commit hook ml-integrity-manifest)
@@ -40,17 +41,17 @@ def register(subparsers: Any) -> None:
         epilog=_EPILOG,
     )
     parser.add_argument("path", type=Path, nargs="?", metavar="PATH", help="model folder or file")
-    staged = parser.add_argument_group("the staged LFS files of a git repository")
+    staged = parser.add_argument_group("the staged files of a git repository")
     staged.add_argument(
         "--staged",
         action="store_true",
-        help="the manifest of the staged LFS pointers (.ml-integrity/manifest.json), not a folder",
+        help="the manifest of every staged path (.ml-integrity/manifest.json), not a folder",
     )
     what = staged.add_mutually_exclusive_group()
     what.add_argument(
         "--check",
         action="store_true",
-        help="with --staged: exit 1 unless the staged manifest lists exactly the staged LFS "
+        help="with --staged: exit 1 unless the staged manifest lists exactly the staged "
         "files (path, size, sha256)",
     )
     what.add_argument(
@@ -108,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
 def run_staged(args: argparse.Namespace) -> int:
     import sys
 
+    from ml_integrity.git.manifests import manifest_from_index, update_manifest
     from ml_integrity.git.repository import MANIFEST_PATH, Repository
     from ml_integrity.git.staged import manifest_status
 
@@ -120,27 +122,27 @@ def run_staged(args: argparse.Namespace) -> int:
                 print_json(status.to_json())
             else:
                 print(
-                    f"{MANIFEST_PATH} matches the {status.files} staged LFS file(s)",
+                    f"{MANIFEST_PATH} matches the {status.files} staged file(s)",
                     file=sys.stderr,
                 )
             return 0
         if args.write:
-            changed = repo.update_manifest()
-            files = len(repo.lfs_pointers())
+            changed = update_manifest(repo)
+            files = len(manifest_from_index(repo).entries)
             if args.json:
                 print_json(
                     {"ok": True, "manifest": MANIFEST_PATH, "files": files, "changed": changed}
                 )
             elif changed:
-                print(f"wrote and staged {MANIFEST_PATH} ({files} LFS file(s))")
+                print(f"wrote and staged {MANIFEST_PATH} ({files} file(s))")
             else:
-                print(f"{MANIFEST_PATH} is up to date ({files} LFS file(s))")
+                print(f"{MANIFEST_PATH} is up to date ({files} file(s))")
             return 0
-        m = repo.manifest_from_index()
+        m = manifest_from_index(repo)
     if args.json:
         print(m.to_json().decode("utf-8"), end="")
     else:
         for e in m.entries:
             print(f"{e.sha256}  {e.size:>14,}  {e.path}")
-        print(f"{len(m.entries)} LFS files, {m.total_size:,} bytes")
+        print(f"{len(m.entries)} files, {m.total_size:,} bytes")
     return 0

@@ -12,14 +12,14 @@ ORDER = 50
 
 _EPILOG = """\
 Steps:
-  1. the LFS pointers of HEAD are checked against its signed manifest
+  1. every path of HEAD is checked against its signed manifest
      (signatures verified with the trust in your git config);
   2. objects of refused files are moved out of the local store
      (.git/lfs/quarantine/), and quarantined objects that are now signed
      are moved back;
   3. git lfs pull [ARGS] (the ml-integrity transfer agent refuses any
      object that no verified manifest names);
-  4. HEAD is checked again: every LFS file must be signed and checked out.
+  4. HEAD is checked again: every file must be signed and checked out.
 
 This is also the recovery command after a refused checkout: once the
 content is signed (or you checked out a signed commit), run it again.
@@ -29,7 +29,8 @@ examples:
   ml-integrity pull --rehash           also hash the files and local objects
   ml-integrity pull -- origin --include "models/*"
 
-exit codes: 0 all verified; 1 something was refused or is missing; 3 git-lfs failed.
+exit codes: 0 all verified; 1 something was refused; 3 git-lfs failed (for instance an
+object missing on the server: the files stay pointers).
 """
 
 
@@ -39,7 +40,7 @@ def register(subparsers: Any) -> None:
         "pull",
         help="git lfs pull, then verify (also: recover refused files)",
         description="Download and check out the LFS files of HEAD, accepting only content "
-        "that a verified manifest names; then verify every LFS file of HEAD.",
+        "that a verified tree holds at a path signed for it; then verify every file of HEAD.",
         epilog=_EPILOG,
     )
     parser.add_argument(
@@ -53,8 +54,10 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ml_integrity.errors import IntegrityError, ToolError
     from ml_integrity.git.lfs import require_git_lfs, run_git_lfs
+    from ml_integrity.git.recovery import prepare_store, restore_refused
     from ml_integrity.git.repository import RECOVER_HINT, Repository
     from ml_integrity.git.runner import Git
+    from ml_integrity.git.verification import check_tree
     from ml_integrity.trust.resolver import TrustRequest, resolve_trust
 
     require_git_lfs()
@@ -62,14 +65,17 @@ def run(args: argparse.Namespace) -> int:
     git = Git.discover()
     trust = resolve_trust(TrustRequest(), "checkout", repo=git)  # the git config's trust
     with Repository(git, trust=trust) as repo:
-        before = repo.check_tree("HEAD")
-        if before.pointers and before.verified.error:
+        before = check_tree(repo, "HEAD")
+        if before.signed and before.verified.error:
             raise IntegrityError(
                 f"HEAD cannot be verified: {before.verified.error}",
                 hint="check out a signed commit, or sign this one (ml-integrity sign-repo); "
                 "trust comes from git config ml-integrity.publicKey",
             )
         moved_back = prepare_store(repo, before)
+        previous = "ORIG_HEAD" if repo.git.rev_parse("ORIG_HEAD^{tree}") else None
+        for fixed in restore_refused(repo, before, previous):
+            print(f"ml-integrity: REFUSED {fixed.path}: {fixed.action}", file=sys.stderr)
         for path in moved_back:
             print(
                 f"ml-integrity: {path}: signed now, object moved back from quarantine",
@@ -78,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         rc = run_git_lfs(["pull", *lfs_args], cwd=repo.root).returncode
     with Repository(Git.discover(), trust=trust) as repo, Progress("rehashing") as progress:
-        after = repo.check_tree("HEAD", rehash=args.rehash, progress=progress)
+        after = check_tree(repo, "HEAD", rehash=args.rehash, progress=progress)
     missing = [p for p in after.left_as_pointer if p not in after.refused]
     if args.json:
         print_json(
@@ -86,12 +92,24 @@ def run(args: argparse.Namespace) -> int:
         )
     for path, reason in sorted({**after.refused, **after.rehash_failed}.items()):
         print(f"ml-integrity: REFUSED {path}: {reason}", file=sys.stderr)
+    if after.problem:
+        print(f"ml-integrity: REFUSED HEAD: {after.problem}", file=sys.stderr)
+    for note in after.notes:
+        print(f"ml-integrity: note: {note}", file=sys.stderr)
     for path in missing:
         print(
             f"ml-integrity: MISSING {path}: still an LFS pointer (not downloaded)", file=sys.stderr
         )
     if not after.ok:
         raise after.error()
+    if missing and rc != 0:
+        # every path is signed: git-lfs could not fetch (an object missing on the server,
+        # the network), which is operational, not a refusal
+        raise ToolError(
+            f"git lfs pull failed (exit {rc}); {len(missing)} signed LFS file(s) of HEAD "
+            "are not checked out",
+            hint="see git-lfs's message above; the files stay LFS pointers, nothing was lost",
+        )
     if missing:
         raise IntegrityError(
             f"{len(missing)} LFS file(s) of HEAD could not be checked out",
@@ -100,38 +118,8 @@ def run(args: argparse.Namespace) -> int:
     if rc != 0:
         raise ToolError(f"git lfs pull failed (exit {rc})", hint="see git-lfs's message above")
     if not args.json:
-        n = len(after.pointers)
         print(
-            f"OK: {n} LFS file{'s' if n != 1 else ''} of HEAD verified ({after.verified.source}, "
-            f"signed by {', '.join(sorted(set(after.verified.signers))) or 'nobody: no LFS files'})"
+            f"OK: {after.describe()} of HEAD verified ({after.verified.source}, "
+            f"signed by {', '.join(after.signers) or 'nobody: nothing is signed here'})"
         )
     return 0
-
-
-def prepare_store(repo: Any, before: Any) -> list[str]:
-    """Make the store hold exactly what ``git lfs pull`` may check out.
-
-    Objects of refused files leave the store (quarantine); objects of files
-    still to be checked out are hashed first (a corrupt one is quarantined,
-    so git-lfs downloads it again); a quarantined object that is now signed
-    and intact goes back. Returns the paths whose object came back.
-    """
-    from ml_integrity.core.lfs import sha256_file
-
-    moved_back = []
-    for path, pointer in before.pointers.items():
-        oid = pointer.oid
-        if path in before.refused:
-            repo.quarantine(oid, path, before.refused[path], "HEAD")
-            continue
-        if path not in before.left_as_pointer:
-            continue
-        obj = repo.store.object_path(oid)
-        if obj.is_file():
-            if sha256_file(obj) != oid:
-                repo.quarantine(oid, path, "corrupt local object", "HEAD")
-            continue
-        held = repo.store.quarantine_path(oid)
-        if held.is_file() and sha256_file(held) == oid and repo.store.release(oid):
-            moved_back.append(path)
-    return moved_back

@@ -78,6 +78,12 @@ def register(subparsers: Any) -> None:
         "file the next commit adds or changes",
     )
     parser.add_argument(
+        "--only-paths",
+        action="store_true",
+        help="with --staged: scan exactly the PATHs, none when none are given (the pre-commit "
+        "hook); the PATHs must follow `--`, so that a file named like an option is a file",
+    )
+    parser.add_argument(
         "--pickle",
         choices=("block", "allowlist"),
         default=_env.get("ML_INTEGRITY_PICKLE"),
@@ -118,9 +124,20 @@ def run(args: argparse.Namespace) -> int:
         from ml_integrity.trust.policy_source import load_policy
 
         pickle_rule = load_policy(args.policy, "command line").pickle
+    if args.only_paths:
+        from ml_integrity.cli.check_staged import require_separator
+        from ml_integrity.errors import UsageError
+
+        if not args.staged:
+            raise UsageError("--only-paths needs --staged")
+        require_separator(args)
     policy = scan_policy(args, pickle_rule)
     with Progress("scanning") as progress:
-        if args.staged:
+        if args.staged and args.only_paths and not args.paths:
+            from ml_integrity.scan.scanner import ScanReport
+
+            report = ScanReport(policy)  # pre-commit passed no file: nothing to scan
+        elif args.staged:
             report = _scan_staged(args.paths, policy, progress)
         elif not args.paths:
             from ml_integrity.errors import UsageError

@@ -1,4 +1,4 @@
-"""``ml-integrity sign-repo``: sign the manifest of the staged LFS files."""
+"""``ml-integrity sign-repo``: sign the manifest of every staged path."""
 
 from __future__ import annotations
 
@@ -11,9 +11,14 @@ from ml_integrity.cli._common import add_command, add_json_flag, print_json
 ORDER = 35
 
 _EPILOG = """\
-The manifest is built from the staged Git LFS pointers (no file is hashed
-again: a pointer's oid is the sha256 of the file). Both files are written
-and staged; commit them with the content they cover:
+The manifest lists every staged path: Git LFS files by their pointer's oid
+(no file is hashed again: the oid is the sha256 of the file), other files by
+the sha256 of their staged content. Top-level .git* files and .github/ are
+left out (as model_signing does) and recorded in the signature. Each
+signature carries a version one above every earlier one (rollback
+protection) and, with --repository, the repository's identity. The result
+is an OMS bundle that `model_signing verify` accepts on a checkout. Both
+files are written and staged; commit them with the content they cover:
 
   git add models/
   ml-integrity sign-repo --key signer.pem
@@ -30,8 +35,8 @@ def register(subparsers: Any) -> None:
     parser = add_command(
         subparsers,
         "sign-repo",
-        help="sign the manifest of the staged LFS files (.ml-integrity/)",
-        description="Write .ml-integrity/manifest.json from the staged LFS pointers, sign it "
+        help="sign the manifest of every staged path (.ml-integrity/)",
+        description="Write .ml-integrity/manifest.json from every staged path, sign it "
         "as an OMS bundle (.ml-integrity/NAME.sig) and stage both.",
         epilog=_EPILOG,
     )
@@ -50,6 +55,12 @@ def register(subparsers: Any) -> None:
         metavar="NAME",
         help="bundle file name under .ml-integrity/ (default: manifest -> manifest.sig)",
     )
+    parser.add_argument(
+        "--repository",
+        metavar="ID",
+        help="bind the signature to this repository identity, e.g. github.com/org/models "
+        "(verifiers can require it: policy rollback.repository, --repository)",
+    )
     add_json_flag(parser)
     parser.set_defaults(handler=run)
 
@@ -59,18 +70,29 @@ def run(args: argparse.Namespace) -> int:
 
     from ml_integrity.cli._trust import make_key_signer
     from ml_integrity.errors import UsageError
+    from ml_integrity.git.manifests import sign_index
     from ml_integrity.git.repository import Repository
 
     if not re.fullmatch(r"[A-Za-z0-9._-]+", args.name) or args.name.startswith("."):
         raise UsageError(f"invalid bundle name {args.name!r}", hint="use letters, digits, . _ -")
     signer = make_key_signer(args.key, args.cert)
     with Repository.discover(keep_index=True) as repo:
-        manifest, bundle = repo.sign_index(signer, name=args.name)
+        manifest, bundle = sign_index(repo, signer, name=args.name, repository=args.repository)
         rel = bundle.relative_to(repo.root).as_posix()
     if args.json:
         print_json(
-            {"ok": True, "bundle": rel, "files": len(manifest.entries), "signer": signer.describe()}
+            {
+                "ok": True,
+                "bundle": rel,
+                "files": len(manifest.entries),
+                "version": manifest.version,
+                "repository": manifest.repository,
+                "signer": signer.describe(),
+            }
         )
     else:
-        print(f"signed {len(manifest.entries)} LFS file(s): {rel} (staged, with the manifest)")
+        print(
+            f"signed {len(manifest.entries)} file(s), version {manifest.version}: {rel} "
+            "(staged, with the manifest)"
+        )
     return 0

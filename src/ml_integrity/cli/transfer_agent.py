@@ -24,8 +24,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ml_integrity.git.lfs import TransferAgent, git_credential_fill
-    from ml_integrity.git.repository import DownloadGate, Repository
+    from ml_integrity.git.agent import TransferAgent
+    from ml_integrity.git.gates import DownloadGate
+    from ml_integrity.git.lfs import git_credential_fill
+    from ml_integrity.git.repository import Repository
     from ml_integrity.git.runner import Git, clean_env
     from ml_integrity.trust.resolver import TrustRequest, resolve_trust
 

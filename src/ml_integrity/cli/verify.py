@@ -13,7 +13,8 @@ from ml_integrity.cli._trust import VERIFY_EPILOG, add_verify_options
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ml_integrity.git.repository import Repository, TreeVerdict
+    from ml_integrity.git.repository import Repository
+    from ml_integrity.git.verification import TreeVerdict
     from ml_integrity.trust.resolver import Trust
 
 ORDER = 40
@@ -23,9 +24,9 @@ _EPILOG = (
 examples:
   ml-integrity verify models/bert --bundle models/bert.sig --key key.pem.pub
   ml-integrity verify models/bert --bundle bert.sig --cert-chain root-ca.pem --json
-  ml-integrity verify --git-repo                a git repository with LFS files
+  ml-integrity verify --git-repo                every file of a git repository (LFS too)
   ml-integrity verify --git-repo --rehash       ... and hash files and local objects
-  ml-integrity verify --staged                  the staged LFS files against the staged
+  ml-integrity verify --staged                  the staged files against the staged
                                                 signatures (the pre-commit hook
                                                 ml-integrity-signed; never uses the network)
   ml-integrity verify --staged --policy ~/trust.yaml
@@ -61,13 +62,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--git-repo",
         action="store_true",
-        help="PATH (default: .) is a git repository: verify the Git LFS files of HEAD "
+        help="PATH (default: .) is a git repository: verify every file of HEAD (LFS files "
+        "by their pointers, other files by their content) "
         "against .ml-integrity/*.sig (trust: see below); no download, no rehash unless --rehash",
     )
     parser.add_argument(
         "--staged",
         action="store_true",
-        help="like --git-repo, for the index instead of HEAD: every staged LFS file must be "
+        help="like --git-repo, for the index instead of HEAD: every staged file must be "
         "covered by a valid signature staged in .ml-integrity/ (offline: Sigstore bundles "
         "are checked against --trusted-root or the cached/shipped root)",
     )
@@ -138,27 +140,31 @@ def check_signatures(
     rehash: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> TreeVerdict:
-    """The LFS files of the index (``staged``) or HEAD against their signatures;
+    """Every path of the index (``staged``) or HEAD against its signatures;
     raises the failure (IntegrityError, or ConfigError for trust the change brings).
     With ``staged``, ``trust`` is offline (:meth:`Trust.offline`)."""
     from ml_integrity.errors import IntegrityError
-    from ml_integrity.git.repository import check_policy_supported
     from ml_integrity.git.staged import check_trust_files, signature_error, signature_verdict
+    from ml_integrity.git.verification import check_tree
 
-    if trust.policy is not None:
-        check_policy_supported(trust.policy)
     if staged:
         check_trust_files(repo.git, list(trust.files))
         verdict = signature_verdict(repo, trust.policy)
     else:
-        verdict = repo.check_tree("HEAD", rehash=rehash, progress=progress, worktree=False)
-        if trust.policy is not None:
-            verdict.apply_policy(trust.policy)
+        verdict = check_tree(
+            repo,
+            "HEAD",
+            rehash=rehash,
+            progress=progress,
+            worktree=False,
+            policy=trust.policy,
+            require_signature=True,
+        )
     if verdict.ok:
         return verdict
     if staged:
         error = signature_error(verdict)
-    elif verdict.verified.error and set(verdict.refused) == set(verdict.pointers):
+    elif verdict.verified.error and set(verdict.refused) == set(verdict.files):
         error = IntegrityError(
             f"HEAD cannot be verified: {verdict.verified.error}",
             path=repo.root,
@@ -190,13 +196,16 @@ def print_signatures(
     if args.json:
         print_json(signatures_json(verdict, trust, staged=staged))
         return
-    n = len(verdict.pointers)
-    signers = ", ".join(sorted(set(verdict.verified.signers))) or "nobody (no LFS files)"
-    if n and not verdict.verified.signers:
+    import sys
+
+    signers = ", ".join(verdict.signers) or "nobody (nothing is signed here)"
+    if verdict.files and not verdict.signers:
         signers = "nobody: accepted unsigned by the policy"
-    files = f"{n} LFS file{'s' if n != 1 else ''}"
+    files = verdict.describe()
     what = f"staged {files}" if staged else f"{files} of HEAD"
     print(f"OK: {what} verified (signed by {signers})")
+    for note in verdict.notes:
+        print(f"ml-integrity: note: {note}", file=sys.stderr)
     policy_line = trust.describe()
     if policy_line:
         print(f"policy: {policy_line}")

@@ -32,6 +32,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from ml_integrity.errors import ManifestDiff, ManifestError, OperationalError, UsageError
 
@@ -42,6 +43,8 @@ __all__ = [
     "Manifest",
     "build_from_directory",
     "list_files",
+    "list_files_on_disk",
+    "loads_limited",
     "normalize_path",
     "path_sort_key",
 ]
@@ -53,6 +56,29 @@ DEFAULT_IGNORES: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitig
 """Top-level names never part of a model (the OMS defaults, as model_signing has them)."""
 
 _SHA256_HEX = frozenset("0123456789abcdef")
+
+
+MAX_MANIFEST_SIZE = 512 << 20
+"""A manifest document larger than this is refused (about 2 million entries)."""
+
+
+def loads_limited(data: bytes, *, max_size: int) -> Any:
+    """``json.loads`` of untrusted bytes with a size limit and a nesting limit.
+
+    Raises ValueError saying which limit (or what JSON error) refused the
+    document. Nesting is bounded by the parser itself: CPython's JSON decoder
+    counts its depth against the interpreter's recursion limit and stops with
+    RecursionError (a file nested 200,000 arrays deep is refused at once, never
+    a crash); the callers' schemas allow no nesting beyond a few levels anyway.
+    """
+    if len(data) > max_size:
+        raise ValueError(f"{len(data):,} bytes is over the limit of {max_size:,}")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("nested deeper than the JSON parser allows") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(str(exc)) from None
 
 
 def normalize_path(raw: str, *, source: str | None = None) -> str:
@@ -137,6 +163,8 @@ class Manifest:
     """Repository identity (e.g. ``github.com/org/repo``), for rollback protection."""
     version: int | None = None
     """Monotonically increasing manifest version, for rollback protection."""
+    ignore_paths: tuple[str, ...] = ()
+    """Paths left out on purpose (a repository's ``.git*`` files, policy exclusions)."""
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -163,6 +191,8 @@ class Manifest:
             out["repository"] = self.repository
         if self.version is not None:
             out["version"] = self.version
+        if self.ignore_paths:
+            out["ignore_paths"] = sorted(self.ignore_paths)
         return out
 
     def to_json(self) -> bytes:
@@ -174,8 +204,8 @@ class Manifest:
     def from_json(cls, data: bytes, *, source: str) -> Manifest:
         """Parse and validate a manifest document; anything malformed is refused."""
         try:
-            doc = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            doc = loads_limited(data, max_size=MAX_MANIFEST_SIZE)
+        except ValueError as exc:
             raise ManifestError(
                 f"not a valid manifest (JSON): {exc}",
                 path=source,
@@ -201,8 +231,16 @@ class Manifest:
         mversion = doc.get("version")
         if mversion is not None and (not isinstance(mversion, int) or isinstance(mversion, bool)):
             raise ManifestError("'version' must be an integer", path=source)
+        ignores = doc.get("ignore_paths", [])
+        if not isinstance(ignores, list) or not all(isinstance(p, str) for p in ignores):
+            raise ManifestError("'ignore_paths' must be a list of paths", path=source)
         try:
-            return cls(tuple(entries), repository=repository, version=mversion)
+            return cls(
+                tuple(entries),
+                repository=repository,
+                version=mversion,
+                ignore_paths=tuple(normalize_path(p, source=source) for p in ignores),
+            )
         except ManifestError as exc:
             raise ManifestError(exc.message, path=source, hint=exc.hint) from None
 
@@ -261,7 +299,23 @@ def list_files(
     allow_symlinks: bool = False,
     ignore: Iterable[str] = (),
 ) -> list[str]:
-    """Every regular file under ``root`` as sorted relative POSIX paths.
+    """Every regular file under ``root`` as sorted relative POSIX paths in NFC
+    (:func:`list_files_on_disk` has the names as the file system spells them)."""
+    return list(list_files_on_disk(root, allow_symlinks=allow_symlinks, ignore=ignore))
+
+
+def list_files_on_disk(
+    root: Path,
+    *,
+    allow_symlinks: bool = False,
+    ignore: Iterable[str] = (),
+) -> dict[str, str]:
+    """Every regular file under ``root``: NFC path -> the path as it is on disk.
+
+    Sorted by NFC path (path-component order). Names are compared in NFC (a
+    folder made on macOS has NFD names, which are the same names); two files
+    whose names normalise alike are refused (:class:`ManifestError`, naming
+    both): one of them would never be hashed.
 
     Top-level :data:`DEFAULT_IGNORES` and the relative paths in ``ignore``
     (a directory covers its subtree) are skipped. A symbolic link raises
@@ -272,10 +326,10 @@ def list_files(
     root_real = Path(os.path.realpath(root))
     ignored = {normalize_path(p) for p in ignore}
     ignored.update(DEFAULT_IGNORES)
-    out: list[str] = []
+    out: dict[str, str] = {}
     visited: set[tuple[int, int]] = set()
 
-    def walk(directory: Path, prefix: str) -> None:
+    def walk(directory: Path, prefix: str, disk_prefix: str) -> None:
         try:
             st = directory.stat()
             key = (st.st_dev, st.st_ino)
@@ -293,8 +347,9 @@ def list_files(
                 hint="check the directory's permissions",
             ) from None
         for item in items:
+            disk = f"{disk_prefix}{item.name}"
             rel = f"{prefix}{item.name}"
-            if rel in ignored:
+            if rel in ignored or unicodedata.normalize("NFC", rel) in ignored:
                 continue
             try:
                 rel = normalize_path(rel, source=str(directory / item.name))
@@ -324,9 +379,16 @@ def list_files(
             except OSError as exc:
                 raise OperationalError(f"cannot stat: {exc.strerror}", path=full) from None
             if stat.S_ISDIR(mode):
-                walk(full, rel + "/")
+                walk(full, rel + "/", disk + "/")
             elif stat.S_ISREG(mode):
-                out.append(rel)
+                if rel in out:
+                    raise ManifestError(
+                        f"two files have the same name in NFC: {out[rel]!r} and {disk!r}",
+                        path=full,
+                        hint="remove or rename one of them (a name and its NFD/NFC twin are "
+                        "one name to a manifest)",
+                    )
+                out[rel] = disk
             else:
                 raise ManifestError(
                     "not a regular file (socket, FIFO or device)",
@@ -334,9 +396,8 @@ def list_files(
                     hint="remove it from the model, or pass --ignore-path",
                 )
 
-    walk(root, "")
-    out.sort(key=path_sort_key)
-    return out
+    walk(root, "", "")
+    return {p: out[p] for p in sorted(out, key=path_sort_key)}
 
 
 def build_from_directory(
@@ -369,7 +430,8 @@ def build_from_directory(
         return Manifest((entry,))
     if not root.is_dir():
         raise UsageError("not a file or directory", path=root)
-    paths = list_files(root, allow_symlinks=allow_symlinks, ignore=ignore)
+    on_disk = list_files_on_disk(root, allow_symlinks=allow_symlinks, ignore=ignore)
+    paths = list(on_disk)
     if not paths:
         raise UsageError(
             "the folder holds no files to sign",
@@ -379,9 +441,10 @@ def build_from_directory(
     cache = None
     if use_cache:
         cache = hashing.StatCache.load(hashing.default_cache_path(root))
-    digests = hashing.hash_files(
+    disk_paths = [on_disk[p] for p in paths]
+    hashed = hashing.hash_files(
         root,
-        paths,
+        disk_paths,
         workers=workers,
         cache=cache,
         rehash=rehash,
@@ -389,10 +452,15 @@ def build_from_directory(
         follow_symlinks=allow_symlinks,
     )
     if cache is not None:
-        cache.retain(root, paths)  # forget files deleted since the last run
+        cache.retain(root, disk_paths)  # forget files deleted since the last run
         cache.save()  # a cache that cannot be written only costs speed next time (logged)
     entries = tuple(
-        Entry(path=p, size=digests[p].size, sha256=digests[p].sha256, format=sniff_file(root / p))
+        Entry(
+            path=p,
+            size=hashed[on_disk[p]].size,
+            sha256=hashed[on_disk[p]].sha256,
+            format=sniff_file(root / on_disk[p]),
+        )
         for p in paths
     )
     return Manifest(entries)

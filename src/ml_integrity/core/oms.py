@@ -30,7 +30,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ml_integrity.core.manifest import Manifest, is_sha256_hex, normalize_path
+from ml_integrity.core.manifest import (
+    MAX_MANIFEST_SIZE,
+    Manifest,
+    is_sha256_hex,
+    loads_limited,
+    normalize_path,
+)
 from ml_integrity.errors import BundleError, ManifestError
 
 __all__ = [
@@ -60,6 +66,8 @@ SINGLE_FILE_NAME = "."
 
 ANN_REPOSITORY = "ml-integrity/repository"
 ANN_VERSION = "ml-integrity/version"
+MAX_BUNDLE_SIZE = MAX_MANIFEST_SIZE
+"""Parse limit of a bundle (its payload is the statement, as large as a manifest)."""
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -172,8 +180,8 @@ def _require(cond: bool, message: str, source: str) -> None:
 def parse_statement(payload: bytes, source: str) -> SignedModel:
     """Validate an OMS statement (after its signature was verified)."""
     try:
-        doc = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = loads_limited(payload, max_size=MAX_MANIFEST_SIZE)
+    except ValueError as exc:
         raise BundleError(f"signed payload is not JSON: {exc}", path=source) from None
     _require(isinstance(doc, dict), "statement is not a JSON object", source)
     _require(
@@ -348,8 +356,8 @@ def parse_bundle(data: bytes, source: str) -> ParsedBundle:
             hint="the signature file was truncated or never written; re-sign the model",
         )
     try:
-        doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = loads_limited(data, max_size=MAX_BUNDLE_SIZE)
+    except ValueError as exc:
         raise BundleError(
             f"bundle is not valid JSON ({exc})",
             path=source,

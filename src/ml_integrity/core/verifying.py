@@ -202,15 +202,16 @@ def check_content(
         *signed.ignore_paths,
         *(i for b in bundles for i in signing.bundle_ignores(target, b)),
     ]
-    paths = manifest.list_files(
+    on_disk = manifest.list_files_on_disk(
         target, allow_symlinks=allow_symlinks or signed.allow_symlinks, ignore=ignores
     )
+    paths = list(on_disk)
     present = [p for p in paths if p in signed.resources]
     extra = [p for p in paths if p not in signed.resources]
     cache = hashing.StatCache.load(hashing.default_cache_path(target))
-    digests = hashing.hash_files(
+    hashed = hashing.hash_files(
         target,
-        present,
+        [on_disk[p] for p in present],
         workers=workers,
         rehash=rehash,
         progress=progress,
@@ -218,6 +219,7 @@ def check_content(
         follow_symlinks=allow_symlinks or signed.allow_symlinks,
     )
     cache.save()
+    digests = {p: hashed[on_disk[p]] for p in present}  # NFC names, as signed
     refused = set(extra if refuse_unsigned is None else refuse_unsigned(extra)) if extra else set()
     actual = {p: digests[p].sha256 for p in present}
     actual.update(dict.fromkeys(refused, ""))

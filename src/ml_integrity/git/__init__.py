@@ -1,10 +1,15 @@
 """Git and Git LFS: the one git runner and the repository use cases.
 
-Owns the git runner (:mod:`.runner`, the only place that runs ``git``), the
-LFS filter proxy, transfer agent and batch API (:mod:`.lfs`), the repository
-manifest and its verification (:mod:`.repository`), the staged-content checks
-of the hooks (:mod:`.staged`), and the hook installation (:mod:`.hooks`; the
-hook script itself is ``hooks/hook.sh`` at the top of the source tree).
+- :mod:`.runner`: the only place that runs ``git``; :mod:`.lfs`: the only
+  place that runs ``git-lfs`` (helper processes, ``git lfs ARGS``);
+- LFS protocols: :mod:`.pktline` (framing), :mod:`.filter` (the filter proxy
+  in front of ``git-lfs filter-process``), :mod:`.agent` (the standalone
+  transfer agent), :mod:`.batch` (the batch API client for HTTP remotes);
+- the repository: :mod:`.repository` (listings, trust, signatures),
+  :mod:`.manifests` (the manifest at commit time), :mod:`.verification` (the
+  verdict of a tree), :mod:`.gates` (the smudge and download gates);
+- hooks: :mod:`.staged` (the pre-commit checks of the index) and
+  :mod:`.hooks` (installation; the hook script is ``hooks/hook.sh``).
 
 May import: :mod:`ml_integrity.trust`, :mod:`ml_integrity.scan`,
 :mod:`ml_integrity.core`, :mod:`ml_integrity.errors`. Never an entry point.

@@ -71,6 +71,25 @@ def desired_config() -> dict[str, str]:
     }
 
 
+XET_AGENT = "xet"
+"""Hugging Face's custom transfer agent (``git-xet``), chosen by the server during negotiation."""
+XET_URLS = ("https://huggingface.co/", "https://hf.co/")
+"""Where the server may choose Xet; more with git config ``ml-integrity.xetUrl`` (repeatable)."""
+
+
+def xet_overrides(git: Git) -> dict[str, str]:
+    """URL-scoped ``lfs.<url>.standalonetransferagent`` = "" for the Xet hosts, when
+    ``lfs.customtransfer.xet`` is configured: our global standalone agent would
+    otherwise turn off the server's choice of Xet there. Downloads from those
+    hosts are then negotiated by git-lfs (Xet or basic); the filter still checks
+    every smudge by (path, oid) and content, and ``ml-integrity pull`` verifies."""
+    if git.config_get(f"lfs.customtransfer.{XET_AGENT}.path") is None:
+        return {}
+    extra = git.run(["config", "--get-all", "ml-integrity.xeturl"], check=False)
+    urls = [*XET_URLS, *extra.stdout.decode().split()]
+    return {f"lfs.{u.rstrip('/')}/.standalonetransferagent": "" for u in dict.fromkeys(urls)}
+
+
 _LFS_FILTER_DEFAULTS = {
     "filter.lfs.clean": "git-lfs clean -- %f",
     "filter.lfs.smudge": "git-lfs smudge -- %f",
@@ -175,6 +194,8 @@ def install(git: Git, *, scope: str = "local", strict: bool | None = None) -> In
     report = InstallReport(scope, record_path)
 
     wanted = desired_config()
+    xet = xet_overrides(git)
+    wanted.update(xet)
     for key, value in _LFS_FILTER_DEFAULTS.items():
         # git-lfs's own filter settings, only where git-lfs has not set them anywhere
         if git.config_get(key) is None:
@@ -196,6 +217,13 @@ def install(git: Git, *, scope: str = "local", strict: bool | None = None) -> In
     report.hooks = install_hooks(hooks_dir, saved_hooks)
     report.hooks_dir = hooks_dir
     write_atomic(record_path, json.dumps(record, indent=2, sort_keys=True).encode() + b"\n")
+    if xet:
+        hosts = ", ".join(k[4 : -len(".standalonetransferagent")] for k in xet)
+        report.notes.append(
+            f"git-xet is configured: the ml-integrity transfer agent stays out of {hosts} so "
+            "that the server can choose Xet; downloads from there are checked by the filter "
+            "(path and content) and by `ml-integrity pull`, not refused before they start"
+        )
     if scope == "global":
         report.notes.append(
             "`git lfs install` now says that filter.lfs.process is not git-lfs's own and exits 2 "

@@ -1,64 +1,63 @@
-"""A git repository with LFS content under ml-integrity: manifests, trust, verdicts.
-
-The use cases behind the filter wrapper, the transfer agent, the hooks and
-the ``pull``/``verify`` commands:
+"""A git repository with LFS content under ml-integrity: listings, trust, signatures.
 
 - :meth:`Repository.lfs_pointers` lists the LFS pointers of the index (at
   commit time: ``git ls-files -s -z`` plus one ``git cat-file --batch``,
   honouring ``GIT_INDEX_FILE``) or of a tree. No content is hashed: the oid
   of a pointer *is* the sha256 the clean filter computed.
-- :meth:`Repository.manifest_from_index` turns them into the canonical
-  manifest (``.ml-integrity/manifest.json``).
 - :meth:`Repository.verified_digests` reads the signature bundles
   ``<treeish>:.ml-integrity/*.sig``, verifies each with the trust roots from
   git config (never from the repository itself), and returns what they
   signed, path by path. Results are cached per set of bundles and
   fingerprint of the trust actually applied (:meth:`Repository.trust_key`)
   under ``.git/ml-integrity/cache/``.
-- :class:`SmudgeVerifier` and :class:`DownloadGate` are the decisions of the
-  filter proxy and of the transfer agent; :meth:`Repository.check_tree` is the
-  pointer-level verdict of hooks and ``verify``.
 
-Refused content is never written into the work tree: the pointer stays and
-the object moves to ``.git/lfs/quarantine/`` (never deleted).
+The use cases built on it: :mod:`.manifests` (the manifest at commit time),
+:mod:`.verification` (the verdict of a tree), :mod:`.gates` (the decisions of
+the filter proxy and the transfer agent). Refused content is never written
+into the work tree: the pointer stays and the object moves to
+``.git/lfs/quarantine/`` (never deleted).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING
 
 from ml_integrity.core.fileio import write_atomic
-from ml_integrity.core.lfs import LfsStore, Pointer, parse_pointer, sha256_file
-from ml_integrity.errors import Error, IntegrityError, ManifestDiff
-from ml_integrity.git.lfs import Endpoint, Refusal, endpoint_from_url
+from ml_integrity.core.lfs import LfsStore, Pointer
+from ml_integrity.errors import Error
+from ml_integrity.git.agent import Endpoint, endpoint_from_url
+from ml_integrity.git.listing import LFS, BlobCache, TreeFile, list_files
+from ml_integrity.git.listing import blob_sizes as _blob_sizes
 from ml_integrity.git.runner import Git, IndexEntry
+from ml_integrity.git.scope import (
+    MANIFEST_PATH,
+    META_DIR,
+    TreeRules,
+    is_bundle_path,
+    rules_from_config,
+)
 
 if TYPE_CHECKING:
-    from ml_integrity.core.manifest import Manifest
-    from ml_integrity.core.signing import Signer
     from ml_integrity.core.verifying import BundleVerifier
-    from ml_integrity.trust.policy import Policy
+    from ml_integrity.git.verification import TreeVerdict
     from ml_integrity.trust.resolver import Trust
 
 __all__ = [
     "INDEX",
-    "DownloadGate",
+    "MANIFEST_PATH",
+    "META_DIR",
     "Repository",
-    "SmudgeVerifier",
-    "TreeVerdict",
+    "SignedBundle",
     "VerifiedDigests",
 ]
 
-META_DIR = ".ml-integrity"
-MANIFEST_PATH = f"{META_DIR}/manifest.json"
 INDEX = ":"
 """The source name for "the index" (as in ``git show :path``)."""
 
@@ -67,8 +66,62 @@ RECOVER_HINT = (
     "the file was left as an LFS pointer; once the content is signed (or after checking out a "
     f"signed commit) run `{RECOVER_COMMAND}` to restore it"
 )
-_CACHE_VERSION = 1
-_POINTER_CACHE = "pointers.json"
+_CACHE_VERSION = 2
+MAX_BUNDLE_SIZE = 16 << 20
+"""A signature bundle larger than this is refused unread."""
+
+
+@dataclass(frozen=True)
+class SignedBundle:
+    """One valid bundle of a tree: who signed what (a verified OMS statement)."""
+
+    path: str
+    signer: str
+    matched: tuple[str, ...]
+    """The policy's signer names that the signer matches (empty without a policy)."""
+    resources: Mapping[str, str]
+    """NFC path -> sha256 hex."""
+    ignore_paths: tuple[str, ...] = ()
+    version: int | None = None
+    repository: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "signer": self.signer,
+            "matched": list(self.matched),
+            "resources": dict(self.resources),
+            "ignore_paths": list(self.ignore_paths),
+            "version": self.version,
+            "repository": self.repository,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, object]) -> SignedBundle:
+        resources = doc["resources"]
+        ignores, matched, version, repo = (
+            doc["ignore_paths"],
+            doc["matched"],
+            doc["version"],
+            doc["repository"],
+        )
+        if not (
+            isinstance(resources, dict)
+            and isinstance(ignores, list)
+            and isinstance(matched, list)
+            and (version is None or type(version) is int)
+            and (repo is None or isinstance(repo, str))
+        ):
+            raise TypeError("damaged cache entry")
+        return cls(
+            str(doc["path"]),
+            str(doc["signer"]),
+            tuple(map(str, matched)),
+            {str(k): str(v) for k, v in resources.items()},
+            tuple(map(str, ignores)),
+            version,
+            repo,
+        )
 
 
 @dataclass(frozen=True)
@@ -76,84 +129,45 @@ class VerifiedDigests:
     """What the valid signatures of one tree (or the index) allow, path by path.
 
     ``error`` is set when nothing could be verified (no bundle, no trust
-    root, every bundle invalid): then nothing is allowed.
+    root, every bundle invalid): then nothing is allowed. ``warnings`` name
+    the bundles that were refused (they never block the valid ones).
     """
 
     source: str
-    digests: Mapping[str, frozenset[str]] = field(default_factory=dict)
     signers: tuple[str, ...] = ()
     error: str | None = None
     warnings: tuple[str, ...] = ()
+    bundles: tuple[SignedBundle, ...] = ()
+
+    @functools.cached_property
+    def digests(self) -> Mapping[str, frozenset[str]]:
+        """NFC path -> the digests some valid bundle signs for it."""
+        out: dict[str, set[str]] = {}
+        for b in self.bundles:
+            for name, digest in b.resources.items():
+                out.setdefault(name, set()).add(digest)
+        return {p: frozenset(d) for p, d in out.items()}
 
     def allows(self, path: str, oid: str) -> bool:
         return oid in self.digests.get(path, ())
 
     def all_oids(self) -> set[str]:
-        return {d for ds in self.digests.values() for d in ds}
+        return {d for b in self.bundles for d in b.resources.values()}
 
     def to_json(self) -> dict[str, object]:
         return {
-            "digests": {p: sorted(d) for p, d in self.digests.items()},
             "signers": list(self.signers),
             "error": self.error,
             "warnings": list(self.warnings),
+            "bundles": [b.to_json() for b in self.bundles],
         }
 
-
-@dataclass
-class TreeVerdict:
-    """Pointer-level verdict of a tree: which LFS files its signatures cover."""
-
-    source: str
-    verified: VerifiedDigests
-    pointers: dict[str, Pointer]
-    refused: dict[str, str] = field(default_factory=dict)
-    """path -> reason, for pointers the signatures do not cover."""
-    left_as_pointer: list[str] = field(default_factory=list)
-    """Work-tree files that still hold pointer text (not smudged)."""
-    rehash_failed: dict[str, str] = field(default_factory=dict)
-    unsigned_extra: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.refused and not self.rehash_failed
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "ok": self.ok,
-            "source": self.source,
-            "signers": list(self.verified.signers),
-            "signature_error": self.verified.error,
-            "files": len(self.pointers),
-            "refused": dict(sorted(self.refused.items())),
-            "left_as_pointer": sorted(self.left_as_pointer),
-            "rehash_failed": dict(sorted(self.rehash_failed.items())),
-        }
-
-    def apply_policy(self, policy: Policy) -> None:
-        """What a policy says beyond who may sign: denied digests, allowed unsigned files.
-
-        A denied digest is refused even when signed. A file no signature
-        covers is accepted when no must-sign pattern matches it or its digest
-        is allowed; it is then listed in ``unsigned_extra``.
-        """
-        for path, pointer in sorted(self.pointers.items()):
-            if pointer.oid in policy.deny_digests:
-                self.refused[path] = f"sha256:{pointer.oid[:12]}... is denied by the policy"
-            elif path in self.refused and (
-                not policy.must_be_signed(path) or pointer.oid in policy.allow_digests
-            ):
-                del self.refused[path]
-                self.unsigned_extra.append(path)
-
-    def error(self) -> IntegrityError:
-        changed = tuple(sorted(set(self.refused) | set(self.rehash_failed)))
-        notes = {**self.refused, **self.rehash_failed}
-        return IntegrityError(
-            f"{len(changed)} LFS file(s) in {self.source} are not covered by a valid signature",
-            diff=ManifestDiff(changed=changed, notes=notes),
-            hint=RECOVER_HINT,
-        )
+    @classmethod
+    def of_bundles(
+        cls, source: str, bundles: Iterable[SignedBundle], warnings: Iterable[str] = ()
+    ) -> VerifiedDigests:
+        bundles = tuple(bundles)
+        return cls(source, tuple(b.signer for b in bundles), None, tuple(warnings), bundles)
 
 
 class Repository:
@@ -185,9 +199,10 @@ class Repository:
             None if trust_settings is None else dict(trust_settings)
         )
         self._store: LfsStore | None = None
-        self._pointers: dict[str, Any] | None = None
+        self._blobs = BlobCache(self.state_dir_of(git))
         self._listing: list[IndexEntry] | None = None
-        self._index_pointers: dict[str, Pointer] | None = None
+        self._index_files: list[TreeFile] | None = None
+        self._rules: TreeRules | None = None
 
     @classmethod
     def discover(cls, start: Path | None = None, *, keep_index: bool = False) -> Repository:
@@ -215,64 +230,83 @@ class Repository:
     @property
     def state_dir(self) -> Path:
         """``.git/ml-integrity``: install records and the verification cache."""
-        return self.git.common_dir / "ml-integrity"
+        return self.state_dir_of(self.git)
+
+    @staticmethod
+    def state_dir_of(git: Git) -> Path:
+        return git.common_dir / "ml-integrity"
+
+    @property
+    def rules(self) -> TreeRules:
+        """What the manifest may contain (symbolic links, submodules), from git config."""
+        if self._rules is None:
+            out = self.git.run(
+                ["config", "--get-regexp", r"^ml-integrity\.(allowsymlinks|submodule)$"],
+                check=False,
+            )
+            values: dict[str, list[str]] = {}
+            for line in out.stdout.decode("utf-8", "surrogateescape").splitlines():
+                key, _, value = line.partition(" ")
+                values.setdefault(key.lower(), []).append(value)
+            self._rules = rules_from_config(values)
+        return self._rules
+
+    def submodule(self, path: str) -> Repository | None:
+        """The checked-out submodule at ``path``, with this repository's trust (or None)."""
+        root = self.root / path
+        if not (root / ".git").exists():
+            return None
+        sub = Repository(Git(root), verifier_factory=self._verifier_factory)
+        if self._verifier_factory is None:
+            sub._settings = dict(self.trust_settings())  # the same trust, not the submodule's
+        return sub
 
     @property
     def strict(self) -> bool:
         return self.git.config_bool("ml-integrity.strict", False)
 
-    # -- pointers -----------------------------------------------------------------
+    # -- listings -----------------------------------------------------------------
 
-    def lfs_pointers(self, source: str = INDEX, paths: Iterable[str] = ()) -> dict[str, Pointer]:
-        """path -> pointer for every LFS pointer in the index or in a tree-ish.
+    def tree_files(self, source: str = INDEX, paths: Iterable[str] = ()) -> list[TreeFile]:
+        """What every path of the index or of a tree-ish holds (:mod:`.listing`).
 
-        Which blobs are pointers is remembered by blob id in
-        ``.git/ml-integrity/pointers.json`` (a blob never changes), so a commit
-        in a large repository reads only the blobs it has not seen before.
+        Honours ``GIT_INDEX_FILE`` for the index; entries with merge conflicts
+        are left out (they have no stage-0 entry to check).
         """
         paths = list(paths)
         whole_index = source == INDEX and not paths
-        if whole_index and self._index_pointers is not None:
-            return dict(self._index_pointers)
+        if whole_index and self._index_files is not None:
+            return list(self._index_files)
         sizes: dict[str, int] | None = None
         if source == INDEX:
             listing = self._index_listing() if not paths else self.git.ls_files_stage(paths)
-            entries = [
-                (e.oid, e.path)
-                for e in listing
-                if e.stage == 0 and not e.path.startswith(META_DIR + "/")
-            ]
+            rows = [(e.mode, e.oid, e.path) for e in listing if e.stage == 0]
         else:
             tree = self.git.ls_tree(source, paths)
-            entries = [(t.oid, t.path) for t in tree if t.type == "blob"]
+            rows = [(t.mode, t.oid, t.path) for t in tree if t.type in ("blob", "commit")]
             sizes = {t.oid: t.size for t in tree if t.type == "blob"}
-        known = self._pointer_cache()
-        unknown = sorted({o for o, _ in entries if o not in known})
-        if unknown:
-            if sizes is None:
-                sizes = self.blob_sizes(unknown)
-            learned: dict[str, object] = {}
-            small = [o for o in unknown if 0 < sizes.get(o, 1 << 30) < 1024]
-            for oid, data in self._cat.read_many(small):
-                if data is not None:
-                    pointer = parse_pointer(data)
-                    learned[oid] = 0 if pointer is None else pointer
-            # Large or empty blobs are never pointers; blobs git cannot read are
-            # left out (a partial clone may fetch them later).
-            read = set(small)
-            learned.update((o, 0) for o in unknown if o in sizes and o not in read)
-            known.update(learned)
-            self._save_pointer_cache(learned, len(entries))
-        make = tuple.__new__  # a Pointer from the cache's [oid, size] without the Python __new__
-        get = known.get
-        out = {
-            path: make(Pointer, (value[0], value[1], ())) if type(value) is list else value
-            for oid, path in entries
-            if (value := get(oid))
-        }
+        out = list_files(self.git, self._cat, self._blobs, rows, sizes)
         if whole_index:
-            self._index_pointers = dict(out)
+            self._index_files = list(out)
         return out
+
+    def lfs_pointers(self, source: str = INDEX, paths: Iterable[str] = ()) -> dict[str, Pointer]:
+        """path -> pointer for every LFS pointer in the index or in a tree-ish
+        (``.ml-integrity/`` left out)."""
+        make = tuple.__new__
+        return {
+            f.path: make(Pointer, (f.digest, f.size, ()))
+            for f in self.tree_files(source, paths)
+            if f.kind == LFS and not f.path.startswith(META_DIR + "/")
+        }
+
+    def index_digest(self) -> str:
+        """A digest of the whole index listing (modes, blob ids, paths): it keys caches of
+        answers about what is staged."""
+        h = hashlib.sha256()
+        for e in self._index_listing():
+            h.update(f"{e.mode} {e.oid} {e.stage}\t{e.path}\0".encode("utf-8", "surrogateescape"))
+        return h.hexdigest()
 
     def _index_listing(self) -> list[IndexEntry]:
         """``git ls-files -s`` of the whole index, once per command (until we stage)."""
@@ -280,134 +314,16 @@ class Repository:
             self._listing = self.git.ls_files_stage()
         return self._listing
 
-    def _pointer_cache(self) -> dict[str, Any]:
-        """blob id -> ``[LFS oid, size]``, ``0`` for a blob that is not a pointer, or a
-        :class:`Pointer` learned in this process (with extensions: never saved)."""
-        if self._pointers is None:
-            self._pointers = {}
-            try:
-                doc = json.loads((self.state_dir / _POINTER_CACHE).read_bytes())
-                blobs = doc["blobs"] if doc.get("v") == 1 else {}
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                return self._pointers
-            if type(blobs) is not dict:
-                return self._pointers
-            pointers: list[Any] = [v for v in blobs.values() if v != 0]
-            valid = all(type(v) is list and len(v) == 2 for v in pointers) and all(
-                type(oid) is str and len(oid) == 64 and type(size) is int for oid, size in pointers
-            )
-            if valid:  # else start afresh: a damaged cache is only slower
-                self._pointers = blobs
-        return self._pointers
-
-    def _save_pointer_cache(self, learned: Mapping[str, object], in_use: int) -> None:
-        """Add what was learned; start afresh when the cache outgrows the listing by far."""
-        add: dict[str, object] = {}
-        for blob, value in learned.items():
-            if value == 0:
-                add[blob] = 0
-            elif isinstance(value, Pointer) and not value.extensions:
-                add[blob] = [value.oid, value.size]
-        if not add:
-            return
-        path = self.state_dir / _POINTER_CACHE
-        try:
-            try:
-                blobs = json.loads(path.read_bytes())["blobs"]
-                if type(blobs) is not dict or len(blobs) > 4 * in_use + 1000:
-                    blobs = {}  # keep the cache about the size of what is in use
-            except (OSError, ValueError, KeyError, TypeError):
-                blobs = {}
-            blobs.update(add)
-            write_atomic(
-                path,
-                json.dumps({"v": 1, "blobs": blobs}, separators=(",", ":")).encode(),
-                durable=False,  # a cache: losing it costs speed only
-            )
-        except OSError:
-            pass  # a cache that cannot be written is only slower
-
     def blob_sizes(self, oids: Iterable[str]) -> dict[str, int]:
         """oid -> size of the objects that exist (one ``git cat-file --batch-check``)."""
-        oids = list(oids)
-        if not oids:
-            return {}
-        raw = self.git.run(
-            ["cat-file", "--batch-check"], input="\n".join(set(oids)).encode() + b"\n"
-        )
-        out = {}
-        for line in raw.stdout.decode().splitlines():
-            parts = line.split()
-            if len(parts) == 3:
-                out[parts[0]] = int(parts[2])
-        return out
+        return _blob_sizes(self.git, oids)
 
     def read_blob(self, name: str) -> bytes | None:
         return self._cat.read(name)
 
-    # -- the manifest at commit time ---------------------------------------------------
-
-    def manifest_from_index(self) -> Manifest:
-        """The manifest of the staged LFS pointers, keeping what the old one said.
-
-        Format and annotations of an entry carry over from the staged
-        manifest when the digest is unchanged (they describe the content).
-        """
-        from ml_integrity.core.manifest import Entry, Manifest
-
-        previous: dict[str, Entry] = {}
-        old = self._cat.read(f":{MANIFEST_PATH}")
-        if old:
-            try:
-                previous = Manifest.from_json(old, source=MANIFEST_PATH).by_path()
-            except Error:
-                previous = {}
-        entries = []
-        for path, pointer in self.lfs_pointers(INDEX).items():
-            prev = previous.get(path)
-            if prev is not None and prev.sha256 == pointer.oid:
-                entries.append(
-                    Entry(path, pointer.size, pointer.oid, prev.format, dict(prev.annotations))
-                )
-            else:
-                entries.append(Entry(path, pointer.size, pointer.oid))
-        return Manifest(tuple(entries))
-
-    def update_manifest(self) -> bool:
-        """Write ``.ml-integrity/manifest.json`` from the index and stage it.
-
-        For the pre-commit hook: honours ``GIT_INDEX_FILE`` (``commit -a`` and
-        ``commit PATH`` build a temporary index). Returns True when it changed.
-        """
-        manifest = self.manifest_from_index()
-        data = manifest.to_json()
-        if self._cat.read(f":{MANIFEST_PATH}") == data:
-            return False
-        write_atomic(self.root / MANIFEST_PATH, data)
-        self.git.run(["add", "--", MANIFEST_PATH])
-        self._listing = self._index_pointers = None
-        index = os.environ.get("GIT_INDEX_FILE", "") if self.git.keep_index else ""
-        real = self.git.git_dir / "index.lock"
-        if os.path.basename(index).startswith("next-index-") and real.is_file():
-            # `git commit PATH`: git commits a temporary index and then installs
-            # index.lock as the index; stage the manifest there too, or the
-            # committed manifest would show as changed afterwards.
-            self.git.run(["add", "--", MANIFEST_PATH], env={"GIT_INDEX_FILE": str(real)})
-        return True
-
-    def sign_index(self, signer: Signer, *, name: str = "manifest") -> tuple[Manifest, Path]:
-        """Sign the manifest of the index; write and stage the manifest and the bundle."""
-        from ml_integrity.core import oms
-
-        manifest = self.manifest_from_index()
-        statement = oms.build_statement(manifest, model_name=self.root.name)
-        bundle = signer.sign_statement(statement)
-        bundle_path = self.root / META_DIR / f"{name}.sig"
-        write_atomic(self.root / MANIFEST_PATH, manifest.to_json())
-        write_atomic(bundle_path, bundle.encode("utf-8"))
-        self.git.run(["add", "--", MANIFEST_PATH, f"{META_DIR}/{name}.sig"])
-        self._listing = self._index_pointers = None
-        return manifest, bundle_path
+    def forget_index(self) -> None:
+        """Forget the index listing (after we staged something)."""
+        self._listing = self._index_files = None
 
     # -- LFS endpoints --------------------------------------------------------------
 
@@ -497,9 +413,7 @@ class Repository:
                 for t in self.git.ls_tree(source, [META_DIR + "/"], recursive=False)
                 if t.type == "blob"
             ]
-        return sorted(
-            (p, o) for p, o in rows if p.endswith(".sig") and "/" not in p[len(META_DIR) + 1 :]
-        )
+        return sorted((p, o) for p, o in rows if is_bundle_path(p))
 
     def verified_digests(self, source: str) -> VerifiedDigests:
         """The path -> digest map that the valid bundles of ``source`` sign."""
@@ -534,13 +448,18 @@ class Repository:
             return VerifiedDigests(label, error=f"no trust root: {exc.message}")
         from ml_integrity.core import oms
 
-        digests: dict[str, set[str]] = {}
-        signers: list[str] = []
+        bundles: list[SignedBundle] = []
         warnings: list[str] = []
+        sizes = self.blob_sizes(o for _, o in sigs)
         for path, oid in sigs:
+            size = sizes.get(oid)
+            if size is None or size > MAX_BUNDLE_SIZE:
+                why = "cannot read it" if size is None else f"{size:,} bytes is too large"
+                warnings.append(f"{path}: refused: {why}")
+                continue
             data = self._cat.read(oid)
             if data is None:
-                warnings.append(f"{path}: cannot read the bundle")
+                warnings.append(f"{path}: refused: cannot read the bundle")
                 continue
             try:
                 payload = verifier.verify_bundle(data, path)
@@ -549,23 +468,30 @@ class Repository:
                     continue
                 model = oms.parse_statement(payload.payload, path)
             except Error as exc:
-                warnings.append(f"{path}: {exc.message}")
+                warnings.append(f"{path}: refused: {exc.message}")
                 continue
-            signers.append(payload.signer)
-            for name, digest in model.resources.items():
-                if name != oms.SINGLE_FILE_NAME:
-                    digests.setdefault(name, set()).add(digest)
-        if not signers:
+            except (RecursionError, MemoryError, ValueError, TypeError) as exc:
+                # hostile input our parsers did not catch: this bundle is refused, named,
+                # and never blocks the valid ones
+                warnings.append(f"{path}: refused: not a readable bundle ({type(exc).__name__})")
+                continue
+            matched = payload.details.get("matched_signers")
+            bundles.append(
+                SignedBundle(
+                    path,
+                    payload.signer,
+                    tuple(map(str, matched)) if isinstance(matched, list | tuple) else (),
+                    {n: d for n, d in model.resources.items() if n != oms.SINGLE_FILE_NAME},
+                    model.ignore_paths,
+                    model.version,
+                    model.repository,
+                )
+            )
+        if not bundles:
             reason = "; ".join(warnings) or "no valid signature"
             result = VerifiedDigests(label, error=f"no valid signature in {label}: {reason}")
         else:
-            result = VerifiedDigests(
-                label,
-                {p: frozenset(d) for p, d in digests.items()},
-                tuple(signers),
-                None,
-                tuple(warnings),
-            )
+            result = VerifiedDigests.of_bundles(label, bundles, warnings)
             if key is not None:
                 self._cache_write(key, result)
         return result
@@ -578,14 +504,12 @@ class Repository:
             doc = json.loads(self._cache_path(key).read_bytes())
             if doc.get("v") != _CACHE_VERSION:
                 return None
-            return VerifiedDigests(
+            return VerifiedDigests.of_bundles(
                 label,
-                {p: frozenset(d) for p, d in doc["digests"].items()},
-                tuple(doc["signers"]),
-                None,
-                tuple(doc["warnings"]),
+                [SignedBundle.from_json(b) for b in doc["bundles"]],
+                map(str, doc["warnings"]),
             )
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return None
 
     def _cache_write(self, key: str, result: VerifiedDigests) -> None:
@@ -596,7 +520,7 @@ class Repository:
         except OSError:
             pass  # a cache that cannot be written is only slower
 
-    # -- verdicts ----------------------------------------------------------------------
+    # -- verdicts (git/verification.py) --------------------------------------------------
 
     def check_tree(
         self,
@@ -606,66 +530,16 @@ class Repository:
         progress: Callable[[int, int], None] | None = None,
         worktree: bool = True,
     ) -> TreeVerdict:
-        """Pointer-level check of ``source`` against its signatures (no download).
+        """:func:`ml_integrity.git.verification.check_tree` of this repository."""
+        from ml_integrity.git.verification import check_tree
 
-        ``worktree`` also lists the files still holding pointer text. With
-        ``rehash`` the work-tree files and the local objects are hashed too
-        (catches a corrupted local store).
-        """
-        pointers = self.lfs_pointers(source)
-        verified = self.verified_digests(source) if pointers else VerifiedDigests(source)
-        verdict = TreeVerdict(source, verified, pointers)
-        for path, pointer in pointers.items():
-            reason = refusal_reason(verified, path, pointer.oid)
-            if reason is not None:
-                verdict.refused[path] = reason
-        if worktree or rehash:
-            verdict.left_as_pointer = self.pointer_files(pointers)
-        if rehash:
-            self._rehash(verdict, progress)
-        return verdict
+        return check_tree(self, source, rehash=rehash, progress=progress, worktree=worktree)
 
     def pointer_files(self, pointers: Mapping[str, Pointer]) -> list[str]:
         """Work-tree files that hold pointer text instead of their content."""
-        out = []
-        for path, pointer in pointers.items():
-            if pointer.size == 0:
-                continue
-            f = self.root / path
-            try:
-                st = f.stat()
-                if st.st_size >= 1024 or st.st_size == pointer.size:
-                    continue
-                if parse_pointer(f.read_bytes()) is not None:
-                    out.append(path)
-            except OSError:
-                continue
-        return sorted(out)
+        from ml_integrity.git.verification import pointer_files
 
-    def _rehash(self, verdict: TreeVerdict, progress: Callable[[int, int], None] | None) -> None:
-        total = sum(p.size for p in verdict.pointers.values()) * 2
-        done = 0
-        for path, pointer in sorted(verdict.pointers.items()):
-            obj = self.store.object_path(pointer.oid)
-            if obj.is_file():
-                digest = sha256_file(obj)
-                if digest != pointer.oid:
-                    verdict.rehash_failed[path] = (
-                        f"the local LFS object {obj.name[:12]}... is corrupt "
-                        f"(sha256 {digest[:12]}...)"
-                    )
-            done += pointer.size
-            f = self.root / path
-            if path not in verdict.left_as_pointer and f.is_file():
-                digest = sha256_file(f)
-                if digest != pointer.oid and path not in verdict.rehash_failed:
-                    verdict.rehash_failed[path] = (
-                        f"the work-tree file does not match its pointer (sha256 {digest[:12]}..., "
-                        f"pointer {pointer.oid[:12]}...)"
-                    )
-            done += pointer.size
-            if progress is not None:
-                progress(done, total)
+        return pointer_files(self, pointers)
 
     # -- quarantine ----------------------------------------------------------------------
 
@@ -680,235 +554,3 @@ class Repository:
                 "time": int(time.time()),
             },
         )
-
-
-def check_policy_supported(policy: Policy, *, hint: str | None = None) -> None:
-    """Refuse policies whose rules repository mode cannot enforce yet (never half apply).
-
-    A requirement across several signers (all-of, k-of-n) and rollback rules
-    need per-bundle verdicts that the union of signed digests does not keep.
-    """
-    from ml_integrity.errors import ConfigError
-
-    requirement = policy.effective_requirement
-    unsupported = []
-    if requirement.mode != "any-of":
-        unsupported.append(f"require ({requirement.describe()})")
-    if policy.rollback.not_older_than is not None or policy.rollback.repository is not None:
-        unsupported.append("rollback")
-    if unsupported:
-        raise ConfigError(
-            f"the policy uses {' and '.join(unsupported)}, which is not enforced on a "
-            "repository's LFS files yet",
-            path=policy.source.path,
-            hint=hint
-            or "verify model folders with `ml-integrity verify PATH --bundle ...`, or use a "
-            "policy without these rules for the repository",
-        )
-
-
-def refusal_reason(verified: VerifiedDigests, path: str, oid: str) -> str | None:
-    if verified.error is not None:
-        return verified.error
-    allowed = verified.digests.get(path)
-    if allowed is None:
-        return f"{path} is not in the signed manifest of {verified.source}"
-    if oid not in allowed:
-        return (
-            f"its LFS pointer (sha256:{oid[:12]}...) does not match the signed manifest of "
-            f"{verified.source} (sha256:{sorted(allowed)[0][:12]}...)"
-        )
-    return None
-
-
-# --- the filter proxy's decisions ------------------------------------------------
-
-
-class SmudgeVerifier:
-    """The :class:`~ml_integrity.git.lfs.SmudgeGate` of ``ml-integrity filter-process``."""
-
-    def __init__(
-        self,
-        repo: Repository,
-        *,
-        strict: bool,
-        allow_file: Path | None = None,
-        stderr: TextIO | None = None,
-    ) -> None:
-        self.repo = repo
-        self.strict = strict
-        self.allow_file = allow_file
-        self.stderr = stderr or sys.stderr
-        self._index_source: str | None = None
-        self._allowed: set[str] = set()
-        self._allow_handle: TextIO | None = None
-        self._signed_oids: dict[str, set[str]] = {}
-
-    def _source(self, meta: Mapping[str, str]) -> str:
-        treeish = meta.get("treeish")
-        if treeish:
-            return treeish
-        if self._index_source is None:
-            # A path checkout (`git checkout -- f`, `git restore`): no treeish.
-            # The index's signatures, else HEAD's.
-            self._index_source = INDEX if self.repo.signature_blobs(INDEX) else "HEAD"
-        return self._index_source
-
-    def check(self, path: str, oid: str, size: int, meta: Mapping[str, str]) -> Refusal | None:
-        source = self._source(meta)
-        verified = self.repo.verified_digests(source)
-        reason = refusal_reason(verified, path, oid)
-        if reason is None:
-            self._allow(oid)
-            return None
-        # An unsigned tree says nothing about the object, and an object that the
-        # signatures allow for another path is a signed one: keep those in the store.
-        signed = self._signed_oids.get(source)
-        if signed is None:
-            signed = self._signed_oids[source] = verified.all_oids()
-        return Refusal(reason, quarantine=verified.error is None and oid not in signed)
-
-    def _allow(self, oid: str) -> None:
-        if self.allow_file is None or oid in self._allowed:
-            return
-        self._allowed.add(oid)
-        if self._allow_handle is None:
-            self._allow_handle = open(self.allow_file, "a")  # noqa: SIM115 - closed in close()
-        self._allow_handle.write(oid + "\n")
-        self._allow_handle.flush()  # the transfer agent reads it while we run
-
-    def close(self) -> None:
-        if self._allow_handle is not None:
-            self._allow_handle.close()
-            self._allow_handle = None
-
-    def refused(
-        self, path: str, oid: str, size: int, refusal: Refusal, meta: Mapping[str, str]
-    ) -> None:
-        where = ""
-        if refusal.quarantine:
-            moved = self.repo.quarantine(oid, path, refusal.reason, self._source(meta))
-            if moved is not None:
-                where = f"; the object was moved to {os.path.relpath(moved, self.repo.root)}"
-        action = "checkout aborted (ml-integrity.strict)" if self.strict else "kept the LFS pointer"
-        self.stderr.write(
-            f"ml-integrity: REFUSED {path}: {refusal.reason}; {action}{where}; "
-            f"to recover: `{RECOVER_COMMAND}` once the content is signed\n"
-        )
-        self.stderr.flush()
-
-
-# --- the transfer agent's decisions -------------------------------------------------
-
-
-class DownloadGate:
-    """Allows downloads of oids in a verified manifest of HEAD, FETCH_HEAD or a remote ref.
-
-    Oids that the filter proxy already verified against the tree being checked
-    out arrive through ``allow_file`` (the filter sets it for its git-lfs).
-    """
-
-    def __init__(self, repo: Repository, allow_file: Path | None = None) -> None:
-        self.repo = repo
-        self.allow_file = allow_file
-        self._allowed: set[str] | None = None
-        self._errors: list[str] = []
-        self._file_oids: set[str] = set()
-        self._file_offset = 0
-
-    def _in_file(self, oid: str) -> bool:
-        """Is ``oid`` in the allow file? (read incrementally: the filter appends to it)."""
-        if oid in self._file_oids:
-            return True
-        if self.allow_file is None:
-            return False
-        try:
-            with open(self.allow_file, "rb") as f:
-                f.seek(self._file_offset)
-                data = f.read()
-        except OSError:
-            return False
-        end = data.rfind(b"\n") + 1  # only whole lines
-        self._file_offset += end
-        self._file_oids.update(data[:end].decode("ascii", "replace").split())
-        return oid in self._file_oids
-
-    def _from_refs(self) -> set[str]:
-        if self._allowed is None:
-            allowed: set[str] = set()
-            for rev in self.trusted_revs():
-                verified = self.repo.verified_digests(rev)
-                if verified.error is None:
-                    allowed |= verified.all_oids()
-                else:
-                    self._errors.append(verified.error)
-            self._allowed = allowed
-        return self._allowed
-
-    def trusted_revs(self) -> list[str]:
-        revs = []
-        if self.repo.git.rev_parse("HEAD^{commit}"):
-            revs.append("HEAD")
-        fetch_head = self.repo.git.git_dir / "FETCH_HEAD"
-        try:
-            for line in fetch_head.read_text().splitlines():
-                oid = line.split("\t", 1)[0].strip()
-                if oid and self.repo.git.rev_parse(oid + "^{commit}"):
-                    revs.append(oid)
-        except OSError:
-            pass
-        out = self.repo.git.text(["for-each-ref", "--format=%(objectname)", "refs/remotes"])
-        revs += [o for o in out.split() if o]
-        seen: set[str] = set()
-        unique = []
-        for r in revs:
-            resolved = self.repo.git.rev_parse(r + "^{tree}") or r
-            if resolved not in seen:
-                seen.add(resolved)
-                unique.append(resolved)
-        return unique
-
-    def allow_download(self, oid: str, size: int) -> str | None:
-        if self._in_file(oid) or oid in self._from_refs():
-            return None
-        return "it is in no verified manifest (HEAD, FETCH_HEAD, remote-tracking refs)"
-
-
-def describe_verified(verified: VerifiedDigests) -> str:
-    if verified.error:
-        return verified.error
-    return f"{verified.source}: signed by {', '.join(sorted(set(verified.signers)))}"
-
-
-def now_ms() -> float:
-    return time.monotonic() * 1000
-
-
-def verify_repository(
-    start: Path,
-    *,
-    verifier: BundleVerifier | None = None,
-    rev: str = "HEAD",
-    rehash: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-) -> TreeVerdict:
-    """``ml-integrity verify --git-repo``: the LFS pointers of ``rev`` against its signatures.
-
-    No download and no rehash unless ``rehash`` (then the work-tree files and
-    the local LFS objects are hashed too). Trust: ``verifier`` when given
-    (the command line's), else the repository's git config. Raises
-    IntegrityError when anything is not covered.
-    """
-    factory = None if verifier is None else (lambda _root: verifier)
-    with Repository(Git.discover(start), verifier_factory=factory) as repo:
-        verdict = repo.check_tree(rev, rehash=rehash, progress=progress, worktree=False)
-    if verdict.pointers and verdict.verified.error:
-        raise IntegrityError(
-            f"{rev} cannot be verified: {verdict.verified.error}",
-            path=start,
-            hint="trust comes from --key/--cert-chain or git config ml-integrity.publicKey; "
-            "sign with `ml-integrity sign-repo --key KEY`",
-        )
-    if not verdict.ok:
-        raise verdict.error()
-    return verdict

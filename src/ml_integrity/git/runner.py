@@ -329,6 +329,28 @@ class Git:
         args = ["git", "cat-file", "--filters" if filters else "blob", spec]
         _run(args, cwd=self.root, env=self.env(), stdout=dest, error_path=spec)
 
+    def sha256_blob(self, oid: str) -> tuple[str, int]:
+        """(sha256 hex, size) of a blob's content, streamed (any size, no copy in memory)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        size = 0
+        proc = subprocess.Popen(
+            ["git", "cat-file", "blob", oid],
+            cwd=self.root,
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert proc.stdout is not None
+        with proc.stdout:
+            while chunk := proc.stdout.read(1 << 20):
+                h.update(chunk)
+                size += len(chunk)
+        if proc.wait() != 0:
+            raise ToolError(f"git cat-file blob {oid} failed", command=["git", "cat-file", oid])
+        return h.hexdigest(), size
+
     def ls_tree(
         self, treeish: str, paths: Sequence[str] = (), *, recursive: bool = True
     ) -> list[TreeEntry]:

@@ -24,31 +24,26 @@ import os
 import re
 import tempfile
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
+from ml_integrity.core.fileio import write_atomic
 from ml_integrity.errors import ConfigError, IntegrityError, ManifestDiff, ManifestError, UsageError
-from ml_integrity.git.repository import (
-    INDEX,
-    MANIFEST_PATH,
-    META_DIR,
-    Repository,
-    TreeVerdict,
-    check_policy_supported,
-)
+from ml_integrity.git.listing import LFS
+from ml_integrity.git.repository import INDEX, MANIFEST_PATH, META_DIR, Repository
 from ml_integrity.git.runner import Git, IndexEntry
+from ml_integrity.git.scope import DEFAULT_RULES
+from ml_integrity.git.verification import TreeVerdict, check_tree
 
 if TYPE_CHECKING:
-    from ml_integrity.core.lfs import Pointer
     from ml_integrity.scan.scanner import FileReport, ScanPolicy, ScanReport
     from ml_integrity.trust.policy import Policy
 
 __all__ = [
     "FIX_MANIFEST",
     "ManifestStatus",
-    "canonical_manifest",
     "check_trust_files",
     "manifest_status",
     "scan_staged",
@@ -188,7 +183,7 @@ class ManifestStatus:
     """The staged manifest against the staged LFS pointers."""
 
     files: int
-    """LFS files in the index."""
+    """Paths of the index the manifest covers."""
     diff: ManifestDiff = field(default_factory=ManifestDiff)
     problem: str | None = None
     """Why the staged manifest could not be compared (absent, invalid)."""
@@ -210,7 +205,7 @@ class ManifestStatus:
                 )
                 if paths
             ]
-            message = f"{MANIFEST_PATH} does not match the staged LFS files ({', '.join(counts)})"
+            message = f"{MANIFEST_PATH} does not match the staged files ({', '.join(counts)})"
         return IntegrityError(
             message,
             diff=_shown(self.diff),
@@ -230,20 +225,47 @@ class ManifestStatus:
 
 
 def manifest_status(repo: Repository) -> ManifestStatus:
-    """Compare ``.ml-integrity/manifest.json`` in the index with the staged LFS pointers.
+    """Compare ``.ml-integrity/manifest.json`` in the index with the staged tree.
 
-    Path, size and sha256 of every entry must match; formats and annotations
-    are free. No manifest is fine only while there are no LFS files.
+    Path, size and sha256 of every covered path must match (LFS files by
+    their pointers, other files by their content); formats and annotations
+    are free. No manifest is fine only while the repository is not under
+    ml-integrity (no LFS file, no ``.ml-integrity/`` folder). A match is
+    remembered for the exact index listing it was found for (the manifest's
+    blob is part of it), so the next hook run on the same index reads nothing.
     """
-    pointers = repo.lfs_pointers(INDEX)
+    key = repo.index_digest()
+    ok_file = repo.state_dir / "manifest-ok.json"
+    try:
+        remembered = json.loads(ok_file.read_bytes())
+        if remembered["index"] == key:  # this very index (manifest included) matched before
+            return ManifestStatus(int(remembered["files"]))
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        pass
+    status = _manifest_status(repo)
+    if status.ok:
+        try:
+            doc = {"index": key, "files": status.files}
+            write_atomic(ok_file, json.dumps(doc).encode(), durable=False)
+        except OSError:
+            pass  # a cache: only slower
+    return status
+
+
+def _manifest_status(repo: Repository) -> ManifestStatus:
+    expected: dict[str, tuple[int, str]] = {}
+    lfs = 0
+    excluded = DEFAULT_RULES.excluded
+    for f in repo.tree_files(INDEX):
+        name = f.name
+        if not excluded(name):
+            expected[name] = (f.size, f.digest)
+            lfs += f.kind == LFS
     data = repo.read_blob(f":{MANIFEST_PATH}")
-    if data is not None and data == canonical_manifest(pointers):
-        return ManifestStatus(len(pointers))  # the usual case, without parsing 10,000s of entries
-    expected = {(p if p.isascii() else _nfc(p)): (ptr.size, ptr.oid) for p, ptr in pointers.items()}
     if data is None:
-        if not expected:
-            return ManifestStatus(0)
-        return ManifestStatus(len(expected), problem="is not staged (there are LFS files)")
+        if not lfs and not (repo.root / META_DIR).is_dir():
+            return ManifestStatus(len(expected))
+        return ManifestStatus(len(expected), problem="is not staged")
     try:
         recorded = _recorded_entries(data)
     except ManifestError as exc:
@@ -258,32 +280,11 @@ def manifest_status(repo: Repository) -> ManifestStatus:
         f"sha256:{recorded[p][1][:12]}... ({recorded[p][0]} bytes)"
         for p in changed
     }
-    notes.update(dict.fromkeys(missing, "listed, but no such LFS file is staged"))
-    notes.update(dict.fromkeys(extra, "staged LFS file, not listed"))
+    notes.update(dict.fromkeys(missing, "listed, but no such file is staged"))
+    notes.update(dict.fromkeys(extra, "staged, not listed"))
     return ManifestStatus(
         len(expected), ManifestDiff(tuple(missing), tuple(extra), tuple(changed), notes)
     )
-
-
-def canonical_manifest(pointers: Mapping[str, Pointer]) -> bytes:
-    """The bytes ``Manifest.to_json`` writes for these pointers (no formats, annotations,
-    repository or version), made directly: a byte comparison with the staged
-    manifest then settles the usual case quickly. Tests hold the two equal."""
-    from json.encoder import encode_basestring  # json.dumps(s, ensure_ascii=False), in C
-
-    from ml_integrity.core.manifest import FORMAT_VERSION
-
-    # path_sort_key order (component by component): index paths have no empty, "." or
-    # ".." components, and with "/" as the lowest character a string compares the same way
-    items = sorted(pointers.items(), key=lambda kv: kv[0].replace("/", "\0"))
-    entries = ",\n".join(
-        f'    {{\n      "path": {encode_basestring(path)},\n'
-        f'      "sha256": "{ptr.oid}",\n      "size": {ptr.size}\n    }}'
-        for path, ptr in items
-    )
-    listed = f"[\n{entries}\n  ]" if entries else "[]"
-    text = f'{{\n  "entries": {listed},\n  "format_version": {FORMAT_VERSION}\n}}\n'
-    return (text if text.isascii() else unicodedata.normalize("NFC", text)).encode("utf-8")
 
 
 def _nfc(path: str) -> str:
@@ -297,11 +298,11 @@ def _recorded_entries(data: bytes) -> dict[str, tuple[int, str]]:
     entry); paths are compared with the index's exactly, so a path that is
     not clean never matches.
     """
-    from ml_integrity.core.manifest import FORMAT_VERSION
+    from ml_integrity.core.manifest import FORMAT_VERSION, MAX_MANIFEST_SIZE, loads_limited
 
     try:
-        doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = loads_limited(data, max_size=MAX_MANIFEST_SIZE)
+    except ValueError as exc:
         raise ManifestError(f"not JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format_version") != FORMAT_VERSION:
         raise ManifestError(f"not a manifest of format_version {FORMAT_VERSION}")
@@ -393,24 +394,23 @@ def check_trust_files(git: Git, files: Iterable[str | Path]) -> None:
 
 
 def signature_verdict(repo: Repository, policy: Policy | None = None) -> TreeVerdict:
-    """The staged LFS pointers against the staged signatures (``.ml-integrity/*.sig``).
+    """Every staged path against the staged signatures (``.ml-integrity/*.sig``).
 
     Trust is the repository's (its ``verifier_factory``, ``trust_settings``
-    or git config); a ``policy`` adds its digest lists and must-sign patterns
-    (:meth:`TreeVerdict.apply_policy`). A file the commit adds or changes
-    that Git LFS tracks (``filter=lfs``) but that is staged as raw content,
-    not as a pointer, is refused too: it would bypass the signatures.
+    or git config); a ``policy`` adds its rules (:func:`check_tree`). A file
+    the commit adds or changes that Git LFS tracks (``filter=lfs``) but that
+    is staged as raw content, not as a pointer, is refused too (``git lfs``
+    is probably not installed: the raw content would bloat the repository).
     """
-    if policy is not None:
-        check_policy_supported(policy)
-    verdict = repo.check_tree(INDEX, worktree=False)
-    if policy is not None:
-        verdict.apply_policy(policy)
+    verdict = check_tree(repo, INDEX, worktree=False, policy=policy)
+    if not verdict.signed:
+        return verdict
+    pointers = verdict.pointers
     raw = [
         e.path
         for e in repo.git.staged_changes()
         if e.mode in _REGULAR
-        and e.path not in verdict.pointers
+        and unicodedata.normalize("NFC", e.path) not in pointers
         and not e.path.startswith(META_DIR + "/")
     ]
     for path, value in repo.git.check_attr("filter", raw).items():
@@ -419,6 +419,7 @@ def signature_verdict(repo: Repository, policy: Policy | None = None) -> TreeVer
                 "Git LFS tracks it (filter=lfs), but it is staged as raw content, not as an "
                 "LFS pointer: run `git lfs install`, then `git add` it again"
             )
+            verdict.kinds[path] = "changed"
     return verdict
 
 
@@ -429,19 +430,23 @@ def signature_error(verdict: TreeVerdict) -> IntegrityError:
     staged content differs from what was signed as ``changed``.
     """
     error = verdict.verified.error
-    signed = verdict.verified.digests
-    extra = tuple(p for p in sorted(verdict.refused) if error or p not in signed)
-    changed = tuple(p for p in sorted(verdict.refused) if p not in extra)
+    extra = tuple(p for p in sorted(verdict.refused) if error or verdict.kinds.get(p) == "extra")
+    missing = tuple(p for p in sorted(verdict.refused) if verdict.kinds.get(p) == "missing")
+    changed = tuple(p for p in sorted(verdict.refused) if p not in extra and p not in missing)
     notes = {
         p: "not signed" if r == error or r.startswith(f"{p} is not in the signed manifest") else r
         for p, r in verdict.refused.items()
     }
-    message = f"{len(verdict.refused)} staged LFS file(s) are not covered by a valid signature"
-    if error:
+    message = f"{len(verdict.refused)} staged path(s) are not covered by a valid signature"
+    if not verdict.refused and verdict.problem:
+        message = f"the staged signatures do not verify the index: {verdict.problem}"
+    elif error:
         message += f": {error}"
+    elif verdict.problem:
+        message += f": {verdict.problem}"
     return IntegrityError(
         message,
-        diff=_shown(ManifestDiff(extra=extra, changed=changed, notes=notes)),
+        diff=_shown(ManifestDiff(missing=missing, extra=extra, changed=changed, notes=notes)),
         hint="sign what is staged: `ml-integrity sign-repo --key KEY` (it writes and stages "
         f"{META_DIR}/manifest.json and the signature), then commit again",
     )

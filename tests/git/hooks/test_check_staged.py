@@ -27,7 +27,7 @@ def test_all_checks_report_and_the_worst_exit_code_wins(tmp_path: Path) -> None:
     assert r.returncode == 1, r.output
     assert "model.pt: UNSAFE: pickle imports posix.system" in r.stdout
     assert "manifest.json is not staged" in r.stderr
-    assert "1 staged LFS file(s) are not covered by a valid signature" in r.stderr
+    assert "2 staged path(s) are not covered by a valid signature" in r.stderr
     # a configuration error (exit 2) outranks the integrity failures (exit 1)
     r = mi("check-staged", "--policy", tmp_path / "missing.yaml", cwd=repo)
     assert r.returncode == 2, r.output
@@ -41,7 +41,7 @@ def test_all_checks_report_and_the_worst_exit_code_wins(tmp_path: Path) -> None:
     doc = json.loads(ok.stdout)
     assert doc["ok"] and doc["checks"] == ["scan", "manifest", "signed"]
     assert {f["path"] for f in doc["scan"]["files"]} >= {"model.pt", "notes.txt"}
-    assert doc["manifest"]["files"] == 1 and doc["signed"]["files"] == 1
+    assert doc["manifest"]["files"] == 2 and doc["signed"]["files"] == 2  # model.pt, notes.txt
 
 
 def test_only_paths_skip_and_the_policy_pickle_rule(tmp_path: Path) -> None:
@@ -51,8 +51,8 @@ def test_only_paths_skip_and_the_policy_pickle_rule(tmp_path: Path) -> None:
     skip = ("--skip", "manifest", "--skip", "signed")
     assert mi("check-staged", *skip, cwd=repo).returncode == 1  # pickle: block
     # pre-commit passed no file (its filters excluded them): nothing to scan
-    assert mi("check-staged", *skip, "--only-paths", cwd=repo).returncode == 0
-    assert mi("check-staged", *skip, "--only-paths", "weights.pkl", cwd=repo).returncode == 1
+    assert mi("check-staged", *skip, "--only-paths", "--", cwd=repo).returncode == 0
+    assert mi("check-staged", *skip, "--only-paths", "--", "weights.pkl", cwd=repo).returncode == 1
     assert mi("check-staged", *skip, "--pickle", "allowlist", cwd=repo).returncode == 0
     keys = make_keys(tmp_path / "keys")
     policy = tmp_path / "policy.yaml"

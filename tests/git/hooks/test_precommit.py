@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.git.hooks.conftest import HOOK_IDS, HooksRepo
 from tests.git.hooks.support import (
     EVIL_PICKLE,
@@ -68,8 +70,8 @@ def test_a_staged_pickle_is_refused_then_the_fix_is_accepted(
     assert refused.returncode == 1, refused.output
     states = hook_lines(refused)
     assert states["ml-integrity scan (staged content)"] == "Failed", refused.output
-    assert states["ml-integrity manifest matches the staged LFS files"] == "Passed"
-    assert states["ml-integrity staged LFS files are signed"] == "Passed"
+    assert states["ml-integrity manifest matches the staged files"] == "Passed"
+    assert states["ml-integrity staged files are signed"] == "Passed"
     assert "model.pt: UNSAFE: pickle imports posix.system" in refused.output
     assert "hint: do not load this file" in refused.output
     assert git("rev-list", "--count", "HEAD", cwd=repo).stdout.strip() == "2"  # not committed
@@ -91,18 +93,18 @@ def test_stale_manifest_and_unsigned_file_are_refused_then_fixed(
     refused = commit(repo, hooks_repo, "weights")
     assert refused.returncode == 1, refused.output
     states = hook_lines(refused)
-    assert states["ml-integrity manifest matches the staged LFS files"] == "Failed"
-    assert states["ml-integrity staged LFS files are signed"] == "Failed"
+    assert states["ml-integrity manifest matches the staged files"] == "Failed"
+    assert states["ml-integrity staged files are signed"] == "Failed"
     assert "manifest.json is not staged" in refused.output
     assert "run `ml-integrity manifest --staged --write`" in refused.output
-    assert "1 staged LFS file(s) are not covered by a valid signature" in refused.output
+    assert "2 staged path(s) are not covered by a valid signature" in refused.output  # + config
     # first fix: the manifest; the signature is still missing
     assert mi("manifest", "--staged", "--write", cwd=repo).returncode == 0
     unsigned = commit(repo, hooks_repo, "weights")
     assert unsigned.returncode == 1, unsigned.output
     states = hook_lines(unsigned)
-    assert states["ml-integrity manifest matches the staged LFS files"] == "Passed"
-    assert states["ml-integrity staged LFS files are signed"] == "Failed"
+    assert states["ml-integrity manifest matches the staged files"] == "Passed"
+    assert states["ml-integrity staged files are signed"] == "Failed"
     assert "ml-integrity sign-repo --key KEY" in unsigned.output
     # second fix: sign
     assert mi("sign-repo", "--key", key, cwd=repo).returncode == 0
@@ -121,7 +123,7 @@ def test_stale_manifest_and_unsigned_file_are_refused_then_fixed(
 def test_the_one_process_hook_with_args(tmp_path: Path, hooks_repo: HooksRepo) -> None:
     """``ml-integrity``: the three checks at once; args from the config reach it."""
     repo, key = _consumer(
-        tmp_path, hooks_repo, ("ml-integrity",), {"ml-integrity": ["--pickle", "allowlist"]}
+        tmp_path, hooks_repo, ("ml-integrity",), {"ml-integrity": ["--pickle", "allowlist", "--"]}
     )
     write(repo, {"model.pt": EVIL_PICKLE, "state.pkl": PLAIN_PICKLE})
     git("add", ".", cwd=repo)
@@ -131,7 +133,7 @@ def test_the_one_process_hook_with_args(tmp_path: Path, hooks_repo: HooksRepo) -
         "ml-integrity (scan, manifest, signatures of the staged content)": "Failed"
     }
     assert "model.pt: UNSAFE: pickle imports posix.system" in refused.output
-    assert "state.pkl" not in refused.output  # allowlisted containers (--pickle allowlist)
+    assert "state.pkl: UNSAFE" not in refused.output  # allowlisted (--pickle allowlist)
     assert "manifest.json is not staged" in refused.output
     assert "not covered by a valid signature" in refused.output
     write(repo, {"model.pt": SAFE})
@@ -154,3 +156,57 @@ def test_try_repo(tmp_path: Path, hooks_repo: HooksRepo) -> None:
     )
     assert tried.returncode == 1, tried.output
     assert "model.pt: UNSAFE" in tried.output and "notes.txt" not in tried.output.split("UNSAFE")[1]
+
+
+@pytest.mark.parametrize("hook_id", ["ml-integrity", *HOOK_IDS])
+def test_files_named_like_options_are_files(
+    tmp_path: Path, hooks_repo: HooksRepo, hook_id: str
+) -> None:
+    """A staged file named ``--skip=scan`` or ``--allow-sha256=<digest>`` never becomes an
+    option (file names follow ``--``), under ``git commit`` and ``pre-commit run --all-files``."""
+    import hashlib
+
+    repo, _key = _consumer(tmp_path, hooks_repo, (hook_id,))
+    digest = hashlib.sha256(EVIL_PICKLE).hexdigest()
+    write(
+        repo,
+        {
+            "--skip=scan": EVIL_PICKLE,
+            f"--allow-sha256={digest}": EVIL_PICKLE,
+            "--skip=signed": b"x\n",
+            "--pickle=allowlist": b"y\n",
+            "model.pt": EVIL_PICKLE,
+        },
+    )
+    git("add", "--", ".", cwd=repo)
+    for attempt in (
+        commit(repo, hooks_repo, "options as file names"),
+        run(
+            [sys.executable, "-m", "pre_commit", "run", "--all-files"],
+            repo,
+            hooks_repo.env,
+            check=False,
+            inherit=True,
+        ),
+    ):
+        assert attempt.returncode == 1, attempt.output  # refused, never a usage error
+        assert "unrecognized arguments" not in attempt.output
+        assert "error: argument" not in attempt.output
+        if hook_id in ("ml-integrity", "ml-integrity-scan"):
+            for name in ("--skip=scan", f"--allow-sha256={digest}", "model.pt"):
+                assert f"{name}: UNSAFE: pickle imports posix.system" in attempt.output, name
+        else:  # no file names are passed: the manifest / signatures are refused
+            assert "not" in attempt.output
+    assert git("rev-list", "--count", "HEAD", cwd=repo).stdout.strip() == "2"  # not committed
+
+
+def test_hook_args_without_the_separator_are_refused(tmp_path: Path, hooks_repo: HooksRepo) -> None:
+    """Own `args:` that do not end with "--" would put file names among the options."""
+    repo, _key = _consumer(tmp_path, hooks_repo, ("ml-integrity",))
+    config = hooks_repo.config("ml-integrity", args={"ml-integrity": ["--skip", "signed"]})
+    (repo / ".pre-commit-config.yaml").write_text(config)
+    write(repo, {"notes.txt": b"fine\n"})
+    git("add", "notes.txt", ".pre-commit-config.yaml", cwd=repo)
+    refused = commit(repo, hooks_repo, "notes")
+    assert refused.returncode == 1, refused.output
+    assert "--only-paths needs the file names after `--`" in refused.output

@@ -30,8 +30,8 @@ def test_stale_manifest_fails_with_the_fix_then_passes(tmp_path: Path) -> None:
     stale = mi("manifest", "--staged", "--check", cwd=repo)
     assert stale.returncode == 1, stale.output
     assert "changed: a.bin (staged sha256:" in stale.stderr
-    assert "missing: models/b.bin (listed, but no such LFS file is staged)" in stale.stderr
-    assert "extra: c.bin (staged LFS file, not listed)" in stale.stderr
+    assert "missing: models/b.bin (listed, but no such file is staged)" in stale.stderr
+    assert "extra: c.bin (staged, not listed)" in stale.stderr
     assert FIX in stale.stderr
     assert mi("manifest", "--staged", "--write", cwd=repo).returncode == 0
     ok = mi("manifest", "--staged", "--check", "--json", cwd=repo)

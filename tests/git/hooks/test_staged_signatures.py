@@ -22,13 +22,13 @@ def test_unsigned_then_signed_then_changed(tmp_path: Path) -> None:
     repo, keys = _repo(tmp_path)
     unsigned = mi("verify", "--staged", cwd=repo)
     assert unsigned.returncode == 1, unsigned.output
-    assert "2 staged LFS file(s) are not covered by a valid signature" in unsigned.stderr
+    assert "2 staged path(s) are not covered by a valid signature" in unsigned.stderr
     assert "the index has no signature" in unsigned.stderr
     assert "ml-integrity sign-repo --key KEY" in unsigned.stderr
     assert mi("sign-repo", "--key", keys.key, cwd=repo).returncode == 0
     ok = mi("verify", "--staged", cwd=repo)
     assert ok.returncode == 0, ok.output
-    assert "OK: staged 2 LFS files verified (signed by" in ok.stdout
+    assert "OK: staged 2 files (2 LFS) verified (signed by" in ok.stdout
     git("commit", "-q", "-m", "signed", cwd=repo)
     write(repo, {"a.bin": b"changed after signing\n"})
     git("add", "a.bin", cwd=repo)
@@ -65,6 +65,7 @@ def test_trust_files_changed_by_the_commit_are_refused(tmp_path: Path) -> None:
     assert "keys/signer.pub is part of the change being committed" in refused.stderr
     git("config", "ml-integrity.publicKey", "keys/signer.pub", cwd=repo)  # git config: same
     assert mi("verify", "--staged", cwd=repo).returncode == 2
+    assert mi("sign-repo", "--key", keys.key, cwd=repo).returncode == 0  # the key is signed too
     git("commit", "-q", "--no-verify", "-m", "key, reviewed", cwd=repo)
     assert mi("verify", "--staged", cwd=repo).returncode == 0  # in HEAD, unchanged: fine
     inside.write_text(inside.read_text().replace("A", "B", 1))  # edited in the work tree
@@ -99,8 +100,10 @@ def test_policy_deny_allow_and_must_sign(tmp_path: Path) -> None:
         f"version: 1\nsigners:\n  a:\n    key: {keys.pub}\n  b:\n    key: {keys.pub}\n"
         "require:\n  all-of: [a, b]\n"
     )
-    unsupported = mi("verify", "--staged", "--policy", two, cwd=repo)
-    assert unsupported.returncode == 2 and "not enforced" in unsupported.stderr
+    # enforced in repository mode: one key counts once, so all-of [a, b] is not met
+    unmet = mi("verify", "--staged", "--policy", two, cwd=repo)
+    assert unmet.returncode == 1, unmet.output
+    assert "requirement is not met: each of a, b must sign" in unmet.stderr
 
 
 def test_raw_content_under_lfs_is_refused(tmp_path: Path) -> None:

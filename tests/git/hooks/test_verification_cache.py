@@ -46,7 +46,7 @@ def test_verify_repository_with_a_verifier_is_not_answered_from_the_cache(
     import pytest
 
     from ml_integrity.errors import IntegrityError
-    from ml_integrity.git.repository import verify_repository
+    from ml_integrity.git.verification import verify_repository
     from ml_integrity.trust.keys import KeyVerifier
 
     repo, signer_pub, other_pub = _signed_repo(tmp_path)

@@ -286,7 +286,7 @@ def test_recovery_after_signing(world: World, tmp_path: Path) -> None:
 def test_verify_repository(world: World, good: Path) -> None:
     r = mi("verify", "--git-repo", cwd=good)
     assert r.returncode == 0, r.output
-    assert "3 LFS files of HEAD verified" in r.stdout
+    assert "4 files (3 LFS) of HEAD verified" in r.stdout  # + .ml-integrity/policy.yaml
     # trust from the command line instead of git config
     git("config", "--unset", "ml-integrity.publicKey", cwd=good)
     assert mi("verify", "--git-repo", cwd=good).returncode == 1
@@ -294,7 +294,7 @@ def test_verify_repository(world: World, good: Path) -> None:
     assert r.returncode == 0, r.output
     import json
 
-    assert json.loads(r.stdout)["files"] == 3
+    assert json.loads(r.stdout)["files"] == 4 and json.loads(r.stdout)["lfs_files"] == 3
     git("config", "ml-integrity.publicKey", world.pub, cwd=good)
     # a tampered HEAD (pointers only: nothing is downloaded)
     git("fetch", "-q", "origin", cwd=good)

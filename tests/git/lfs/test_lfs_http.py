@@ -86,3 +86,48 @@ def test_http_corrupted_server_object(
         assert (dest / "a.bin").read_bytes() == CONTENT["a.bin"]
     finally:
         replace_bytes(obj, good)
+
+
+def test_xet_is_not_turned_off_by_our_agent(
+    http_world: World, giftless: Giftless, tmp_path: Path
+) -> None:
+    """With git-xet configured (``lfs.customtransfer.xet``), our standalone agent stays out
+    of the Xet hosts: git-lfs 3.3 negotiates there, offering ``xet`` to the server, and the
+    filter still verifies what arrives. Elsewhere our agent still gates downloads."""
+    import os
+    import stat
+
+    xet = tmp_path / "git-xet"
+    xet.write_text('#!/bin/sh\necho xet-started >> "$0.log"\nexit 1\n')
+    xet.chmod(xet.stat().st_mode | stat.S_IXUSR)
+    git("config", "--global", "lfs.customtransfer.xet.path", xet, cwd=tmp_path)
+    git("config", "--global", "ml-integrity.xetUrl", giftless.url + "/", cwd=tmp_path)
+    dest = tmp_path / "c"
+    r = mi("clone", http_world.remote, dest, "--key", http_world.pub, cwd=tmp_path)
+    assert r.returncode == 0, r.output
+    key = f"lfs.{giftless.url}/.standalonetransferagent"
+    assert git("config", "--local", "--get", key, cwd=dest).stdout == "\n"  # set, empty
+    assert git("config", "--get", "lfs.standalonetransferagent", cwd=dest).stdout.strip() == (
+        "ml-integrity"
+    )
+    # a fresh download from the Xet host is negotiated: xet is offered, giftless picks basic
+    import shutil
+
+    shutil.rmtree(dest / ".git" / "lfs" / "objects")
+    (dest / "a.bin").unlink()
+    skip = {**os.environ, "GIT_LFS_SKIP_SMUDGE": "1"}
+    git("checkout", "--", "a.bin", cwd=dest, env=skip)  # a pointer again, not downloaded
+    assert is_pointer(dest / "a.bin")
+    trace = {**os.environ, "GIT_TRACE": "1", "GIT_CURL_VERBOSE": "1"}
+    traced = git("lfs", "pull", cwd=dest, env=trace, check=False)
+    assert traced.returncode == 0, traced.output
+    request = next(line for line in traced.output.splitlines() if '"transfers"' in line)
+    assert '"xet"' in request  # offered to the server: not turned off
+    assert 'xfer: adapter "basic" started' in traced.output  # the server's choice
+    assert 'starting transfer adapter "ml-integrity"' not in traced.output
+    for name, data in CONTENT.items():
+        assert (dest / name).read_bytes() == data
+    assert mi("verify", "--git-repo", "--rehash", cwd=dest).returncode == 0
+    # install in a clone says so
+    report = mi("install", cwd=dest)
+    assert report.returncode == 0 and "git-xet is configured" in report.output, report.output

@@ -10,9 +10,9 @@ import pytest
 
 from ml_integrity.core.lfs import LfsStore, Pointer, parse_pointer
 from ml_integrity.errors import UsageError
-from ml_integrity.git.lfs import (
+from ml_integrity.git.agent import endpoint_from_url
+from ml_integrity.git.pktline import (
     FLUSH,
-    endpoint_from_url,
     read_list,
     read_pkt,
     write_list,
@@ -137,7 +137,7 @@ def test_failed_quarantine_move_keeps_the_object(
             raise OSError(18, "Invalid cross-device link")
         real_replace(src, dst)
 
-    monkeypatch.setattr("ml_integrity.git.lfs.os.replace", refuse)
+    monkeypatch.setattr("ml_integrity.core.lfs.os.replace", refuse)
     with pytest.raises(OSError):
         store.quarantine(OID, {"reason": "test"})
     assert obj.read_bytes() == b"data"  # still in the store, never lost
@@ -146,9 +146,73 @@ def test_failed_quarantine_move_keeps_the_object(
     monkeypatch.undo()
 
     store.quarantine(OID, {"reason": "test"})
-    monkeypatch.setattr("ml_integrity.git.lfs.os.replace", refuse)
+    monkeypatch.setattr("ml_integrity.core.lfs.os.replace", refuse)
     with pytest.raises(OSError):
         store.release(OID)
     assert store.quarantine_path(OID).read_bytes() == b"data"  # still in the quarantine
     assert store.quarantine_path(OID).with_name(OID + ".json").is_file()
     assert not obj.exists()
+
+
+# --- the filter proxy keeps the pointer when ml-integrity itself fails ----------------
+
+
+class _BrokenGate:
+    """A gate whose check fails the way a bug would (not a verdict)."""
+
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+        self.reported: list[str] = []
+
+    def check(self, path: str, oid: str, size: int, meta: object) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    def refused(self, path: str, oid: str, size: int, refusal: object, meta: object) -> None:
+        self.reported.append(path)
+
+
+def _packets(data: bytes) -> list[bytes | None]:
+    out: list[bytes | None] = []
+    stream = io.BytesIO(data)
+    while stream.tell() < len(data):
+        out.append(read_pkt(stream))
+    return out
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["lenient", "strict"])
+def test_an_internal_failure_keeps_the_pointer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strict: bool
+) -> None:
+    """Never a half-done checkout: the file keeps its pointer (status=success with the
+    pointer text), in strict mode too, and the proxy keeps serving."""
+    import shutil
+    import subprocess
+
+    from ml_integrity.git.filter import FilterProxy
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    monkeypatch.chdir(tmp_path)
+    pointer = f"{V1}oid sha256:{OID}\nsize 12345\n".encode()
+    request = io.BytesIO()
+    write_list(request, ["git-filter-client", "version=2"])
+    write_list(request, ["capability=clean", "capability=smudge"])
+    for name in ("a.bin", "b.bin"):
+        write_list(request, ["command=smudge", f"pathname={name}"])
+        write_pkt(request, pointer)
+        request.write(FLUSH)
+    gate = _BrokenGate(strict)
+    out = io.BytesIO()
+    lfs = shutil.which("git-lfs")
+    assert lfs is not None
+    proxy = FilterProxy(
+        gate,
+        child_argv=[lfs, "filter-process"],
+        stdin=io.BytesIO(request.getvalue()),
+        stdout=out,
+    )
+    assert proxy.serve() == 0
+    packets = _packets(out.getvalue())
+    assert packets.count(b"status=success\n") == 2, packets
+    assert b"status=error\n" not in packets
+    assert packets.count(pointer) == 2  # both files keep their pointer text
+    assert gate.reported == ["a.bin", "b.bin"]  # each refusal is reported (loudly)

@@ -1,0 +1,423 @@
+"""The filter proxy: ``filter.lfs.process`` in front of ``git-lfs filter-process``.
+
+:class:`FilterProxy` is a long-running git filter (pkt-line protocol v2,
+:mod:`.pktline`). Clean requests stream through untouched. Smudge requests
+are shown to a :class:`SmudgeGate` first (the path and its pointer against
+the signed manifest), then the produced content is hashed against the
+pointer oid. The ``delay`` capability is passed through (git-lfs downloads
+in parallel only when it may delay); a delayed re-request comes with empty
+content, so the pointer of every delayed path is remembered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+from ml_integrity.core.lfs import MAX_POINTER_SIZE, Pointer, parse_pointer
+from ml_integrity.errors import ToolError
+from ml_integrity.git.lfs import Child, require_git_lfs
+from ml_integrity.git.pktline import (
+    FLUSH,
+    MAX_PKT_DATA,
+    PktError,
+    parse_meta,
+    read_list,
+    read_pkt,
+    write_list,
+    write_pkt,
+)
+
+__all__ = ["FilterProxy", "Refusal", "SmudgeGate"]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a smudge was refused, and whether the object must be quarantined."""
+
+    reason: str
+    quarantine: bool = True
+    internal: bool = False
+    """Our own failure, not a verdict: the pointer is kept even in strict mode."""
+
+
+class SmudgeGate(Protocol):
+    """The decisions of the filter proxy (implemented in ``repository.py``)."""
+
+    strict: bool
+
+    def check(self, path: str, oid: str, size: int, meta: Mapping[str, str]) -> Refusal | None:
+        """``None`` to let git-lfs smudge ``path``; a Refusal otherwise."""
+        ...
+
+    def refused(
+        self, path: str, oid: str, size: int, refusal: Refusal, meta: Mapping[str, str]
+    ) -> None:
+        """Called once per refused file: quarantine the object, say so loudly."""
+        ...
+
+
+@dataclass
+class _Pending:
+    pointer: Pointer
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+_SPOOL_LIMIT = 32 << 20
+
+
+class _Buffer:
+    """Packets kept in memory up to a limit, then spilled to a temporary file."""
+
+    def __init__(self, tmp_dir: Path | None, limit: int = _SPOOL_LIMIT) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.limit = limit
+        self.tmp_dir = tmp_dir
+        self.file: IO[bytes] | None = None
+
+    def add(self, pkt: bytes) -> None:
+        self.size += len(pkt)
+        if self.file is not None:
+            self.file.write(pkt)
+            return
+        self.chunks.append(pkt)
+        if self.size > self.limit:
+            tmp = None if self.tmp_dir is None else str(self.tmp_dir)
+            self.file = tempfile.TemporaryFile(dir=tmp)  # noqa: SIM115 - closed in close()
+            for chunk in self.chunks:
+                self.file.write(chunk)
+            self.chunks = []
+
+    def packets(self) -> Iterator[bytes]:
+        if self.file is None:
+            yield from self.chunks
+            return
+        self.file.seek(0)
+        while chunk := self.file.read(MAX_PKT_DATA):
+            yield chunk
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+class FilterProxy:
+    """``filter.lfs.process``: a pkt-line v2 filter in front of ``git-lfs filter-process``."""
+
+    def __init__(
+        self,
+        gate: SmudgeGate,
+        *,
+        child_argv: list[str] | None = None,
+        child_env: Mapping[str, str] | None = None,
+        tmp_dir: Path | None = None,
+        stdin: IO[bytes] | None = None,
+        stdout: IO[bytes] | None = None,
+    ) -> None:
+        self.gate = gate
+        self.child_argv = child_argv or [require_git_lfs(), "filter-process"]
+        self.child_env = dict(child_env) if child_env is not None else None
+        self.tmp_dir = tmp_dir
+        self.gin = stdin or sys.stdin.buffer
+        self.gout = stdout or sys.stdout.buffer
+        self.delayed: dict[str, _Pending] = {}
+        self.refusals = 0
+        self._child: Child | None = None
+
+    # -- main loop --
+
+    def serve(self) -> int:
+        """Serve git until it closes our stdin. Returns 0, or 3 on a protocol failure."""
+        try:
+            caps = self._handshake_git()
+            child_caps = self._start_child(caps)
+            write_list(self.gout, [f"capability={c}" for c in caps if c in child_caps])
+            self.gout.flush()
+            while True:
+                try:
+                    lines = read_list(self.gin)
+                except PktError:
+                    break  # git is done with us
+                meta = parse_meta(lines)
+                try:
+                    self._serve_one(lines, meta)
+                except PktError as exc:
+                    self._child_failed(exc)
+                self.gout.flush()
+        finally:
+            self._stop_child()
+        return 0
+
+    def _serve_one(self, lines: list[str], meta: dict[str, str]) -> None:
+        cmd = meta.get("command")
+        if cmd == "smudge":
+            self._smudge(lines, meta)
+        elif cmd in ("clean",):
+            self._passthrough(lines, with_content=True)
+        elif cmd == "list_available_blobs":
+            self._list_available(lines)
+        else:
+            self._passthrough(lines, with_content=False)
+
+    def _child_failed(self, exc: PktError) -> None:
+        """git-lfs stopped in the middle of a request: its own message is on stderr
+        already; say that it stopped (exit 3), never a protocol traceback."""
+        code = None
+        if self._child is not None:
+            self._child.stop(timeout=10)
+            code = self._child.poll()
+            self._child = None
+        raise ToolError(
+            f"git-lfs filter-process stopped ({exc}; exit {code}): see git-lfs's message above",
+            hint="an object missing on the LFS server, or a network failure; nothing refused "
+            "was written",
+        )
+
+    # -- handshake --
+
+    def _handshake_git(self) -> list[str]:
+        hello = read_list(self.gin)
+        if not hello or hello[0] != "git-filter-client" or "version=2" not in hello[1:]:
+            raise ToolError(f"unexpected filter handshake from git: {hello!r}")
+        write_list(self.gout, ["git-filter-server", "version=2"])
+        self.gout.flush()
+        return [c.partition("=")[2] for c in read_list(self.gin) if c.startswith("capability=")]
+
+    def _start_child(self, caps: list[str]) -> set[str]:
+        self._child = Child.start(self.child_argv, env=self.child_env)
+        cin, cout = self._pipes()
+        write_list(cin, ["git-filter-client", "version=2"])
+        cin.flush()
+        hello = read_list(cout)
+        if hello[:1] != ["git-filter-server"] or "version=2" not in hello:
+            raise ToolError(f"unexpected handshake from git-lfs filter-process: {hello!r}")
+        write_list(cin, [f"capability={c}" for c in caps])
+        cin.flush()
+        return {c.partition("=")[2] for c in read_list(cout) if c.startswith("capability=")}
+
+    def _pipes(self) -> tuple[IO[bytes], IO[bytes]]:
+        assert self._child is not None
+        return self._child.binary_pipes()
+
+    def _stop_child(self) -> None:
+        if self._child is not None:
+            self._child.stop(timeout=60)
+
+    # -- requests --
+
+    def _send_request(self, lines: list[str], content: bytes | None) -> None:
+        cin, _ = self._pipes()
+        write_list(cin, lines)
+        if content is not None:
+            write_pkt(cin, content)
+            cin.write(FLUSH)
+        cin.flush()
+
+    def _passthrough(self, lines: list[str], *, with_content: bool) -> None:
+        """Forward a request and its response untouched, streaming packet by packet."""
+        cin, cout = self._pipes()
+        write_list(cin, lines)
+        if with_content:
+            while (pkt := read_pkt(self.gin)) is not None:
+                write_pkt(cin, pkt)
+            cin.write(FLUSH)
+        cin.flush()
+        self._copy_response(cout)
+
+    def _copy_response(self, cout: IO[bytes]) -> None:
+        status = read_list(cout)
+        write_list(self.gout, status)
+        if parse_meta(status).get("status") != "success":
+            return
+        if not _is_content_response(status):
+            return
+        while (pkt := read_pkt(cout)) is not None:
+            write_pkt(self.gout, pkt)
+        self.gout.write(FLUSH)
+        write_list(self.gout, read_list(cout))
+
+    def _list_available(self, lines: list[str]) -> None:
+        cin, cout = self._pipes()
+        write_list(cin, lines)
+        cin.flush()
+        write_list(self.gout, read_list(cout))  # pathname=... list
+        write_list(self.gout, read_list(cout))  # status
+
+    def _smudge(self, lines: list[str], meta: dict[str, str]) -> None:
+        path = meta.get("pathname", "")
+        content, spool = self._read_small(self.gin)
+        if spool is not None:  # large: cannot be a pointer
+            self._smudge_raw(lines, meta, path, spool)
+            return
+        pending = self.delayed.pop(path, None) if content == b"" else None
+        if pending is not None:  # git re-requests a delayed blob with no content
+            self._forward_and_check(lines, b"", path, pending.pointer, meta)
+            return
+        pointer = parse_pointer(content)
+        if pointer is None:
+            spool = self._spool()
+            spool.write(content)
+            self._smudge_raw(lines, meta, path, spool)
+            return
+        refusal = self._check(path, pointer.oid, pointer.size, meta)
+        if refusal is not None:
+            self._refuse(path, pointer, refusal, meta)
+            return
+        self._forward_and_check(lines, content, path, pointer, meta)
+
+    def _check(self, path: str, oid: str, size: int, meta: Mapping[str, str]) -> Refusal | None:
+        """The gate's decision; a failure of ours refuses the file (its pointer stays),
+        it never aborts the checkout half-way."""
+        try:
+            return self.gate.check(path, oid, size, meta)
+        except Exception as exc:  # fail closed on this one file, keep serving
+            return Refusal(
+                f"could not be verified (ml-integrity failed: {type(exc).__name__}: {exc})",
+                quarantine=False,
+                internal=True,
+            )
+
+    def _spool(self) -> IO[bytes]:
+        """A buffer that stays in memory for small content and spills to the LFS tmp dir."""
+        tmp = None if self.tmp_dir is None else str(self.tmp_dir)
+        return tempfile.SpooledTemporaryFile(_SPOOL_LIMIT, dir=tmp)
+
+    def _read_small(self, stream: IO[bytes]) -> tuple[bytes, IO[bytes] | None]:
+        """The request content; spooled (second item) when not pointer-sized."""
+        buf = bytearray()
+        spool: IO[bytes] | None = None
+        while (pkt := read_pkt(stream)) is not None:
+            if spool is None:
+                buf += pkt
+                if len(buf) >= MAX_POINTER_SIZE:
+                    spool = self._spool()
+                    spool.write(buf)
+            else:
+                spool.write(pkt)
+        return bytes(buf), spool
+
+    def _forward_and_check(
+        self, lines: list[str], content: bytes, path: str, pointer: Pointer, meta: dict[str, str]
+    ) -> None:
+        self._send_request(lines, content)
+        _, cout = self._pipes()
+        status = read_list(cout)
+        state = parse_meta(status).get("status")
+        if state == "delayed":
+            self.delayed[path] = _Pending(pointer, dict(meta))
+            write_list(self.gout, status)
+            return
+        if state != "success":
+            write_list(self.gout, status)
+            return
+        h = hashlib.sha256()
+        buf = _Buffer(self.tmp_dir)
+        try:
+            while (pkt := read_pkt(cout)) is not None:
+                h.update(pkt)
+                buf.add(pkt)
+            trailer = read_list(cout)
+            if parse_meta(trailer).get("status", "success") != "success":
+                write_list(self.gout, status)
+                write_list(self.gout, [])
+                write_list(self.gout, trailer)
+                return
+            if buf.size < MAX_POINTER_SIZE and _same_pointer(buf, pointer):
+                # git-lfs gave the pointer back (GIT_LFS_SKIP_SMUDGE=1, or the object is
+                # not local): the file is not fetched, nothing is corrupt. Pass it on.
+                write_list(self.gout, status)
+                for chunk in buf.packets():
+                    write_pkt(self.gout, chunk)
+                self.gout.write(FLUSH)
+                write_list(self.gout, trailer)
+                return
+            if h.hexdigest() != pointer.oid or buf.size != pointer.size:
+                refusal = Refusal(
+                    f"the local LFS object is corrupt (its sha256 is {h.hexdigest()[:12]}..., "
+                    f"the pointer says {pointer.oid[:12]}...)",
+                    quarantine=True,
+                )
+                self._refuse(path, pointer, refusal, meta)
+                return
+            write_list(self.gout, status)
+            for chunk in buf.packets():
+                self.gout.write(b"%04x" % (len(chunk) + 4))
+                self.gout.write(chunk)
+            self.gout.write(FLUSH)
+            write_list(self.gout, trailer)
+        finally:
+            buf.close()
+
+    def _smudge_raw(
+        self, lines: list[str], meta: dict[str, str], path: str, spool: IO[bytes]
+    ) -> None:
+        """Content that is not a pointer (a file committed without LFS): check its digest."""
+        with spool:
+            spool.seek(0)
+            h = hashlib.sha256()
+            size = 0
+            while chunk := spool.read(1 << 20):
+                h.update(chunk)
+                size += len(chunk)
+            refusal = self._check(path, h.hexdigest(), size, meta)
+            if refusal is not None:
+                # There is no pointer to leave in its place: refuse the file outright.
+                self._report(path, h.hexdigest(), size, Refusal(refusal.reason, False), meta)
+                self.refusals += 1
+                write_list(self.gout, ["status=error"])
+                return
+            cin, cout = self._pipes()
+            write_list(cin, lines)
+            spool.seek(0)
+            while chunk := spool.read(MAX_PKT_DATA):
+                write_pkt(cin, chunk)
+            cin.write(FLUSH)
+            cin.flush()
+            self._copy_response(cout)
+
+    def _report(
+        self, path: str, oid: str, size: int, refusal: Refusal, meta: Mapping[str, str]
+    ) -> None:
+        """The gate's report of a refusal (quarantine, a loud line); its failure is said
+        on stderr and never stops the checkout."""
+        try:
+            self.gate.refused(path, oid, size, refusal, meta)
+        except Exception as exc:  # the refusal stands; keep serving
+            sys.stderr.write(
+                f"ml-integrity: REFUSED {path}: {refusal.reason} (and reporting it failed: "
+                f"{type(exc).__name__}: {exc})\n"
+            )
+
+    def _refuse(
+        self, path: str, pointer: Pointer, refusal: Refusal, meta: Mapping[str, str]
+    ) -> None:
+        self.refusals += 1
+        self._report(path, pointer.oid, pointer.size, refusal, meta)
+        if self.gate.strict and not refusal.internal:
+            write_list(self.gout, ["status=error"])
+            return
+        # Lenient: the work tree keeps the pointer text (git status stays clean).
+        write_list(self.gout, ["status=success"])
+        write_pkt(self.gout, pointer_text(pointer))
+        self.gout.write(FLUSH)
+        write_list(self.gout, [])
+
+
+def _same_pointer(buf: _Buffer, pointer: Pointer) -> bool:
+    """Is the buffered content the pointer itself (an unfetched file)?"""
+    got = parse_pointer(b"".join(buf.packets()))
+    return got is not None and got.oid == pointer.oid and got.size == pointer.size
+
+
+def pointer_text(pointer: Pointer) -> bytes:
+    return pointer.text()
+
+
+def _is_content_response(status: list[str]) -> bool:
+    return parse_meta(status).get("status") == "success"
