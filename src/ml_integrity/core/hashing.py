@@ -50,6 +50,9 @@ from ml_integrity.core.hashing_cache import (
     is_racy,
     root_key,
 )
+from ml_integrity.core.hashing_cache import (
+    _find_git_dir as _find_git_dir,  # used by scan/scanner.py
+)
 from ml_integrity.core.hashing_read import (
     DEFAULT_CHUNK_SIZE,
     PROGRESS_INTERVAL_S,

@@ -260,18 +260,20 @@ def list_files(
     *,
     allow_symlinks: bool = False,
     ignore: Iterable[str] = (),
+    default_ignores: Iterable[str] = DEFAULT_IGNORES,
 ) -> list[str]:
     """Every regular file under ``root`` as sorted relative POSIX paths.
 
-    Top-level :data:`DEFAULT_IGNORES` and the relative paths in ``ignore``
-    (a directory covers its subtree) are skipped. A symbolic link raises
+    Top-level ``default_ignores`` (:data:`DEFAULT_IGNORES`, the git paths)
+    and the relative paths in ``ignore`` (a directory covers its subtree) are
+    skipped. A symbolic link raises
     :class:`ManifestError` unless ``allow_symlinks``; even then a link that
     leads out of ``root`` or into a cycle is refused. Sockets, FIFOs and
     devices are refused.
     """
     root_real = Path(os.path.realpath(root))
     ignored = {normalize_path(p) for p in ignore}
-    ignored.update(DEFAULT_IGNORES)
+    ignored.update(default_ignores)
     out: list[str] = []
     visited: set[tuple[int, int]] = set()
 
@@ -344,6 +346,7 @@ def build_from_directory(
     *,
     allow_symlinks: bool = False,
     ignore: Sequence[str] = (),
+    default_ignores: Sequence[str] = DEFAULT_IGNORES,
     workers: int | None = None,
     use_cache: bool = True,
     rehash: bool = False,
@@ -369,7 +372,9 @@ def build_from_directory(
         return Manifest((entry,))
     if not root.is_dir():
         raise UsageError("not a file or directory", path=root)
-    paths = list_files(root, allow_symlinks=allow_symlinks, ignore=ignore)
+    paths = list_files(
+        root, allow_symlinks=allow_symlinks, ignore=ignore, default_ignores=default_ignores
+    )
     if not paths:
         raise UsageError(
             "the folder holds no files to sign",
