@@ -376,6 +376,12 @@ class ParsedBundle:
             return legacy_v02.pae(self.payload_type, self.payload)
         return pae(self.payload_type, self.payload)
 
+    @property
+    def legacy_sha256(self) -> bool:
+        """model_signing 0.2.0 hashed what it signed with SHA-256 whatever the curve
+        (key and certificate bundles; a P-384 key, for one, normally uses SHA-384)."""
+        return self.legacy and self.material != "sigstore"
+
 
 def _b64(value: object, what: str, source: str) -> bytes:
     _require(isinstance(value, str), f"{what} is missing or not a string", source)
