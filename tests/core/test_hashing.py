@@ -245,7 +245,9 @@ def test_running_file_switches_to_readahead_when_a_thread_frees_up(
 
     fd = os.open(tmp_path / "big.bin", os.O_RDONLY)
     try:
-        result = hashing_read.hash_fd(fd, hashing_read.new_buffer(CHUNK), len(data), budget, None, on_bytes)
+        result = hashing_read.hash_fd(
+            fd, hashing_read.new_buffer(CHUNK), len(data), budget, None, on_bytes
+        )
     finally:
         os.close(fd)
     assert result == (len(data), hashlib.sha256(data).hexdigest())
