@@ -551,6 +551,9 @@ class Repository:
             except Error as exc:
                 warnings.append(f"{path}: {exc.message}")
                 continue
+            if not model.is_sha256_files:  # LFS oids are whole-file SHA-256 digests
+                warnings.append(f"{path}: signs {model.hashing}, not sha256 files (LFS oids)")
+                continue
             signers.append(payload.signer)
             for name, digest in model.resources.items():
                 if name != oms.SINGLE_FILE_NAME:
