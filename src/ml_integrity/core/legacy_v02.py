@@ -51,8 +51,6 @@ def is_legacy_payload(payload: bytes) -> bool:
     Only chooses which encoding the signature is checked against; the
     statement itself is validated after the signature verified.
     """
-    if b"Digests/v0.1" not in payload:  # cheap: almost every bundle is OMS v1.0
-        return False
     try:
         doc = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):

@@ -8,10 +8,12 @@ was enumerated (``serialization``). The statement's single subject carries
 the root digest: SHA-256 over the raw digest bytes of the resources, in the
 order listed.
 
-We emit what ``model_signing`` 1.1.1 accepts (``files`` + ``sha256``,
-resources ordered by path component, ``.`` as the name of a single-file
-model) and accept on read both resource orders, both single-file names, and
-the legacy key material. What OMS cannot carry goes in in-toto
+We emit what ``model_signing`` 1.1.1 accepts (``files`` or ``shards``;
+``sha256``, ``blake2b`` or ``blake3``; resources ordered by path component,
+``.`` as the name of a single-file model; see :mod:`oms_predicate`) and
+accept on read both resource orders, both single-file names, both spellings
+of a shard's algorithm and size, the legacy key material, and model_signing
+0.2.0's statements (:mod:`legacy_v02`). What OMS cannot carry goes in in-toto
 ``annotations``, which OMS verifiers ignore: the subject carries
 ``ml-integrity/repository`` and ``ml-integrity/version`` (rollback binding),
 each resource may carry ``size`` and ``format``. See ``docs/format.md``.
