@@ -192,20 +192,27 @@ def test_our_no_ignore_git_paths_matches_model_signing(
     assert bad.returncode == 1 and "changed: .gitattributes" in bad.stderr
 
 
-def test_unsigned_git_paths_count_with_no_ignore_git_paths(tmp_path: Path, cli: CLI) -> None:
-    """A v1.0.0 bundle records no ignore paths: --no-ignore-git-paths makes .gitignore extra."""
-    from tests.core.test_interop import MT, copy_model
-
-    model = copy_model(MT / "v1.0.0-certificate", tmp_path / "m")
+def test_unsigned_git_paths_count_with_no_ignore_git_paths(
+    tmp_path: Path, cli: CLI, keypair: tuple[Path, Path]
+) -> None:
+    """A bundle that records no ignore paths: --no-ignore-git-paths makes .gitignore extra."""
+    key, pub = keypair
+    model, sig = make_model(tmp_path), tmp_path / "theirs.sig"
+    made = ms_api(
+        "sign", model=model, signature=sig, key=key, hash="sha256", ignore_git_paths=False
+    )
+    assert made.returncode == 0, made.stderr
+    statement = json.loads(base64.b64decode(json.loads(sig.read_text())["dsseEnvelope"]["payload"]))
+    assert "ignore_paths" not in statement["predicate"]["serialization"]
     (model / ".gitignore").write_text("new\n")
-    trust = ["--cert-chain", KEYS / "ca-cert.pem"]
-    assert cli("verify", model, "--bundle", model / "model.sig", *trust).returncode == 0
-    strict = cli("verify", model, "--bundle", model / "model.sig", *trust, "--no-ignore-git-paths")
+    assert cli("verify", model, "--bundle", sig, "--key", pub).returncode == 0
+    strict = cli("verify", model, "--bundle", sig, "--key", pub, "--no-ignore-git-paths")
     assert strict.returncode == 1 and "extra: .gitignore" in strict.stderr
+    theirs = model_signing("verify", "key", model, "--signature", sig, "--public_key", pub)
+    assert theirs.returncode == 0, theirs.stderr
     theirs = model_signing(
-        "verify", "certificate", model, "--signature", model / "model.sig",
-        "--certificate_chain", KEYS / "ca-cert.pem", "--no-ignore-git-paths",
-    )  # fmt: skip
+        "verify", "key", model, "--signature", sig, "--public_key", pub, "--no-ignore-git-paths"
+    )
     assert theirs.returncode == 1 and ".gitignore" in theirs.stderr
 
 
@@ -240,26 +247,51 @@ def test_blake3_with_a_shard_size_is_a_usage_error(
 # --- the legacy v0.2.0 bundle -------------------------------------------------
 
 
+def _as_key_bundle(certificate_bundle: Path, out: Path) -> Path:
+    """The same payload and signature, with the signer's public key as the material."""
+    from ml_integrity.trust.keys import key_hint, load_public_key
+
+    doc = json.loads(certificate_bundle.read_text())
+    hint = key_hint(load_public_key(KEYS / "signing-key-pub.pem"))
+    doc["verificationMaterial"] = {"publicKey": {"hint": hint}, "tlogEntries": []}
+    out.write_text(json.dumps(doc))
+    return out
+
+
 def test_legacy_v020_vector_verifies_and_is_named(tmp_path: Path, cli: CLI) -> None:
-    r = cli("verify", LEGACY, "--bundle", LEGACY / "model.sig", "--cert-chain",
-            KEYS / "ca-cert.pem")  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    assert "legacy v0.2.0 bundle" in r.stdout
-    j = cli("verify", LEGACY, "--bundle", LEGACY / "model.sig", "--cert-chain",
-            KEYS / "ca-cert.pem", "--json")  # fmt: skip
-    assert json.loads(j.stdout)["format"] == "legacy v0.2.0 bundle"
-    # and model_signing agrees
+    """model_signing 0.2.0's own signature (its encoding, SHA-256 on a P-384 key) verifies.
+
+    Its certificate chain is refused, like the v1.0.0 ones, for the CA:TRUE signing
+    leaf (test_interop.py); the signature itself is checked with the leaf's key.
+    """
+    by_chain = cli("verify", LEGACY, "--bundle", LEGACY / "model.sig", "--cert-chain",
+                   KEYS / "ca-cert.pem")  # fmt: skip
+    assert by_chain.returncode == 1
+    assert "not an end-entity certificate" in by_chain.stderr
     theirs = model_signing("verify", "certificate", LEGACY, "--signature", LEGACY / "model.sig",
                            "--certificate_chain", KEYS / "ca-cert.pem")  # fmt: skip
     assert theirs.returncode == 0, theirs.stderr
-    copy = tmp_path / "m"
-    copy.mkdir()
+    bundle = _as_key_bundle(LEGACY / "model.sig", tmp_path / "legacy-key.sig")
+    pub = KEYS / "signing-key-pub.pem"
+    model = tmp_path / "m"  # the signed files, without the vector's own model.sig
+    model.mkdir()
     for name in ("signme-1", "signme-2"):
-        (copy / name).write_bytes((LEGACY / name).read_bytes())
-    (copy / "signme-2").write_bytes(b"signme-3")
-    bad = cli("verify", copy, "--bundle", LEGACY / "model.sig", "--cert-chain",
-              KEYS / "ca-cert.pem")  # fmt: skip
+        (model / name).write_bytes((LEGACY / name).read_bytes())
+    r = cli("verify", model, "--bundle", bundle, "--key", pub)
+    assert r.returncode == 0, r.stderr
+    assert "legacy v0.2.0 bundle" in r.stdout
+    j = cli("verify", model, "--bundle", bundle, "--key", pub, "--json")
+    assert json.loads(j.stdout)["format"] == "legacy v0.2.0 bundle"
+    (model / "signme-2").write_bytes(b"signme-3")
+    bad = cli("verify", model, "--bundle", bundle, "--key", pub)
     assert bad.returncode == 1 and "changed: signme-2" in bad.stderr
+    # one byte of the payload changed: the signature no longer verifies
+    doc = json.loads(bundle.read_text())
+    payload = base64.b64decode(doc["dsseEnvelope"]["payload"]).replace(b"signme-2", b"signme-3")
+    doc["dsseEnvelope"]["payload"] = base64.b64encode(payload).decode()
+    (tmp_path / "edited.sig").write_text(json.dumps(doc))
+    edited = cli("verify", model, "--bundle", tmp_path / "edited.sig", "--key", pub)
+    assert edited.returncode == 1 and "signature does not verify" in edited.stderr
 
 
 def _key_bundle(statement: bytes, signed: bytes, digest: hashes.HashAlgorithm) -> bytes:
