@@ -259,15 +259,14 @@ def _as_key_bundle(certificate_bundle: Path, out: Path) -> Path:
 
 
 def test_legacy_v020_vector_verifies_and_is_named(tmp_path: Path, cli: CLI) -> None:
-    """model_signing 0.2.0's own signature (its encoding, SHA-256 on a P-384 key) verifies.
-
-    Its certificate chain is refused, like the v1.0.0 ones, for the CA:TRUE signing
-    leaf (test_interop.py); the signature itself is checked with the leaf's key.
-    """
-    by_chain = cli("verify", LEGACY, "--bundle", LEGACY / "model.sig", "--cert-chain",
-                   KEYS / "ca-cert.pem")  # fmt: skip
-    assert by_chain.returncode == 1
-    assert "not an end-entity certificate" in by_chain.stderr
+    """model_signing 0.2.0's own signature (its encoding, SHA-256 on a P-384 key) verifies,
+    through its certificate chain and, with the same payload and signature, its key."""
+    trust = ("--cert-chain", KEYS / "ca-cert.pem")
+    by_chain = cli("verify", LEGACY, "--bundle", LEGACY / "model.sig", *trust)
+    assert by_chain.returncode == 0, by_chain.stderr
+    assert "legacy v0.2.0 bundle" in by_chain.stdout
+    as_json = cli("verify", LEGACY, "--bundle", LEGACY / "model.sig", *trust, "--json")
+    assert json.loads(as_json.stdout)["format"] == "legacy v0.2.0 bundle"
     theirs = model_signing("verify", "certificate", LEGACY, "--signature", LEGACY / "model.sig",
                            "--certificate_chain", KEYS / "ca-cert.pem")  # fmt: skip
     assert theirs.returncode == 0, theirs.stderr
