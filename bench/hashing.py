@@ -17,7 +17,15 @@ in the page cache (every measurement is warm), then times:
   process and through its CLI in a fresh process (when it is installed);
 - one large file alone, with and without the read-ahead thread;
 - the incremental re-hash of an unchanged 1,000-file tree (load the cache,
-  stat every file, save).
+  stat every file, save);
+- issue 12's hashing-engine figures: SHA-256 over the model's files against a
+  two-thread ``hashlib`` loop over the same files; one single 2 GiB file
+  hashed in shards (``--shard-size``) against unsharded; BLAKE3 against our
+  SHA-256; each beside model_signing's API (hashing only, the same
+  algorithm and serialization) and CLI (which hashes SHA-256 over files only).
+
+``--only engine`` runs just the issue 12 set (a few minutes); ``--only`` also
+takes a comma-separated list of measurement names (see ``--json``).
 
 Prints a table with seconds, GB/s (decimal) and ratios against the targets;
 ``--json`` prints the same as JSON. Only the standard library and
@@ -27,6 +35,7 @@ Usage:
     python bench/hashing.py                      # 2 GiB model, 3 runs each
     python bench/hashing.py --size-mb 256        # scaled down
     python bench/hashing.py --dir /data --keep   # keep (and reuse) the generated data
+    python bench/hashing.py --only engine --repeat 3   # issue 12's figures only
 """
 
 from __future__ import annotations
@@ -51,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from ml_integrity import __version__ as ml_integrity_version
-from ml_integrity.core.hashing import RACY_MARGIN_NS, StatCache, hash_files
+from ml_integrity.core.hashing import RACY_MARGIN_NS, StatCache, hash_files, hash_shards
 
 MIB = 1 << 20
 GB = 1e9
@@ -156,6 +165,23 @@ def hashlib_loop(root: Path, paths: list[str]) -> None:
         h.hexdigest()
 
 
+def hashlib_threads(root: Path, paths: list[str], threads: int) -> None:
+    """The baseline of issue 12: ``threads`` threads, one file each, biggest first,
+    ``hashlib.sha256`` fed by 1 MiB reads (the plainest parallel hashing loop)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(rel: str) -> str:
+        h = hashlib.sha256()
+        with open(root / rel, "rb", buffering=0) as f:
+            while chunk := f.read(MIB):
+                h.update(chunk)
+        return h.hexdigest()
+
+    ordered = sorted(paths, key=lambda p: -(root / p).stat().st_size)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, ordered))
+
+
 def mmap_reference(root: Path, paths: list[str], workers: int) -> None:
     """hashlib over mmap'd files, ``workers`` threads: no copy out of the page
     cache, the fastest way Python can feed hashlib. Not used by ml-integrity:
@@ -233,6 +259,33 @@ def model_signing_api(model: Path, key: Path, sig: Path) -> None:
     config.use_elliptic_key_signer(private_key=key).sign(model, sig)
 
 
+def model_signing_hash(model: Path, algorithm: str, shard_size: int | None) -> None:
+    """model_signing's API, hashing only (``hashing.Config().hash``), in process."""
+    from model_signing import hashing as ms_hashing
+
+    make_config: Any = ms_hashing.Config
+    config = make_config()
+    if shard_size:
+        config.use_shard_serialization(hashing_algorithm=algorithm, shard_size=shard_size)
+    else:
+        config.use_file_serialization(hashing_algorithm=algorithm)
+    config.hash(model)
+
+
+ENGINE = (
+    "ours",
+    "hashlib_2threads",
+    "ours_blake3",
+    "single_unsharded",
+    "single_shards",
+    "single_blake3",
+    "ms_hash_sha256",
+    "ms_hash_blake3",
+    "ms_hash_single_shards",
+    "model_signing_cli",
+)
+"""The measurements of ``--only engine`` (issue 12)."""
+
 OURS_FRESH_PROCESS = """
 import sys
 from pathlib import Path
@@ -289,6 +342,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=5, help="rounds; the best run of each measurement counts"
     )
+    parser.add_argument(
+        "--single-mb", type=int, default=2048, help="MiB of the single large file (shards)"
+    )
+    parser.add_argument(
+        "--shard-size", type=int, default=256 * MIB, help="shard size for the single file"
+    )
+    parser.add_argument(
+        "--only", help="'engine' (issue 12's figures), or comma-separated measurement names"
+    )
     parser.add_argument("--dir", type=Path, help="put the data here (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the generated data")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -319,7 +381,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     loadavg_before = os.getloadavg()
     model = work / "model"
     tree = work / "tree"
+    single = work / "single" / "one.safetensors"
     params = {
+        "single_mb": args.single_mb,
         "size_mb": args.size_mb,
         "large_files": args.large_files,
         "small_files": args.small_files,
@@ -332,6 +396,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         log(f"generating {args.size_mb} MiB model and a {args.tree_files}-file tree in {work}")
         generate_model(model, args.large_files, args.size_mb, args.small_files)
         generate_small_tree(tree, args.tree_files)
+        shutil.rmtree(single.parent, ignore_errors=True)
+        generate_model(single.parent, 1, args.single_mb, 0)
+        next(single.parent.iterdir()).rename(single)
         marker.write_text(json.dumps(params))
     paths = list_files(model)
     total = sum((model / p).stat().st_size for p in paths)
@@ -344,6 +411,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     log(f"{len(paths)} files, {total / GB:.3f} GB; warming the page cache")
     warm(model, paths)
     warm(tree, tree_paths)
+    warm(single.parent, [single.name])
+    size_single = single.stat().st_size
+    shard = args.shard_size
     # Cache entries are only trusted for files older than the racy margin.
     time.sleep(RACY_MARGIN_NS / 1e9 + 0.05)
 
@@ -369,6 +439,36 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "ml-integrity hash_files, first run (no cache)",
             lambda: hash_files(model, paths),
             total,
+        ),
+        (
+            "hashlib_2threads",
+            "Python hashlib loop, 2 threads over the files, 1 MiB reads",
+            lambda: hashlib_threads(model, paths, 2),
+            total,
+        ),
+        (
+            "ours_blake3",
+            "ml-integrity hash_files, BLAKE3 (no cache)",
+            lambda: hash_files(model, paths, algorithm="blake3"),
+            total,
+        ),
+        (
+            "single_unsharded",
+            f"ml-integrity, one {size_single / GB:.2f} GB file, SHA-256 unsharded",
+            lambda: hash_files(single.parent, [single.name]),
+            size_single,
+        ),
+        (
+            "single_shards",
+            f"ml-integrity, the same file, SHA-256 in shards of {shard / MIB:.0f} MiB",
+            lambda: hash_shards(single.parent, [single.name], shard_size=shard),
+            size_single,
+        ),
+        (
+            "single_blake3",
+            "ml-integrity, the same file, BLAKE3",
+            lambda: hash_files(single.parent, [single.name], algorithm="blake3"),
+            size_single,
         ),
         (
             "ours_incremental",
@@ -416,6 +516,25 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         ms_cli = [sys.executable, "-m", "model_signing", "sign", "key"]
         ms_key = ["--private_key", str(key), "--signature", str(sig)]
         cases += [
+            (
+                "ms_hash_sha256",
+                "model_signing 1.1.1 API, hashing only, SHA-256 files",
+                lambda: model_signing_hash(model, "sha256", None),
+                total,
+            ),
+            (
+                "ms_hash_blake3",
+                "model_signing 1.1.1 API, hashing only, BLAKE3 files",
+                lambda: model_signing_hash(model, "blake3", None),
+                total,
+            ),
+            (
+                "ms_hash_single_shards",
+                f"model_signing 1.1.1 API, hashing only, the single file, {shard / MIB:.0f} MiB "
+                "shards",
+                lambda: model_signing_hash(single, "sha256", shard),
+                size_single,
+            ),
             (
                 "model_signing_api",
                 "model_signing 1.1.1 sign key, API in process (hash + sign)",
@@ -472,6 +591,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         ),
     ]
 
+    if args.only:
+        wanted = set(ENGINE if args.only == "engine" else args.only.split(","))
+        cases = [case for case in cases if case[0] in wanted]
     # Rounds: every measurement once per round (in a rotating order), so that
     # a burst of other work on the machine hits all of them rather than one.
     r = args.repeat
@@ -499,11 +621,13 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "other_load": best["other_load"],
         }
 
-    log("openssl speed (4 runs of 3 s)")
     cores = os.cpu_count() or 1
-    # Best of two runs each, like the measurements above.
-    one_core = max_or_none(openssl_speed(None) for _ in range(2))
-    multi = max_or_none(openssl_speed(cores) for _ in range(2)) if cores > 1 else one_core
+    one_core = multi = None
+    if not args.only:
+        log("openssl speed (4 runs of 3 s)")
+        # Best of two runs each, like the measurements above.
+        one_core = max_or_none(openssl_speed(None) for _ in range(2))
+        multi = max_or_none(openssl_speed(cores) for _ in range(2)) if cores > 1 else one_core
 
     def gbps(name: str) -> float | None:
         value = results.get(name, {}).get("gb_per_s")
@@ -516,6 +640,10 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     ours = gbps("ours")
     ratios: dict[str, dict[str, Any]] = {}
 
+    def result(name: str, key: str) -> float | None:
+        value = results.get(name, {}).get(key)
+        return float(value) if value else None
+
     def ratio(name: str, value: float | None, target: str, ok: bool | None) -> None:
         ratios[name] = {"value": value, "target": target, "met": ok}
 
@@ -523,6 +651,19 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         return a / b if a and b else None
 
     limit = one_core * cores / GB if one_core else None
+    # issue 12: the hashing engine
+    v = over(ours, gbps("hashlib_2threads"))
+    ratio("SHA-256 files: ours vs 2-thread hashlib loop", v, ">= 0.95", v >= 0.95 if v else None)
+    v = over(gbps("single_shards"), gbps("single_unsharded"))
+    ratio("one large file: shards vs unsharded", v, ">= 1.8", v >= 1.8 if v else None)
+    v = over(gbps("ours_blake3"), ours)
+    ratio("BLAKE3 vs our SHA-256 (files)", v, ">= 2.5", v >= 2.5 if v else None)
+    v = over(ours, gbps("ms_hash_sha256"))
+    ratio("SHA-256 files: ours vs model_signing API", v, "(info)", None)
+    v = over(gbps("ours_blake3"), gbps("ms_hash_blake3"))
+    ratio("BLAKE3 files: ours vs model_signing API", v, "(info)", None)
+    v = over(gbps("single_shards"), gbps("ms_hash_single_shards"))
+    ratio("one file in shards: ours vs model_signing API", v, "(info)", None)
     v = over(gbps("ours_process"), gbps("model_signing_cli"))
     ratio("ours (fresh process) vs model_signing CLI", v, ">= 2x", v >= 2 if v else None)
     v = over(ours, gbps("model_signing_api"))
@@ -535,7 +676,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     ratio("ours vs openssl speed -multi cores", v, "(info)", None)
     v = over(ours, gbps("mmap_reference"))
     ratio("ours vs hashlib over mmap (reference)", v, "(info)", None)
-    v = over(results["ours"]["gb_per_cpu_s"], one_core / GB if one_core else None)
+    v = over(result("ours", "gb_per_cpu_s"), one_core / GB if one_core else None)
     ratio("ours GB per CPU-second vs openssl one core", v, "(info)", None)
     v = over(ours, gbps("sha256sum"))
     ratio("ours vs sha256sum", v, "(info)", None)
@@ -545,8 +686,10 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     ratio("one file: read-ahead vs none", v, "(info)", None)
     v = over(gbps("one_file_readahead"), one_core / GB if one_core else None)
     ratio("one file: read-ahead vs openssl one core", v, "(info)", None)
-    ms = results["tree_incremental"]["seconds"] * 1000
-    ratio(f"{len(tree_paths)}-file incremental, ms", ms, "< 50 ms", ms < 50)
+    tree_s = result("tree_incremental", "seconds")
+    if tree_s is not None:
+        ms = tree_s * 1000
+        ratio(f"{len(tree_paths)}-file incremental, ms", ms, "< 50 ms", ms < 50)
 
     info = machine()
     info["loadavg_before"] = loadavg_before
@@ -558,6 +701,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "files": len(paths),
             "bytes": total,
             "largest_file_bytes": size_largest,
+            "single_file_bytes": size_single,
+            "shard_size": shard,
             "tree_files": len(tree_paths),
             "tree_bytes": tree_total,
             "repeat": r,
@@ -610,6 +755,8 @@ def print_table(report: dict[str, Any], kept: Path | None) -> None:
     print(f"{'ratio':<52} {'value':>9} {'target':>9}  result")
     print("-" * 86)
     for name, r in report["ratios"].items():
+        if r["value"] is None and r["met"] is None:
+            continue  # a ratio of a measurement that did not run (--only)
         value = "n/a" if r["value"] is None else f"{r['value']:.2f}"
         met = {True: "met", False: "MISSED", None: ""}[r["met"]]
         print(f"{name:<52} {value:>9} {r['target']:>9}  {met}")

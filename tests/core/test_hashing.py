@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_integrity.core import hashing
+from ml_integrity.core import hashing, hashing_cache, hashing_read
 from ml_integrity.core.hashing import (
     FileDigest,
     StatCache,
@@ -197,16 +197,16 @@ def test_batches_group_small_files_only(monkeypatch: pytest.MonkeyPatch) -> None
 def readahead_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Lower the read-ahead threshold to 16 chunks; record the bytes each
     read-ahead thread read (a spy: the real read-ahead runs)."""
-    monkeypatch.setattr(hashing, "READAHEAD_MIN_SIZE", 16 * CHUNK)
+    monkeypatch.setattr(hashing_read, "READAHEAD_MIN_SIZE", 16 * CHUNK)
     calls: list[int] = []
-    real = hashing._hash_rest_readahead
+    real = hashing_read.hash_rest_readahead
 
     def counting(*args: object, **kwargs: object) -> int:
         n = real(*args, **kwargs)  # type: ignore[arg-type]
         calls.append(n)
         return n
 
-    monkeypatch.setattr(hashing, "_hash_rest_readahead", counting)
+    monkeypatch.setattr(hashing_read, "hash_rest_readahead", counting)
     return calls
 
 
@@ -232,7 +232,7 @@ def test_running_file_switches_to_readahead_when_a_thread_frees_up(
     tmp_path: Path, readahead_calls: list[int]
 ) -> None:
     data = make_tree(tmp_path, {"big.bin": 100 * CHUNK})["big.bin"]
-    budget = hashing._Budget(2, pending=2)  # two files; this one starts first
+    budget = hashing_read.Budget(2, pending=2)  # two files; this one starts first
     budget.start_task()
     chunks = 0
 
@@ -245,7 +245,9 @@ def test_running_file_switches_to_readahead_when_a_thread_frees_up(
 
     fd = os.open(tmp_path / "big.bin", os.O_RDONLY)
     try:
-        result = hashing._hash_fd(fd, hashing._new_buffer(CHUNK), len(data), budget, None, on_bytes)
+        result = hashing_read.hash_fd(
+            fd, hashing_read.new_buffer(CHUNK), len(data), budget, None, on_bytes
+        )
     finally:
         os.close(fd)
     assert result == (len(data), hashlib.sha256(data).hexdigest())
@@ -256,13 +258,13 @@ def test_running_file_switches_to_readahead_when_a_thread_frees_up(
 def test_workers_1_uses_no_readahead_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(hashing, "READAHEAD_MIN_SIZE", 16 * CHUNK)
+    monkeypatch.setattr(hashing_read, "READAHEAD_MIN_SIZE", 16 * CHUNK)
     contents = make_tree(tmp_path, {"big.bin": 100 * CHUNK})
 
     def no_reader(*args: object, **kwargs: object) -> int:
         raise AssertionError("read-ahead must not run with workers=1")
 
-    monkeypatch.setattr(hashing, "_hash_rest_readahead", no_reader)
+    monkeypatch.setattr(hashing_read, "hash_rest_readahead", no_reader)
     result = hash_files(tmp_path, ["big.bin"], workers=1, chunk_size=CHUNK)
     assert result == {"big.bin": sha(contents["big.bin"])}
 
@@ -288,7 +290,7 @@ def test_progress_is_monotonic_and_ends_at_total(tree: tuple[Path, dict[str, byt
 
 
 def test_progress_is_throttled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hashing, "PROGRESS_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(hashing_read, "PROGRESS_INTERVAL_S", 3600.0)
     make_tree(tmp_path, {"a.bin": 50 * CHUNK, "b.bin": 50 * CHUNK})
     calls: list[tuple[int, int]] = []
     hash_files(
@@ -404,10 +406,10 @@ def test_coarse_timestamps_get_a_wider_margin() -> None:
     fine = (now - hashing.RACY_MARGIN_NS - 10**6) // 10**6 * 10**6 + 123_457
     # 0.1-1.1 s old, in whole seconds (FAT, some network filesystems)
     coarse = (now - hashing.RACY_MARGIN_NS - 10**6) // 10**9 * 10**9
-    assert not hashing._is_racy(fine, fine, now)
-    assert hashing._is_racy(coarse, coarse, now)
-    assert not hashing._is_racy(coarse, coarse, coarse + hashing.RACY_MARGIN_COARSE_NS + 1)
-    assert hashing._is_racy(fine, now, now)  # ctime counts as much as mtime
+    assert not hashing_cache.is_racy(fine, fine, now)
+    assert hashing_cache.is_racy(coarse, coarse, now)
+    assert not hashing_cache.is_racy(coarse, coarse, coarse + hashing.RACY_MARGIN_COARSE_NS + 1)
+    assert hashing_cache.is_racy(fine, now, now)  # ctime counts as much as mtime
 
 
 def test_rehash_ignores_but_refreshes_the_cache(
@@ -451,7 +453,7 @@ def test_corrupt_cache_file_gives_empty_cache(
 ) -> None:
     path = tmp_path / "c.json"
     path.write_bytes(payload)
-    with caplog.at_level(logging.DEBUG, logger="ml_integrity.core.hashing"):
+    with caplog.at_level(logging.DEBUG, logger="ml_integrity.core.hashing_cache"):
         cache = StatCache.load(path)
     assert len(cache) == 0
     assert "corrupt" in caplog.text
@@ -520,7 +522,7 @@ def test_save_failure_is_a_warning_or_strict_error(
     blocker.write_text("not a directory")
     cache = StatCache.load(blocker / "statcache.json")
     hash_files(root, sorted(contents), cache=cache)
-    with caplog.at_level(logging.WARNING, logger="ml_integrity.core.hashing"):
+    with caplog.at_level(logging.WARNING, logger="ml_integrity.core.hashing_cache"):
         cache.save()
     assert "cannot write the hash cache" in caplog.text
     with pytest.raises(OperationalError) as info:
@@ -546,7 +548,7 @@ def test_save_into_a_read_only_folder_keeps_the_old_cache(
         hash_files(root, paths, cache=cache)  # more entries: dirty again
         folder.chmod(0o555)
         with unprivileged():
-            with caplog.at_level(logging.WARNING, logger="ml_integrity.core.hashing"):
+            with caplog.at_level(logging.WARNING, logger="ml_integrity.core.hashing_cache"):
                 cache.save()
             assert cache.dirty  # still to be written next time
             with pytest.raises(OperationalError) as info:

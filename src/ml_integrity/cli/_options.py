@@ -25,8 +25,16 @@ def add_walk_options(parser: argparse.ArgumentParser, *, symlinks: bool = True) 
         action="append",
         default=[],
         metavar="PATH",
-        help="relative path to leave out (a folder covers its contents); repeatable. "
-        ".git, .gitattributes, .github and .gitignore are always left out",
+        help="path to leave out, relative to the model or absolute inside it (a folder "
+        "covers its contents); repeatable",
+    )
+    group.add_argument(
+        "--ignore-git-paths",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="leave out the top-level .git, .gitattributes, .github and .gitignore, as "
+        "model_signing does (default: on; when verifying, git paths the bundle signs are "
+        "always checked)",
     )
     if symlinks:
         group.add_argument(

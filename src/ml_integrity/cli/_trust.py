@@ -270,6 +270,7 @@ def run_verify(args: argparse.Namespace) -> int:
             trust.policy,
             trust.backends(),
             ignore_paths=args.ignore_path,
+            ignore_git_paths=args.ignore_git_paths,
             allow_symlinks=args.allow_symlinks,
             ignore_unsigned=args.ignore_unsigned_files,
             workers=args.workers,

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give the model folder or file (or --staged)")
     from ml_integrity.core import manifest, signing
 
-    ignores = list(args.ignore_path)
+    ignores = signing.resolve_ignore_paths(args.path, args.ignore_path)
     if args.output is not None:
         ignores += signing.bundle_ignores(args.path, args.output)
     with Progress("hashing") as progress:
@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             args.path,
             allow_symlinks=args.allow_symlinks,
             ignore=ignores,
+            default_ignores=manifest.DEFAULT_IGNORES if args.ignore_git_paths else (),
             workers=args.workers,
             rehash=args.rehash,
             progress=progress,

@@ -22,10 +22,15 @@ examples:
   ml-integrity sign model.safetensors --key key.pem --bundle model.safetensors.sig
   ml-integrity sign models/bert --key leaf.pem --cert leaf.crt --cert intermediate.crt \\
       --bundle bert.sig
+  ml-integrity sign models/llm --key key.pem --bundle llm.sig --hash blake3
+  ml-integrity sign big.safetensors --key key.pem --bundle big.sig --shard-size 1000000000
 
 The bundle is an OpenSSF Model Signing (OMS) v1.0 bundle: 'model_signing verify'
-accepts it (EC keys). A bundle written inside the folder is left out of what is
-signed. An encrypted private key reads its password from ML_INTEGRITY_KEY_PASSWORD.
+accepts it (EC keys). Its CLI re-hashes with sha256 over files only: bundles made
+with --hash blake2/blake3 or --shard-size verify through model_signing's API
+(verifying.Config with the matching hashing config) and with 'ml-integrity verify'.
+A bundle written inside the folder is left out of what is signed. An encrypted
+private key reads its password from ML_INTEGRITY_KEY_PASSWORD.
 
 """
     + SIGN_EPILOG
@@ -56,10 +61,36 @@ def register(subparsers: Any) -> None:
         help="signing certificate of KEY, then intermediates (PEM; repeatable, or one file "
         "holding several); the bundle then uses the OMS certificate method",
     )
+    hashing = parser.add_argument_group("hashing (see 'when to choose what' in the README)")
+    hashing.add_argument(
+        "--hash",
+        choices=["sha256", "blake2", "blake3"],
+        default="sha256",
+        help="hash algorithm (default sha256: what Git LFS oids are, and what every OMS "
+        "verifier checks; blake3 is the fastest; blake2 is BLAKE2b)",
+    )
+    hashing.add_argument(
+        "--shard-size",
+        type=_shard_size,
+        metavar="BYTES",
+        help="hash every file in shards of BYTES (OMS 'shards' serialization) so that one "
+        "large file uses every core; with sha256 or blake2. model_signing's default is "
+        "1000000000",
+    )
     add_sign_options(parser)
     add_walk_options(parser, symlinks=False)
     add_json_flag(parser)
     parser.set_defaults(handler=run)
+
+
+def _shard_size(value: str) -> int:
+    try:
+        n = int(value.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of bytes: {value!r}") from None
+    if n < 4096:
+        raise argparse.ArgumentTypeError("must be at least 4096 bytes")
+    return n
 
 
 def make_signer(args: argparse.Namespace) -> Signer:
@@ -88,11 +119,14 @@ def run(args: argparse.Namespace) -> int:
             signer,
             args.bundle,
             ignore_paths=args.ignore_path,
+            ignore_git_paths=args.ignore_git_paths,
+            hash_type=args.hash,
+            shard_size=args.shard_size,
             workers=args.workers,
             rehash=args.rehash,
             progress=progress,
         )
-    files = len(result.manifest.entries)
+    files = result.files
     if args.json:
         print_json(
             {
@@ -101,13 +135,14 @@ def run(args: argparse.Namespace) -> int:
                 "bundle": str(result.bundle_path),
                 "signer": result.signer,
                 "files": files,
-                "bytes": result.manifest.total_size,
+                "bytes": result.total_size,
+                "hashing": result.hashing,
             }
         )
     else:
         print(
             f"signed {args.path} ({files} file{'s' if files != 1 else ''}, "
-            f"{result.manifest.total_size:,} bytes) with {result.signer}"
+            f"{result.total_size:,} bytes, {result.hashing}) with {result.signer}"
         )
         print(f"bundle: {result.bundle_path}")
     return 0

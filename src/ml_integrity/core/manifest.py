@@ -298,10 +298,15 @@ def list_files(
     *,
     allow_symlinks: bool = False,
     ignore: Iterable[str] = (),
+    default_ignores: Iterable[str] = DEFAULT_IGNORES,
 ) -> list[str]:
     """Every regular file under ``root`` as sorted relative POSIX paths in NFC
     (:func:`list_files_on_disk` has the names as the file system spells them)."""
-    return list(list_files_on_disk(root, allow_symlinks=allow_symlinks, ignore=ignore))
+    return list(
+        list_files_on_disk(
+            root, allow_symlinks=allow_symlinks, ignore=ignore, default_ignores=default_ignores
+        )
+    )
 
 
 def list_files_on_disk(
@@ -309,6 +314,7 @@ def list_files_on_disk(
     *,
     allow_symlinks: bool = False,
     ignore: Iterable[str] = (),
+    default_ignores: Iterable[str] = DEFAULT_IGNORES,
 ) -> dict[str, str]:
     """Every regular file under ``root``: NFC path -> the path as it is on disk.
 
@@ -317,15 +323,16 @@ def list_files_on_disk(
     whose names normalise alike are refused (:class:`ManifestError`, naming
     both): one of them would never be hashed.
 
-    Top-level :data:`DEFAULT_IGNORES` and the relative paths in ``ignore``
-    (a directory covers its subtree) are skipped. A symbolic link raises
+    Top-level ``default_ignores`` (:data:`DEFAULT_IGNORES`, the git paths)
+    and the relative paths in ``ignore`` (a directory covers its subtree) are
+    skipped. A symbolic link raises
     :class:`ManifestError` unless ``allow_symlinks``; even then a link that
     leads out of ``root`` or into a cycle is refused. Sockets, FIFOs and
     devices are refused.
     """
     root_real = Path(os.path.realpath(root))
     ignored = {normalize_path(p) for p in ignore}
-    ignored.update(DEFAULT_IGNORES)
+    ignored.update(default_ignores)
     out: dict[str, str] = {}
     visited: set[tuple[int, int]] = set()
 
@@ -405,6 +412,7 @@ def build_from_directory(
     *,
     allow_symlinks: bool = False,
     ignore: Sequence[str] = (),
+    default_ignores: Sequence[str] = DEFAULT_IGNORES,
     workers: int | None = None,
     use_cache: bool = True,
     rehash: bool = False,
@@ -430,7 +438,9 @@ def build_from_directory(
         return Manifest((entry,))
     if not root.is_dir():
         raise UsageError("not a file or directory", path=root)
-    on_disk = list_files_on_disk(root, allow_symlinks=allow_symlinks, ignore=ignore)
+    on_disk = list_files_on_disk(
+        root, allow_symlinks=allow_symlinks, ignore=ignore, default_ignores=default_ignores
+    )
     paths = list(on_disk)
     if not paths:
         raise UsageError(

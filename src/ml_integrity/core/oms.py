@@ -8,10 +8,12 @@ was enumerated (``serialization``). The statement's single subject carries
 the root digest: SHA-256 over the raw digest bytes of the resources, in the
 order listed.
 
-We emit what ``model_signing`` 1.1.1 accepts (``files`` + ``sha256``,
-resources ordered by path component, ``.`` as the name of a single-file
-model) and accept on read both resource orders, both single-file names, and
-the legacy key material. What OMS cannot carry goes in in-toto
+We emit what ``model_signing`` 1.1.1 accepts (``files`` or ``shards``;
+``sha256``, ``blake2b`` or ``blake3``; resources ordered by path component,
+``.`` as the name of a single-file model; see :mod:`oms_predicate`) and
+accept on read both resource orders, both single-file names, both spellings
+of a shard's algorithm and size, the legacy key material, and model_signing
+0.2.0's statements (:mod:`legacy_v02`). What OMS cannot carry goes in in-toto
 ``annotations``, which OMS verifiers ignore: the subject carries
 ``ml-integrity/repository`` and ``ml-integrity/version`` (rollback binding),
 each resource may carry ``size`` and ``format``. See ``docs/format.md``.
@@ -30,12 +32,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ml_integrity.core import legacy_v02
+from ml_integrity.core.hashing_algorithms import is_hex_digest
 from ml_integrity.core.manifest import (
     MAX_MANIFEST_SIZE,
     Manifest,
     is_sha256_hex,
     loads_limited,
-    normalize_path,
+)
+from ml_integrity.core.oms_predicate import (
+    SINGLE_FILE_NAME,
+    Resource,
+    Serialization,
+    check_shards,
+    parse_serialization,
+    resource_path,
+    shard_name,
+    split_shard,
 )
 from ml_integrity.errors import BundleError, ManifestError
 
@@ -43,8 +56,11 @@ __all__ = [
     "BUNDLE_MEDIA_TYPE",
     "PAYLOAD_TYPE",
     "PREDICATE_TYPE",
+    "SINGLE_FILE_NAME",
     "STATEMENT_TYPE",
     "ParsedBundle",
+    "Resource",
+    "Serialization",
     "SignedModel",
     "build_statement",
     "make_bundle",
@@ -52,6 +68,8 @@ __all__ = [
     "parse_bundle",
     "parse_statement",
     "root_digest",
+    "shard_name",
+    "statement_bytes",
 ]
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -61,9 +79,6 @@ BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 _ACCEPTED_MEDIA_TYPES = frozenset(
     {BUNDLE_MEDIA_TYPE, "application/vnd.dev.sigstore.bundle+json;version=0.3"}
 )
-SINGLE_FILE_NAME = "."
-"""Resource name of a single-file model, as model_signing writes it."""
-
 ANN_REPOSITORY = "ml-integrity/repository"
 ANN_VERSION = "ml-integrity/version"
 MAX_BUNDLE_SIZE = MAX_MANIFEST_SIZE
@@ -91,47 +106,62 @@ def build_statement(
     single_file: bool = False,
     ignore_paths: Sequence[str] = (),
 ) -> bytes:
-    """The in-toto statement (exact bytes to sign) for ``manifest``."""
+    """The in-toto statement (exact bytes to sign) for a SHA-256 ``manifest`` of files."""
     if not manifest.entries:
         raise ManifestError("nothing to sign: the manifest is empty")
     if single_file and len(manifest.entries) != 1:
         raise ManifestError("a single-file statement needs exactly one entry")
-    resources: list[dict[str, object]] = []
+    resources: list[Resource] = []
     for e in manifest.entries:  # already in path-component order
-        res: dict[str, object] = {
-            "name": SINGLE_FILE_NAME if single_file else e.path,
-            "algorithm": "sha256",
-            "digest": e.sha256,
-        }
         ann: dict[str, object] = {"size": e.size}
         if e.format:
             ann["format"] = e.format
         ann.update(dict(sorted(e.annotations.items())))
-        res["annotations"] = ann
-        resources.append(res)
-    serialization: dict[str, object] = {
-        "method": "files",
-        "hash_type": "sha256",
-        "allow_symlinks": False,
-    }
-    if ignore_paths:
-        serialization["ignore_paths"] = sorted(set(ignore_paths))
+        resources.append(
+            Resource(SINGLE_FILE_NAME if single_file else e.path, "sha256", e.sha256, ann)
+        )
+    return statement_bytes(
+        resources,
+        Serialization(ignore_paths=tuple(ignore_paths)),
+        model_name=model_name,
+        repository=manifest.repository,
+        version=manifest.version,
+    )
+
+
+def statement_bytes(
+    resources: Sequence[Resource],
+    serialization: Serialization,
+    *,
+    model_name: str,
+    repository: str | None = None,
+    version: int | None = None,
+) -> bytes:
+    """The in-toto statement for ``resources``, listed in the order given."""
+    if not resources:
+        raise ManifestError("nothing to sign: the model has no file to sign")
+    listed: list[dict[str, object]] = []
+    for r in resources:
+        res: dict[str, object] = {"name": r.name, "algorithm": r.algorithm, "digest": r.digest}
+        if r.annotations:
+            res["annotations"] = dict(r.annotations)
+        listed.append(res)
     subject: dict[str, object] = {
         "name": model_name or "model",
-        "digest": {"sha256": root_digest([e.sha256 for e in manifest.entries])},
+        "digest": {"sha256": root_digest([r.digest for r in resources])},
     }
     subject_ann: dict[str, object] = {}
-    if manifest.repository is not None:
-        subject_ann[ANN_REPOSITORY] = manifest.repository
-    if manifest.version is not None:
-        subject_ann[ANN_VERSION] = manifest.version
+    if repository is not None:
+        subject_ann[ANN_REPOSITORY] = repository
+    if version is not None:
+        subject_ann[ANN_VERSION] = version
     if subject_ann:
         subject["annotations"] = subject_ann
     statement = {
         "_type": STATEMENT_TYPE,
         "subject": [subject],
         "predicateType": PREDICATE_TYPE,
-        "predicate": {"resources": resources, "serialization": serialization},
+        "predicate": {"resources": listed, "serialization": serialization.to_json()},
     }
     return json.dumps(statement, indent=2, ensure_ascii=False).encode("utf-8")
 
@@ -142,30 +172,50 @@ class SignedModel:
 
     name: str
     resources: dict[str, str]
-    """Resource name -> SHA-256 hex. A single-file model has the one name ``.``
-    (or, as the OMS spec writes it, the file's base name)."""
+    """Resource name -> hex digest (of :attr:`hash_type`). A single-file model
+    has the one name ``.`` (or, as the OMS spec writes it, the file's base
+    name). In a shard bundle the names are ``path:start:end``."""
     sizes: dict[str, int] = field(default_factory=dict)
     formats: dict[str, str] = field(default_factory=dict)
     allow_symlinks: bool = False
     ignore_paths: tuple[str, ...] = ()
     repository: str | None = None
     version: int | None = None
+    hash_type: str = "sha256"
+    method: Literal["files", "shards"] = "files"
+    shard_size: int | None = None
+    shards: Mapping[str, tuple[tuple[int, int, str], ...]] = field(default_factory=dict)
+    """Shard bundles: file path -> its ``(start, end, digest)`` shards, in order."""
+    legacy: str | None = None
+    """``"v0.2.0"`` for a historical model_signing 0.2.0 bundle (verified, never made)."""
 
     @property
     def is_single_file(self) -> bool:
-        return len(self.resources) == 1 and SINGLE_FILE_NAME in self.resources
+        return self.files == {SINGLE_FILE_NAME}
 
-    def to_manifest(self) -> Manifest:
-        from ml_integrity.core.manifest import Entry
+    @property
+    def files(self) -> set[str]:
+        """The signed file paths (for shards: the files the shards belong to)."""
+        return set(self.shards) if self.method == "shards" else set(self.resources)
 
-        return Manifest(
-            tuple(
-                Entry(path=n, size=self.sizes.get(n, -1), sha256=d, format=self.formats.get(n))
-                for n, d in self.resources.items()
-            ),
-            repository=self.repository,
-            version=self.version,
-        )
+    @property
+    def is_sha256_files(self) -> bool:
+        """True when every resource is a whole file's SHA-256 (what LFS oids are)."""
+        return self.method == "files" and self.hash_type == "sha256"
+
+    @property
+    def format_name(self) -> str:
+        """How the verdict names the bundle format."""
+        if self.legacy:
+            return f"legacy {self.legacy} bundle"
+        return "OMS v1.0"
+
+    @property
+    def hashing(self) -> str:
+        """The signed hashing, for messages (``sha256 files``, ``sha256 shards of N bytes``)."""
+        if self.method == "shards":
+            return f"{self.hash_type} shards of {self.shard_size} bytes"
+        return f"{self.hash_type} files"
 
 
 def _require(cond: bool, message: str, source: str) -> None:
@@ -190,6 +240,8 @@ def parse_statement(payload: bytes, source: str) -> SignedModel:
         source,
     )
     ptype = doc.get("predicateType")
+    if ptype == legacy_v02.PREDICATE_TYPE:
+        return legacy_v02.parse_statement(doc, source)
     _require(
         ptype == PREDICATE_TYPE,
         f"predicateType is {ptype!r}, expected {PREDICATE_TYPE!r}",
@@ -212,28 +264,7 @@ def parse_statement(payload: bytes, source: str) -> SignedModel:
     )
     predicate = doc.get("predicate")
     _require(isinstance(predicate, dict), "statement has no predicate", source)
-    ser = predicate.get("serialization")
-    _require(isinstance(ser, dict), "predicate has no serialization", source)
-    method = ser.get("method")
-    _require(
-        method == "files",
-        f"serialization method {method!r} is not supported (only 'files'; "
-        "sharded bundles are refused)",
-        source,
-    )
-    _require(
-        ser.get("hash_type") == "sha256",
-        f"hash_type {ser.get('hash_type')!r} is not supported (only 'sha256')",
-        source,
-    )
-    allow_symlinks = ser.get("allow_symlinks", False)
-    _require(isinstance(allow_symlinks, bool), "allow_symlinks must be a boolean", source)
-    ignore_raw = ser.get("ignore_paths", [])
-    _require(
-        isinstance(ignore_raw, list) and all(isinstance(p, str) and p for p in ignore_raw),
-        "ignore_paths must be a list of paths",
-        source,
-    )
+    ser = parse_serialization(predicate.get("serialization"), source)
     resources_raw = predicate.get("resources")
     _require(
         isinstance(resources_raw, list) and len(resources_raw) > 0,
@@ -243,28 +274,38 @@ def parse_statement(payload: bytes, source: str) -> SignedModel:
     resources: dict[str, str] = {}
     sizes: dict[str, int] = {}
     formats: dict[str, str] = {}
+    shards: dict[str, list[tuple[int, int, str]]] = {}
+    algorithms = {ser.hash_type, ser.resource_algorithm()}
     for res in resources_raw:
         _require(isinstance(res, dict), "resource is not an object", source)
         rname = res.get("name")
         _require(isinstance(rname, str) and bool(rname), "resource has no name", source)
         assert isinstance(rname, str)
-        if rname != SINGLE_FILE_NAME:
-            try:
-                rname = normalize_path(rname, source=source)
-            except ManifestError as exc:
-                raise BundleError(f"signed {exc.message}", path=source, hint=exc.hint) from None
+        if ser.method == "shards":
+            path, start, end = split_shard(rname, source)
+            rname = shard_name(path, start, end)
+        else:
+            path, start, end = resource_path(rname, source), 0, 0
+            rname = path
         _require(
-            res.get("algorithm") == "sha256",
-            f"resource {rname!r} uses algorithm {res.get('algorithm')!r}, expected 'sha256'",
+            res.get("algorithm") in algorithms,
+            f"resource {rname!r} uses algorithm {res.get('algorithm')!r}, expected "
+            + " or ".join(repr(a) for a in sorted(algorithms)),
             source,
         )
         digest = res.get("digest")
-        _require(is_sha256_hex(digest), f"resource {rname!r} has a malformed digest", source)
+        _require(
+            is_hex_digest(digest, ser.hash_type),
+            f"resource {rname!r} has a malformed {ser.hash_type} digest",
+            source,
+        )
         _require(rname not in resources, f"resource {rname!r} is listed twice", source)
         assert isinstance(digest, str)
         resources[rname] = digest
+        if ser.method == "shards":
+            shards.setdefault(path, []).append((start, end, digest))
         ann = res.get("annotations")
-        if isinstance(ann, dict):
+        if isinstance(ann, dict) and ser.method == "files":
             if isinstance(ann.get("size"), int) and not isinstance(ann.get("size"), bool):
                 sizes[rname] = ann["size"]
             if isinstance(ann.get("format"), str):
@@ -274,11 +315,30 @@ def parse_statement(payload: bytes, source: str) -> SignedModel:
         "subject digest does not match the listed resources (inconsistent statement)",
         source,
     )
-    if SINGLE_FILE_NAME in resources:
-        _require(len(resources) == 1, "'.' may only name a single-file model", source)
+    ordered_shards = {p: check_shards(p, s, ser, source) for p, s in shards.items()}
+    files = set(ordered_shards) if ser.method == "shards" else set(resources)
+    if SINGLE_FILE_NAME in files:
+        _require(len(files) == 1, "'.' may only name a single-file model", source)
+    repository, version = _subject_binding(subject.get("annotations"), source)
+    return SignedModel(
+        name=name,
+        resources=resources,
+        sizes=sizes,
+        formats=formats,
+        allow_symlinks=ser.allow_symlinks,
+        ignore_paths=ser.ignore_paths,
+        repository=repository,
+        version=version,
+        hash_type=ser.hash_type,
+        method=ser.method,
+        shard_size=ser.shard_size,
+        shards=ordered_shards,
+    )
+
+
+def _subject_binding(sann: object, source: str) -> tuple[str | None, int | None]:
     repository = None
     version = None
-    sann = subject.get("annotations")
     if isinstance(sann, dict):
         repo_val = sann.get(ANN_REPOSITORY)
         if repo_val is not None:
@@ -292,22 +352,7 @@ def parse_statement(payload: bytes, source: str) -> SignedModel:
                 source,
             )
             version = ver_val
-    ignore_paths: list[str] = []
-    for p in ignore_raw:
-        try:
-            ignore_paths.append(normalize_path(p))
-        except ManifestError:
-            continue  # an ignore path that escapes the root cannot hide anything inside it
-    return SignedModel(
-        name=name,
-        resources=resources,
-        sizes=sizes,
-        formats=formats,
-        allow_symlinks=allow_symlinks,
-        ignore_paths=tuple(ignore_paths),
-        repository=repository,
-        version=version,
-    )
+    return repository, version
 
 
 # --- bundles ------------------------------------------------------------------
@@ -329,10 +374,22 @@ class ParsedBundle:
     certificates: tuple[bytes, ...] = ()
     """DER certificates, leaf first (certificate method) or the Fulcio leaf (sigstore)."""
     raw: Mapping[str, object] = field(default_factory=dict)
+    legacy: bool = False
+    """The payload is a model_signing 0.2.0 statement (:mod:`legacy_v02`)."""
 
     @property
     def signed_bytes(self) -> bytes:
+        """What the signature covers: DSSE's encoding, or 0.2.0's own for its
+        key and certificate bundles (keyless ones always used DSSE's)."""
+        if self.legacy and self.material != "sigstore":
+            return legacy_v02.pae(self.payload_type, self.payload)
         return pae(self.payload_type, self.payload)
+
+    @property
+    def legacy_sha256(self) -> bool:
+        """model_signing 0.2.0 hashed what it signed with SHA-256 whatever the curve
+        (key and certificate bundles; a P-384 key, for one, normally uses SHA-384)."""
+        return self.legacy and self.material != "sigstore"
 
 
 def _b64(value: object, what: str, source: str) -> bytes:
@@ -446,6 +503,7 @@ def parse_bundle(data: bytes, source: str) -> ParsedBundle:
         legacy_key_pem=legacy_pem,
         certificates=tuple(certs),
         raw=doc,
+        legacy=legacy_v02.is_legacy_payload(payload),
     )
 
 

@@ -9,14 +9,16 @@ certificate chain) and ``_sigstore.SigstoreSigner`` (keyless).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ml_integrity.core import fileio, manifest, oms
+from ml_integrity.core import fileio, hashing, hashing_shards, manifest, oms
+from ml_integrity.core.hashing_algorithms import oms_name
 from ml_integrity.core.manifest import Manifest
-from ml_integrity.errors import UsageError
+from ml_integrity.errors import ManifestError, UsageError
 
 
 class Signer(Protocol):
@@ -36,9 +38,20 @@ class Signer(Protocol):
 @dataclass(frozen=True)
 class SignResult:
     bundle_path: Path
-    manifest: Manifest
     signer: str
     single_file: bool
+    files: int
+    total_size: int
+    hashing: str
+    """What was signed how, for messages (``sha256 files``, ``blake3 files``, ...)."""
+    sha256_manifest: Manifest | None = None
+
+    @property
+    def manifest(self) -> Manifest:
+        """The manifest of a SHA-256 file signature (the default)."""
+        if self.sha256_manifest is None:
+            raise ValueError(f"signed with {self.hashing}: there is no SHA-256 manifest")
+        return self.sha256_manifest
 
 
 def bundle_ignores(target: Path, bundle_out: Path) -> list[str]:
@@ -52,6 +65,44 @@ def bundle_ignores(target: Path, bundle_out: Path) -> list[str]:
     return []
 
 
+def resolve_ignore_paths(
+    target: Path, values: Sequence[str], *, option: str = "--ignore-path"
+) -> list[str]:
+    """``values`` as clean paths relative to the model ``target``; usage errors otherwise.
+
+    A relative value is relative to the model folder. An absolute value is
+    accepted when it lies inside the model (as model_signing does) and turned
+    into a relative one; outside the model, or naming the model itself, it is
+    refused. So is anything that is not a clean relative path (``..``, a NUL,
+    a backslash, not UTF-8).
+    """
+    root = os.path.realpath(target)
+    out: list[str] = []
+    for raw in values:
+        value = raw
+        if os.path.isabs(raw):
+            resolved = os.path.realpath(raw)
+            if resolved == root:
+                raise UsageError(
+                    f"{option} {raw!r} names the model itself",
+                    hint=f"{option} leaves out a file or folder inside the model",
+                )
+            if not resolved.startswith(root.rstrip(os.sep) + os.sep):
+                raise UsageError(
+                    f"{option} {raw!r} is outside the model ({target})",
+                    hint=f"give {option} a path inside the model, relative to it or absolute",
+                )
+            value = Path(os.path.relpath(resolved, root)).as_posix()
+        try:
+            out.append(manifest.normalize_path(value))
+        except ManifestError as exc:
+            raise UsageError(
+                f"{option} {raw!r}: {exc.message}",
+                hint=f"give {option} a path inside the model, relative to it or absolute",
+            ) from None
+    return out
+
+
 def sign(
     target: Path,
     signer: Signer,
@@ -59,39 +110,157 @@ def sign(
     *,
     allow_symlinks: bool = False,
     ignore_paths: Sequence[str] = (),
+    ignore_git_paths: bool = True,
+    hash_type: str = "sha256",
+    shard_size: int | None = None,
     workers: int | None = None,
     rehash: bool = False,
     progress: Callable[[int, int], None] | None = None,
     repository: str | None = None,
     version: int | None = None,
 ) -> SignResult:
-    """Sign ``target`` (a folder or one file); write the bundle atomically."""
+    """Sign ``target`` (a folder or one file); write the bundle atomically.
+
+    ``hash_type`` is ``sha256`` (the default), ``blake2``/``blake2b`` or
+    ``blake3``; ``shard_size`` switches to shard serialization (SHA-256 or
+    BLAKE2b). ``ignore_git_paths`` leaves out the top-level ``.git``,
+    ``.gitattributes``, ``.github`` and ``.gitignore``, as model_signing does.
+    """
     if allow_symlinks:
         raise UsageError(
             "signing with --allow-symlinks is not supported",
             hint="OMS is deprecating allow_symlinks; copy the link targets into the model",
         )
-    ignores = [*ignore_paths, *bundle_ignores(target, bundle_out)]
-    m = manifest.build_from_directory(
-        target,
-        ignore=ignores,
-        workers=workers,
-        rehash=rehash,
-        progress=progress,
-    )
-    if repository is not None or version is not None:
-        m = Manifest(m.entries, repository=repository, version=version)
+    algorithm = oms_name(hash_type)
+    if shard_size is not None:
+        if algorithm == "blake3":
+            raise UsageError(
+                "BLAKE3 is not hashed in shards: it already uses every core within a file",
+                hint="drop --shard-size, or use it with --hash sha256 or blake2",
+            )
+        if shard_size < hashing_shards.MIN_SHARD_SIZE:
+            raise UsageError(
+                f"shard size {shard_size} is below {hashing_shards.MIN_SHARD_SIZE} bytes",
+                hint="shards of 100 MB to 1 GB are the useful range",
+            )
+    ignores = [*resolve_ignore_paths(target, ignore_paths), *bundle_ignores(target, bundle_out)]
+    defaults = manifest.DEFAULT_IGNORES if ignore_git_paths else ()
     single = target.is_file()
-    recorded = sorted({*manifest.DEFAULT_IGNORES, *ignores}) if not single else []
-    statement = oms.build_statement(
-        m,
-        model_name=target.resolve().name,
-        single_file=single,
-        ignore_paths=recorded,
-    )
+    recorded = sorted({*defaults, *ignores}) if not single else []
+    model_name = target.resolve().name
+    if algorithm == "sha256" and shard_size is None:
+        m = manifest.build_from_directory(
+            target,
+            ignore=ignores,
+            default_ignores=defaults,
+            workers=workers,
+            rehash=rehash,
+            progress=progress,
+        )
+        if repository is not None or version is not None:
+            m = Manifest(m.entries, repository=repository, version=version)
+        statement = oms.build_statement(
+            m, model_name=model_name, single_file=single, ignore_paths=recorded
+        )
+        files, total, hashing_name, sha256_manifest = (
+            len(m.entries),
+            m.total_size,
+            "sha256 files",
+            m,
+        )
+    else:
+        serialization = oms.Serialization(
+            method="files" if shard_size is None else "shards",
+            hash_type=algorithm,
+            shard_size=shard_size,
+            ignore_paths=tuple(recorded),
+        )
+        resources, files, total = _hash_resources(
+            target, serialization, ignores, defaults, workers, progress
+        )
+        statement = oms.statement_bytes(
+            resources,
+            serialization,
+            model_name=model_name,
+            repository=repository,
+            version=version,
+        )
+        hashing_name = (
+            f"{algorithm} files" if shard_size is None else f"{algorithm} shards of {shard_size}"
+        )
+        sha256_manifest = None
     bundle = signer.sign_statement(statement)
     write_atomic(bundle_out, bundle.encode("utf-8"))
-    return SignResult(bundle_out, m, signer.describe(), single)
+    # described after signing: a keyless signer knows its identity only then
+    return SignResult(
+        bundle_out, signer.describe(), single, files, total, hashing_name, sha256_manifest
+    )
+
+
+def _hash_resources(
+    target: Path,
+    serialization: oms.Serialization,
+    ignores: Sequence[str],
+    defaults: Sequence[str],
+    workers: int | None,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[list[oms.Resource], int, int]:
+    """The resources of ``target`` hashed as ``serialization`` says, in model_signing's order."""
+    if not target.exists():
+        raise UsageError("no such file or directory", path=target)
+    if target.is_file():
+        root, paths, names = target.parent, [target.name], {target.name: oms.SINGLE_FILE_NAME}
+    else:
+        root = target
+        paths = manifest.list_files(target, ignore=ignores, default_ignores=defaults)
+        names = {p: p for p in paths}
+        if not paths:
+            raise UsageError(
+                "the folder holds no files to sign",
+                path=target,
+                hint="point at the model folder or file itself; empty models are refused",
+            )
+    algorithm = serialization.hash_type
+    follow = target.is_file()  # the user named this path
+    if serialization.method == "files":
+        digests = hashing.hash_files(
+            root,
+            paths,
+            workers=workers,
+            progress=progress,
+            algorithm=algorithm,
+            follow_symlinks=follow,
+        )
+        resources = [
+            oms.Resource(names[p], algorithm, digests[p].hexdigest, {"size": digests[p].size})
+            for p in paths
+        ]
+        return resources, len(paths), sum(d.size for d in digests.values())
+    assert serialization.shard_size is not None
+    sharded = hashing.hash_shards(
+        root,
+        paths,
+        shard_size=serialization.shard_size,
+        algorithm=algorithm,
+        workers=workers,
+        progress=progress,
+        follow_symlinks=follow,
+    )
+    empty = [p for p in paths if sharded[p].size == 0]
+    if empty:
+        raise UsageError(
+            f"{len(empty)} empty file(s) cannot be signed in shards (an empty file has no "
+            f"shard, so its presence would not be signed): {', '.join(empty[:5])}",
+            path=target,
+            hint="sign without --shard-size, or leave the files out with --ignore-path",
+        )
+    kind = serialization.resource_algorithm()
+    resources = [
+        oms.Resource(oms.shard_name(names[p], start, end), kind, digest)
+        for p in paths  # path-component order, then by offset: model_signing's order
+        for start, end, digest in sharded[p].shards
+    ]
+    return resources, len(paths), sum(d.size for d in sharded.values())
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:

@@ -8,12 +8,12 @@ step raises an :class:`~ml_integrity.errors.IntegrityError` subclass.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ml_integrity.core import hashing, manifest, oms, signing
+from ml_integrity.core import hashing, hashing_read, manifest, oms, signing
 from ml_integrity.core.oms import SignedModel
 from ml_integrity.errors import BundleError, IntegrityError, ManifestDiff, UsageError
 
@@ -78,6 +78,8 @@ class VerificationResult:
             "model_name": self.signed.name,
             "repository": self.signed.repository,
             "version": self.signed.version,
+            "format": self.signed.format_name,
+            "hashing": self.signed.hashing,
             "details": self.details,
         }
 
@@ -117,6 +119,7 @@ def verify_model(
     verifier: BundleVerifier,
     *,
     ignore_paths: Sequence[str] = (),
+    ignore_git_paths: bool = True,
     allow_symlinks: bool = False,
     ignore_unsigned: bool = False,
     workers: int | None = None,
@@ -139,6 +142,7 @@ def verify_model(
         [bundle_path],
         signer=verified.signer,
         ignore_paths=ignore_paths,
+        ignore_git_paths=ignore_git_paths,
         allow_symlinks=allow_symlinks,
         refuse_unsigned=_accept_all if ignore_unsigned else None,
         workers=workers,
@@ -171,6 +175,7 @@ def check_content(
     *,
     signer: str,
     ignore_paths: Sequence[str] = (),
+    ignore_git_paths: bool = True,
     allow_symlinks: bool = False,
     refuse_unsigned: Callable[[Sequence[str]], Sequence[str]] | None = None,
     unsigned_hint: str = "--ignore-unsigned-files accepts extra files",
@@ -183,12 +188,16 @@ def check_content(
     A single file must be what a single-file bundle signed; a folder is
     enumerated with the signed serialization settings (the signed ignore
     paths and symlink setting, plus ``ignore_paths`` and the ``bundles``
-    themselves when they lie inside it), hashed and compared. Files present
-    but not signed go to ``refuse_unsigned``, which returns those to refuse
-    (it may raise instead); by default every one is refused. Changed,
-    missing and refused files raise one :class:`IntegrityError` with the
-    whole diff; ``unsigned_hint`` tells how extra files can be accepted.
+    themselves when they lie inside it), hashed as the bundle says (its
+    algorithm; a shard bundle shard by shard) and compared. The top-level git
+    paths are left out unless the bundle signs them (or ``ignore_git_paths``
+    is false). Files present but not signed go to ``refuse_unsigned``, which
+    returns those to refuse (it may raise instead); by default every one is
+    refused. Changed, missing and refused files raise one
+    :class:`IntegrityError` with the whole diff; ``unsigned_hint`` tells how
+    extra files can be accepted.
     """
+    user_ignores = signing.resolve_ignore_paths(target, ignore_paths)
     if target.is_file():
         return _check_single_file(target, signed)
     if signed.is_single_file:
@@ -198,32 +207,30 @@ def check_content(
             hint="pass the file that was signed, not its folder",
         )
     ignores = [
-        *ignore_paths,
+        *user_ignores,
         *signed.ignore_paths,
         *(i for b in bundles for i in signing.bundle_ignores(target, b)),
     ]
+    signed_files = signed.files
+    defaults = (
+        [n for n in manifest.DEFAULT_IGNORES if not _covers(n, signed_files)]
+        if ignore_git_paths
+        else []
+    )
+    follow = allow_symlinks or signed.allow_symlinks
     on_disk = manifest.list_files_on_disk(
-        target, allow_symlinks=allow_symlinks or signed.allow_symlinks, ignore=ignores
+        target, allow_symlinks=follow, ignore=ignores, default_ignores=defaults
     )
     paths = list(on_disk)
-    present = [p for p in paths if p in signed.resources]
-    extra = [p for p in paths if p not in signed.resources]
-    cache = hashing.StatCache.load(hashing.default_cache_path(target))
-    hashed = hashing.hash_files(
-        target,
-        [on_disk[p] for p in present],
-        workers=workers,
-        rehash=rehash,
-        progress=progress,
-        cache=cache,
-        follow_symlinks=allow_symlinks or signed.allow_symlinks,
+    present = [p for p in paths if p in signed_files]
+    extra = [p for p in paths if p not in signed_files]
+    # In a shard bundle an empty file has no shard: it is not signed, so it is extra.
+    expected, actual = _hash_as_signed(
+        target, signed, present, on_disk, workers, rehash, progress, follow
     )
-    cache.save()
-    digests = {p: hashed[on_disk[p]] for p in present}  # NFC names, as signed
     refused = set(extra if refuse_unsigned is None else refuse_unsigned(extra)) if extra else set()
-    actual = {p: digests[p].sha256 for p in present}
     actual.update(dict.fromkeys(refused, ""))
-    diff = manifest.diff_digests(signed.resources, actual)
+    diff = manifest.diff_digests(expected, actual)
     if diff:
         raise IntegrityError(
             f"{target} does not match what {signer} signed "
@@ -236,18 +243,103 @@ def check_content(
     return ContentCheck(len(present), tuple(sorted(p for p in extra if p not in refused)))
 
 
+def _covers(name: str, files: set[str]) -> bool:
+    """True when ``name`` (a top-level git path) is, or holds, a signed file."""
+    return name in files or any(f.startswith(name + "/") for f in files)
+
+
+def _hash_as_signed(
+    target: Path,
+    signed: SignedModel,
+    present: list[str],
+    on_disk: Mapping[str, str],
+    workers: int | None,
+    rehash: bool,
+    progress: Callable[[int, int], None] | None,
+    follow: bool,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """``({file: expected}, {file: actual})`` digests of the signed files on disk.
+
+    ``present`` are signed (NFC) names; ``on_disk`` maps each to the name the
+    file system spells (a folder made on macOS has NFD names).
+
+    For a shard bundle a file's "digest" is its list of shards: a file whose
+    size differs from the signed one is changed without being read, so a
+    bundle cannot make us hash more shards than it lists.
+    """
+    if signed.method == "files":
+        cache = None
+        if signed.hash_type == "sha256":
+            cache = hashing.StatCache.load(hashing.default_cache_path(target))
+        digests = hashing.hash_files(
+            target,
+            [on_disk[p] for p in present],
+            workers=workers,
+            rehash=rehash,
+            progress=progress,
+            cache=cache,
+            follow_symlinks=follow,
+            algorithm=signed.hash_type,
+        )
+        if cache is not None:
+            cache.save()
+        return dict(signed.resources), {p: digests[on_disk[p]].hexdigest for p in present}
+    assert signed.shard_size is not None
+    expected = {p: _shard_key(s) for p, s in signed.shards.items()}
+    sizes = {p: _size(target / on_disk[p], follow) for p in present}
+    same_size = [p for p in present if sizes[p] == signed.shards[p][-1][1]]
+    sharded = hashing.hash_shards(
+        target,
+        [on_disk[p] for p in same_size],
+        shard_size=signed.shard_size,
+        algorithm=signed.hash_type,
+        workers=workers,
+        progress=progress,
+        follow_symlinks=follow,
+    )
+    actual = {p: _shard_key(sharded[on_disk[p]].shards) for p in same_size}
+    actual.update({p: f"size {sizes[p]}" for p in present if on_disk[p] not in sharded})
+    return expected, actual
+
+
+def _size(path: Path, follow: bool) -> int:
+    try:
+        return (path.stat() if follow else path.lstat()).st_size
+    except OSError as exc:
+        raise hashing_read.error_for(exc, path) from exc
+
+
+def _shard_key(shards: Sequence[tuple[int, int, str]]) -> str:
+    return ";".join(f"{a}:{b}:{d}" for a, b, d in shards)
+
+
 def _check_single_file(target: Path, signed: SignedModel) -> ContentCheck:
-    single_names = {oms.SINGLE_FILE_NAME, target.name}
-    if len(signed.resources) != 1 or not (set(signed.resources) & single_names):
+    files = signed.files
+    name = next(iter(files)) if len(files) == 1 else ""
+    if name not in (oms.SINGLE_FILE_NAME, target.name):
         raise IntegrityError(
-            f"bundle signs a folder of {len(signed.resources)} file(s), "
-            "but a single file was given",
+            f"bundle signs a folder of {len(files)} file(s), but a single file was given",
             path=target,
             hint="pass the model folder that was signed",
         )
-    digest = hashing.hash_file(target, follow_symlinks=True)  # the user named this path
-    ((_name, expected),) = signed.resources.items()
-    if digest.sha256 != expected:
+    # the user named this path: a link is followed
+    if signed.method == "shards":
+        assert signed.shard_size is not None
+        want = signed.shards[name]
+        ok = _size(target, True) == want[-1][1] and (
+            hashing.hash_shards(
+                target.parent,
+                [target.name],
+                shard_size=signed.shard_size,
+                algorithm=signed.hash_type,
+                follow_symlinks=True,
+            )[target.name].shards
+            == want
+        )
+    else:
+        digest = hashing.hash_file(target, follow_symlinks=True, algorithm=signed.hash_type)
+        ok = digest.hexdigest == signed.resources[name]
+    if not ok:
         raise IntegrityError(
             "content differs from what was signed",
             path=target,

@@ -475,6 +475,9 @@ class Repository:
                 # and never blocks the valid ones
                 warnings.append(f"{path}: refused: not a readable bundle ({type(exc).__name__})")
                 continue
+            if not model.is_sha256_files:  # LFS oids are whole-file SHA-256 digests
+                warnings.append(f"{path}: refused: signs {model.hashing}, not sha256 files")
+                continue
             matched = payload.details.get("matched_signers")
             bundles.append(
                 SignedBundle(

@@ -202,12 +202,15 @@ def _sign_bytes(key: PrivateKey, data: bytes) -> bytes:
     return key.sign(data, ec.ECDSA(_hash_for(key.public_key())))
 
 
-def _verify_bytes(key: PublicKey, signature: bytes, data: bytes) -> bool:
+def _verify_bytes(
+    key: PublicKey, signature: bytes, data: bytes, *, legacy_sha256: bool = False
+) -> bool:
     try:
         if isinstance(key, ed25519.Ed25519PublicKey):
             key.verify(signature, data)
         else:
-            key.verify(signature, data, ec.ECDSA(_hash_for(key)))
+            digest = hashes.SHA256() if legacy_sha256 else _hash_for(key)
+            key.verify(signature, data, ec.ECDSA(digest))
     except InvalidSignature:
         return False
     return True
@@ -325,7 +328,9 @@ class KeyVerifier:
                     path=source,
                     hint=f"check that {self.key_path} is the public key of the signer",
                 )
-        if not _verify_bytes(self.key, parsed.signature, parsed.signed_bytes):
+        if not _verify_bytes(
+            self.key, parsed.signature, parsed.signed_bytes, legacy_sha256=parsed.legacy_sha256
+        ):
             raise SignatureError(
                 f"signature does not verify with the {describe_key(self.key)}",
                 path=source,
@@ -404,7 +409,9 @@ class CertificateVerifier:
                 f"(given: {', '.join(map(str, self.anchor_paths))})",
             ) from None
         key = _check_public(leaf.public_key(), Path(source))
-        if not _verify_bytes(key, parsed.signature, parsed.signed_bytes):
+        if not _verify_bytes(
+            key, parsed.signature, parsed.signed_bytes, legacy_sha256=parsed.legacy_sha256
+        ):
             raise SignatureError(
                 "signature does not verify with the signing certificate's key",
                 path=source,

@@ -260,6 +260,13 @@ class Verdict:
                 + ", ".join(self.unsigned[:10])
                 + (" ..." if len(self.unsigned) > 10 else "")
             )
+        if self.signed.legacy:
+            out.append(
+                f"format: {self.signed.format_name} (predicate Digests/v0.1; verified for "
+                "compatibility, re-sign to upgrade to OMS v1.0)"
+            )
+        elif not self.signed.is_sha256_files:
+            out.append(f"hashing: {self.signed.hashing}")
         out.extend(f"note: {n}" for n in self.notes)
         return out
 
@@ -274,6 +281,8 @@ class Verdict:
             "model_name": self.signed.name,
             "repository": self.signed.repository,
             "version": self.signed.version,
+            "format": self.signed.format_name,
+            "hashing": self.signed.hashing,
             "details": self.bundles[0].details,
             "policy": self.policy.source.to_json(),
             "requirement": self.policy.effective_requirement.to_json(),
@@ -296,6 +305,7 @@ def verify(
     rehash: bool = False,
     progress: Callable[[int, int], None] | None = None,
     notes: Sequence[str] = (),
+    ignore_git_paths: bool = True,
 ) -> Verdict:
     """Verify ``target`` against ``bundles`` under ``policy``; raise on any failure."""
     try:
@@ -311,6 +321,7 @@ def verify(
             rehash=rehash,
             progress=progress,
             notes=notes,
+            ignore_git_paths=ignore_git_paths,
         )
     except IntegrityError as exc:
         raise _with_context(exc, policy) from None
@@ -329,6 +340,7 @@ def _verify(
     rehash: bool,
     progress: Callable[[int, int], None] | None,
     notes: Sequence[str],
+    ignore_git_paths: bool = True,
 ) -> Verdict:
     signatures = _verify_signatures(bundles, policy, factory, target=target)
     checks, counted, first = list(signatures.bundles), signatures.counted, signatures.signed
@@ -345,6 +357,7 @@ def _verify(
         bundles,
         signer=checks[0].signer,
         ignore_paths=ignore_paths,
+        ignore_git_paths=ignore_git_paths,
         allow_symlinks=allow_symlinks,
         refuse_unsigned=refuse_unsigned,
         unsigned_hint="--ignore-unsigned-files accepts extra files"
@@ -382,10 +395,22 @@ class SignatureVerdict:
 
 
 def denied_resources(signed: SignedModel, policy: Policy) -> dict[str, str]:
-    """Signed paths the policy refuses, with the reason (``deny: digests`` or ``deny: paths``)."""
+    """Signed paths the policy refuses, with the reason (``deny: digests`` or ``deny: paths``).
+
+    The policy's digests are SHA-256: a bundle that signs other digests (BLAKE3,
+    shards) cannot be checked against them, so a policy with denied digests
+    refuses it; denied paths apply to the signed files whatever the hashing.
+    """
+    if policy.deny_digests and not signed.is_sha256_files:
+        raise PolicyError(
+            f"the policy denies SHA-256 digests, but the bundle signs {signed.hashing}",
+            hint="re-sign with --hash sha256 and no --shard-size, so that the denied "
+            "digests can be checked",
+        )
     out: dict[str, str] = {}
-    for path, digest in signed.resources.items():
-        reason = policy.denies(path, digest)
+    digests = signed.resources if signed.is_sha256_files else {}
+    for path in sorted(signed.files):
+        reason = policy.denies(path, digests.get(path))
         if reason:
             out[path] = reason
     return out
