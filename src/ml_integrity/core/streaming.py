@@ -22,6 +22,7 @@ This is a core module: it imports only ``core`` and ``errors``.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import os
@@ -50,6 +51,7 @@ __all__ = [
     "FileRecord",
     "WalkedFile",
     "build_to_file",
+    "build_to_path",
     "records_to_manifest",
     "sniff_head",
     "walk",
@@ -402,3 +404,32 @@ def build_to_file(
             hint="point at the model folder or file itself; empty models are refused (OMS v1.0)",
         )
     return count, total
+
+
+def build_to_path(
+    root: Path,
+    engine: Engine,
+    path: Path,
+    *,
+    allow_symlinks: bool = False,
+    ignore: Sequence[str] = (),
+) -> tuple[int, int]:
+    """:func:`build_to_file` into ``path``, atomically: a temporary file in the same
+    folder is renamed over ``path`` only when the whole manifest was written, so
+    an error (a worker lost, a file changed, Ctrl-C) never leaves a partial one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)
+        with os.fdopen(fd, "wb", buffering=1 << 20) as out:
+            result = build_to_file(root, engine, out, allow_symlinks=allow_symlinks, ignore=ignore)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return result
