@@ -285,8 +285,12 @@ def verify(
     rehash: bool = False,
     progress: Callable[[int, int], None] | None = None,
     notes: Sequence[str] = (),
+    paths: Sequence[str] | None = None,
 ) -> Verdict:
-    """Verify ``target`` against ``bundles`` under ``policy``; raise on any failure."""
+    """Verify ``target`` against ``bundles`` under ``policy``; raise on any failure.
+
+    With ``paths`` (manifest paths), only those files are checked (``verify --paths``).
+    """
     try:
         return _verify(
             target,
@@ -300,6 +304,7 @@ def verify(
             rehash=rehash,
             progress=progress,
             notes=notes,
+            paths=paths,
         )
     except IntegrityError as exc:
         raise _with_context(exc, policy) from None
@@ -318,8 +323,9 @@ def _verify(
     rehash: bool,
     progress: Callable[[int, int], None] | None,
     notes: Sequence[str],
+    paths: Sequence[str] | None = None,
 ) -> Verdict:
-    signatures = _verify_signatures(bundles, policy, factory, target=target)
+    signatures = _verify_signatures(bundles, policy, factory, target=target, paths=paths)
     checks, counted, first = list(signatures.bundles), signatures.counted, signatures.signed
 
     # 5. the content on disk: signed files, then files nobody signed
@@ -343,6 +349,7 @@ def _verify(
         workers=workers,
         rehash=rehash,
         progress=progress,
+        paths=paths,
     )
     return Verdict(
         target=target,
@@ -410,6 +417,7 @@ def _verify_signatures(
     *,
     target: Path | None,
     check_denied: bool = True,
+    paths: Sequence[str] | None = None,
 ) -> SignatureVerdict:
     from ml_integrity.errors import UsageError
 
@@ -431,7 +439,7 @@ def _verify_signatures(
     checks: list[BundleCheck] = []
     signed_models: list[SignedModel] = []
     for path in bundles:
-        verified, signed = verifying.verify_signed_payload(path, verifier)
+        verified, signed = verifying.verify_signed_payload(path, verifier, paths=paths)
         matched = tuple(str(m) for m in _as_list(verified.details.get("matched_signers")))
         checks.append(BundleCheck(path, verified.signer, matched, dict(verified.details)))
         signed_models.append(signed)
