@@ -140,3 +140,27 @@ def test_fast_path_takes_only_small_regular_files(tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to(tmp_path / "f")
     assert hash_small(str(tmp_path / "link"), buf, False) is None
     assert hash_small(str(tmp_path / "missing"), buf, False) is None
+
+
+def test_helper_processes_give_the_same_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ml_integrity.engines import threads
+
+    root = make_tree(tmp_path / "data", dirs=6, files_per_dir=50)
+    expected = manifest.build_from_directory(root, use_cache=False).to_json()
+    # small windows and batches: the forked helpers take over after the first window
+    monkeypatch.setattr(threads, "WINDOW", 20)
+    monkeypatch.setattr(threads, "BATCH", 7)
+    started: list[int] = []
+    real = threads._Helpers.__init__
+
+    def spy(self: threads._Helpers, processes: int) -> None:
+        started.append(processes)
+        real(self, processes)
+
+    monkeypatch.setattr(threads._Helpers, "__init__", spy)
+    out = io.BytesIO()
+    streaming.build_to_file(root, ThreadEngine(use_cache=False, workers=2), out)
+    assert out.getvalue() == expected
+    assert started == [2]

@@ -16,12 +16,15 @@ as the number of large files.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import stat
+import sys
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 from ml_integrity.core import hashing
 from ml_integrity.core.streaming import FileRecord, WalkedFile, sniff_head
@@ -33,6 +36,13 @@ SMALL_FILE = 256 << 10
 
 WINDOW = 4096
 """Files handled at once: what the engine holds in memory, whatever the tree's size."""
+
+BATCH = 1024
+"""Files per batch handed to a helper process."""
+
+_CAN_FORK = sys.platform.startswith("linux")
+"""Helper processes are forked (cheap, nothing to import again); elsewhere the
+calling thread hashes every small file."""
 
 _FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -70,6 +80,37 @@ def hash_small(
         os.close(fd)
 
 
+_child_buffer: memoryview | None = None
+
+
+def _hash_batch(job: tuple[list[str], bool]) -> list[tuple[int, str, str | None] | None]:
+    """In a helper process: :func:`hash_small` over a batch of files."""
+    global _child_buffer
+    if _child_buffer is None:
+        _child_buffer = memoryview(bytearray(SMALL_FILE))
+    fulls, follow = job
+    buf = _child_buffer
+    return [hash_small(f, buf, follow) for f in fulls]
+
+
+class _Helpers:
+    """Forked helper processes for the small files of big trees, used through a
+    bounded window of batches in flight (the walk never runs ahead of them)."""
+
+    def __init__(self, processes: int) -> None:
+        import multiprocessing
+
+        self.pool = multiprocessing.get_context("fork").Pool(processes)
+        self.limit = 2 * processes
+
+    def close(self, *, ok: bool) -> None:
+        if ok:
+            self.pool.close()
+        else:
+            self.pool.terminate()
+        self.pool.join()
+
+
 class ThreadEngine:
     """Hashes a stream of files on this machine (see the module docstring)."""
 
@@ -83,44 +124,82 @@ class ThreadEngine:
     def hash_stream(
         self, root: Path, files: Iterable[WalkedFile], *, follow_symlinks: bool
     ) -> Iterator[FileRecord]:
-        from ml_integrity.core.manifest import sniff_file
-
         cache = None
         if self.use_cache:
             cache = hashing.StatCache.load(hashing.default_cache_path(root))
-        large_paths: list[str] = []
+        self._large_paths: list[str] = []
         buf = memoryview(bytearray(SMALL_FILE))
         it = iter(files)
-        while True:
-            window = list(islice(it, WINDOW))
-            if not window:
-                break
-            small: dict[str, tuple[int, str, str | None]] = {}
-            large: list[str] = []
-            for f in window:
-                got = hash_small(f.full, buf, follow_symlinks)
-                if got is None:
-                    large.append(f.rel)
-                else:
-                    small[f.rel] = got
-            digests = {}
-            if large:
-                large_paths += large
-                digests = hashing.hash_files(
-                    root,
-                    large,
-                    workers=self.workers,
-                    cache=cache,
-                    rehash=self.rehash,
-                    follow_symlinks=follow_symlinks,
-                )
-            for f in window:
-                hit = small.get(f.rel)
-                if hit is not None:
-                    yield FileRecord(f.rel, hit[0], hit[1], hit[2])
-                else:
-                    d = digests[f.rel]
-                    yield FileRecord(f.rel, d.size, d.sha256, sniff_file(Path(f.full)))
+        first = list(islice(it, WINDOW))
+        small = [hash_small(f.full, buf, follow_symlinks) for f in first]
+        yield from self._finish(root, first, small, cache, follow_symlinks)
+        processes = self.workers or os.cpu_count() or 1
+        helpers = None
+        if len(first) == WINDOW and processes > 1 and _CAN_FORK:
+            helpers = _Helpers(processes)
+        ok = False
+        try:
+            if helpers is None:
+                while window := list(islice(it, WINDOW)):
+                    small = [hash_small(f.full, buf, follow_symlinks) for f in window]
+                    yield from self._finish(root, window, small, cache, follow_symlinks)
+            else:
+                yield from self._with_helpers(helpers, root, it, cache, follow_symlinks)
+            ok = True
+        finally:
+            if helpers is not None:
+                helpers.close(ok=ok)
         if cache is not None:
-            cache.retain(root, large_paths)
+            cache.retain(root, self._large_paths)
             cache.save()
+
+    def _with_helpers(
+        self,
+        helpers: _Helpers,
+        root: Path,
+        it: Iterator[WalkedFile],
+        cache: hashing.StatCache | None,
+        follow_symlinks: bool,
+    ) -> Iterator[FileRecord]:
+        in_flight: collections.deque[tuple[list[WalkedFile], Any]] = collections.deque()
+        while True:
+            while len(in_flight) < helpers.limit:
+                window = list(islice(it, BATCH))
+                if not window:
+                    break
+                job = ([f.full for f in window], follow_symlinks)
+                in_flight.append((window, helpers.pool.apply_async(_hash_batch, (job,))))
+            if not in_flight:
+                return
+            window, pending = in_flight.popleft()
+            yield from self._finish(root, window, pending.get(), cache, follow_symlinks)
+
+    def _finish(
+        self,
+        root: Path,
+        window: list[WalkedFile],
+        small: list[tuple[int, str, str | None] | None],
+        cache: hashing.StatCache | None,
+        follow_symlinks: bool,
+    ) -> Iterator[FileRecord]:
+        """Hash the files the fast path left (large or odd), then yield in order."""
+        from ml_integrity.core.manifest import sniff_file
+
+        large = [f.rel for f, got in zip(window, small, strict=True) if got is None]
+        digests = {}
+        if large:
+            self._large_paths += large
+            digests = hashing.hash_files(
+                root,
+                large,
+                workers=self.workers,
+                cache=cache,
+                rehash=self.rehash,
+                follow_symlinks=follow_symlinks,
+            )
+        for f, got in zip(window, small, strict=True):
+            if got is not None:
+                yield FileRecord(f.rel, got[0], got[1], got[2])
+            else:
+                d = digests[f.rel]
+                yield FileRecord(f.rel, d.size, d.sha256, sniff_file(Path(f.full)))
