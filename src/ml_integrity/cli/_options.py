@@ -43,7 +43,9 @@ def add_walk_options(parser: argparse.ArgumentParser, *, symlinks: bool = True) 
         type=_workers,
         default=_env.workers(),
         metavar="N",
-        help="hashing threads (default: number of CPUs; env: ML_INTEGRITY_WORKERS)",
+        help="hashing threads, and helper processes for many small files (default: number "
+        "of CPUs; env: ML_INTEGRITY_WORKERS); with --engine dask and no --scheduler, the "
+        "local Dask worker processes",
     )
     group.add_argument(
         "--rehash",

@@ -1,4 +1,4 @@
-"""The default engine: small files in the calling thread, large ones on a thread pool.
+"""The default engine: small files by the fewest system calls, large ones on a thread pool.
 
 Profiling 200,000 empty files showed where the per-file time went in the
 in-memory path: ``pathlib`` objects per file, a second open per file to sniff
@@ -7,11 +7,15 @@ and the JSON encoder. Here a small file (up to :data:`SMALL_FILE` bytes) costs
 four system calls (open, fstat, one read, fstat) and one hash; its format is
 sniffed from the bytes already read. Threads do not help there: the work is
 Python between system calls and holds the GIL (two threads measured slower
-than one on 2 cores). Files larger than that go, a window at a time, to
-:func:`ml_integrity.core.hashing.hash_files`, which hashes them on every core
-and keeps their digests in the stat cache; small files are always read again
-(reading one costs about what a cache lookup does), so the cache stays as small
-as the number of large files.
+than one on 2 cores). So after the first :data:`WINDOW` files, a big tree's
+small files go in batches of :data:`BATCH` to ``workers`` forked helper
+processes (Linux; a bounded number of batches in flight, results taken in
+order), while this process walks and writes. Files larger than
+:data:`SMALL_FILE` (and anything odd: links, unreadable files) go to
+:func:`ml_integrity.core.hashing.hash_files`, which hashes them on every core,
+keeps their digests in the stat cache and raises the errors with their hints;
+small files are always read again (reading one costs about what a cache lookup
+does), so the cache stays as small as the number of large files.
 """
 
 from __future__ import annotations
