@@ -128,15 +128,13 @@ class ThreadEngine:
     def hash_stream(
         self, root: Path, files: Iterable[WalkedFile], *, follow_symlinks: bool
     ) -> Iterator[FileRecord]:
-        cache = None
-        if self.use_cache:
-            cache = hashing.StatCache.load(hashing.default_cache_path(root))
+        self._cache: hashing.StatCache | None = None
         self._large_paths: list[str] = []
         buf = memoryview(bytearray(SMALL_FILE))
         it = iter(files)
         first = list(islice(it, WINDOW))
         small = [hash_small(f.full, buf, follow_symlinks) for f in first]
-        yield from self._finish(root, first, small, cache, follow_symlinks)
+        yield from self._finish(root, first, small, follow_symlinks)
         processes = self.workers or os.cpu_count() or 1
         helpers = None
         if len(first) == WINDOW and processes > 1 and _CAN_FORK:
@@ -146,23 +144,37 @@ class ThreadEngine:
             if helpers is None:
                 while window := list(islice(it, WINDOW)):
                     small = [hash_small(f.full, buf, follow_symlinks) for f in window]
-                    yield from self._finish(root, window, small, cache, follow_symlinks)
+                    yield from self._finish(root, window, small, follow_symlinks)
             else:
-                yield from self._with_helpers(helpers, root, it, cache, follow_symlinks)
+                yield from self._with_helpers(helpers, root, it, follow_symlinks)
             ok = True
         finally:
             if helpers is not None:
                 helpers.close(ok=ok)
-        if cache is not None:
-            cache.retain(root, self._large_paths)
-            cache.save()
+        self._save_cache(root)
+
+    def _large_cache(self, root: Path) -> hashing.StatCache | None:
+        """The stat cache of the large files, loaded when the first one shows up.
+
+        It is a file of its own beside the in-memory path's cache
+        (``statcache-stream.json``), so it only ever holds large files and a
+        big cache written by the in-memory path is never loaded here.
+        """
+        if self._cache is None and self.use_cache:
+            path = hashing.default_cache_path(root)
+            self._cache = hashing.StatCache.load(path.with_name(f"{path.stem}-stream.json"))
+        return self._cache
+
+    def _save_cache(self, root: Path) -> None:
+        if self._cache is not None:
+            self._cache.retain(root, self._large_paths)  # forget deleted and shrunk files
+            self._cache.save()
 
     def _with_helpers(
         self,
         helpers: _Helpers,
         root: Path,
         it: Iterator[WalkedFile],
-        cache: hashing.StatCache | None,
         follow_symlinks: bool,
     ) -> Iterator[FileRecord]:
         in_flight: collections.deque[tuple[list[WalkedFile], Any]] = collections.deque()
@@ -176,14 +188,13 @@ class ThreadEngine:
             if not in_flight:
                 return
             window, pending = in_flight.popleft()
-            yield from self._finish(root, window, pending.get(), cache, follow_symlinks)
+            yield from self._finish(root, window, pending.get(), follow_symlinks)
 
     def _finish(
         self,
         root: Path,
         window: list[WalkedFile],
         small: list[tuple[int, str, str | None] | None],
-        cache: hashing.StatCache | None,
         follow_symlinks: bool,
     ) -> Iterator[FileRecord]:
         """Hash the files the fast path left (large or odd), then yield in order."""
@@ -197,7 +208,7 @@ class ThreadEngine:
                 root,
                 large,
                 workers=self.workers,
-                cache=cache,
+                cache=self._large_cache(root),
                 rehash=self.rehash,
                 follow_symlinks=follow_symlinks,
             )
