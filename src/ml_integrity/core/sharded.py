@@ -57,7 +57,7 @@ __all__ = [
     "write_shards",
 ]
 
-PREDICATE_TYPE = "https://ml-integrity.dev/sharded-manifest/v1"
+PREDICATE_TYPE = "https://ml-integrity.github.io/sharded-manifest/v1"
 DEFAULT_SHARD_ENTRIES = 100_000
 """Above this many files a folder is signed as shards (``sign --shard-entries``)."""
 
