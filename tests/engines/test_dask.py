@@ -9,7 +9,9 @@ listing and its hashing is detected.
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,8 @@ from ml_integrity.engines import dask as dask_engine
 from ml_integrity.engines.dask import DaskEngine, Outcome, Partition, hash_partition
 from ml_integrity.engines.threads import ThreadEngine
 from ml_integrity.errors import OperationalError
+from ml_integrity.trust.keys import generate
+from tests.conftest import CLI
 from tests.engines.trees import make_tree
 
 distributed = pytest.importorskip("distributed")
@@ -134,3 +138,26 @@ def test_missing_distributed_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(UsageError) as info:
         DaskEngine()
     assert "ml-integrity[dask]" in (info.value.hint or "")
+
+
+def test_cli_manifest_and_sign_with_dask(
+    scheduler: str, tree: Path, tmp_path: Path, cli: CLI
+) -> None:
+    threaded, with_dask = tmp_path / "t.json", tmp_path / "d.json"
+    assert cli("manifest", tree, "-o", threaded, "--rehash").returncode == 0
+    r = cli("manifest", tree, "-o", with_dask, "--engine", "dask", "--scheduler", scheduler)
+    assert r.returncode == 0, r.stderr
+    assert with_dask.read_bytes() == threaded.read_bytes()
+    r = cli("manifest", tree, "--json", "--scheduler", scheduler)
+    assert r.returncode == 2 and "--scheduler needs --engine dask" in r.stderr
+
+    key, _pub = generate(tmp_path / "key.pem", "ec-p256")
+    bundles = {}
+    for engine in ("threads", "dask"):
+        bundle = tmp_path / f"{engine}.sig"
+        extra = ["--scheduler", scheduler] if engine == "dask" else []
+        r = cli("sign", tree, "--key", key, "--bundle", bundle, "--engine", engine, *extra)
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(bundle.read_text())
+        bundles[engine] = base64.b64decode(doc["dsseEnvelope"]["payload"])
+    assert bundles["dask"] == bundles["threads"]  # the same statement was signed
