@@ -26,7 +26,6 @@ import contextlib
 import heapq
 import json
 import os
-import re
 import stat
 import tempfile
 import unicodedata
@@ -41,7 +40,6 @@ from ml_integrity.core.manifest import (
     Entry,
     Manifest,
     normalize_path,
-    path_sort_key,
 )
 from ml_integrity.errors import ManifestError, OperationalError, UsageError
 
@@ -103,12 +101,12 @@ _DIR, _FILE, _LINK, _OTHER = "d", "f", "l", "o"
 
 def _kind(item: os.DirEntry[str]) -> str:
     try:
-        if item.is_symlink():
-            return _LINK
+        if item.is_file(follow_symlinks=False):  # the common case first: one call
+            return _FILE
         if item.is_dir(follow_symlinks=False):
             return _DIR
-        if item.is_file(follow_symlinks=False):
-            return _FILE
+        if item.is_symlink():
+            return _LINK
     except OSError:
         pass
     return _OTHER
@@ -231,7 +229,7 @@ def walk(
                 hint="rename one of them; manifest paths are NFC-normalised",
             )
         last[-1] = name
-        if not _plain(name, not prefix):
+        if not (prefix and name.isascii() and "\\" not in name) and not _plain(name, not prefix):
             try:
                 rel = normalize_path(rel, source=full)
             except ManifestError as exc:
@@ -299,24 +297,11 @@ def sniff_head(head: bytes) -> str | None:
 
 # --- writing ----------------------------------------------------------------------
 
-_PLAIN = re.compile(r'[^"\\\x00-\x1f]*\Z')
-
 
 def _json_string(value: str) -> str:
-    if _PLAIN.match(value):
-        return f'"{value}"'
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'  # what json.dumps gives, without its cost
     return json.dumps(value, ensure_ascii=False)
-
-
-def _entry_text(r: FileRecord) -> str:
-    fmt = f'      "format": {_json_string(r.format)},\n' if r.format else ""
-    return (
-        f"    {{\n{fmt}"
-        f'      "path": {_json_string(r.path)},\n'
-        f'      "sha256": "{r.sha256}",\n'
-        f'      "size": {r.size}\n'
-        "    }"
-    )
 
 
 def write_canonical(
@@ -335,17 +320,22 @@ def write_canonical(
     write(b'{\n  "entries": [')
     count = 0
     total = 0
-    last: tuple[str, ...] | None = None
+    last: list[str] = []
     pending: list[str] = []
+    js = _json_string
     for r in records:
-        key = path_sort_key(r.path)
-        if last is not None and key <= last:
+        key = r.path.split("/")  # ordered as path_sort_key orders normalised paths
+        if key <= last and count:
             raise ManifestError(
                 f"entries out of order or repeated at {r.path!r}",
                 hint="this is a bug in the hashing engine; please report it",
             )
         last = key
-        pending.append(_entry_text(r))
+        fmt = f'      "format": {js(r.format)},\n' if r.format else ""
+        pending.append(
+            f'    {{\n{fmt}      "path": {js(r.path)},\n      "sha256": "{r.sha256}",\n'
+            f'      "size": {r.size}\n    }}'
+        )
         count += 1
         total += r.size
         if len(pending) >= 1024:
