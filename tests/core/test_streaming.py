@@ -161,6 +161,55 @@ def test_helper_processes_give_the_same_manifest(
 
     monkeypatch.setattr(threads._Helpers, "__init__", spy)
     out = io.BytesIO()
-    streaming.build_to_file(root, ThreadEngine(use_cache=False, workers=2), out)
+    engine = ThreadEngine(use_cache=False, workers=2)
+    streaming.write_canonical(
+        engine.hash_stream(root, streaming.walk(root), follow_symlinks=False), out
+    )
     assert out.getvalue() == expected
     assert started == [2]
+
+
+@pytest.mark.parametrize("job_max", [1000, 15])  # 15: directories too big for a job
+def test_directory_jobs_give_the_same_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, job_max: int
+) -> None:
+    from ml_integrity.engines import tree
+
+    root = make_tree(tmp_path / "data", dirs=8, files_per_dir=30)
+    (root / ".git").mkdir()
+    (root / ".git" / "config").write_text("x")
+    expected = manifest.build_from_directory(root, use_cache=False, ignore=["skip"]).to_json()
+    (root / "skip").mkdir()
+    (root / "skip" / "f").write_text("ignored")
+    monkeypatch.setattr(tree, "FORK_AFTER_FILES", 10)  # helpers after the first directory
+    monkeypatch.setattr(tree, "JOB_MAX_FILES", job_max)
+    monkeypatch.setattr(tree, "WINDOW", 5)
+    forked: list[int] = []
+    real_pool = tree.TreeRunner._submit
+
+    def spy(self: tree.TreeRunner, directory: str, prefix: str) -> object:
+        forked.append(int(self.pool is not None))
+        return real_pool(self, directory, prefix)
+
+    monkeypatch.setattr(tree.TreeRunner, "_submit", spy)
+    out = io.BytesIO()
+    streaming.build_to_file(root, ThreadEngine(use_cache=False, workers=2), out, ignore=["skip"])
+    assert out.getvalue() == expected
+    if job_max == 1000:
+        assert 1 in forked  # some jobs ran in helper processes
+    else:
+        assert forked == [0]  # the root's job handed its whole tree back to the walk
+
+
+def test_directory_jobs_refuse_what_the_walk_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ml_integrity.engines import tree
+
+    root = make_tree(tmp_path / "data", dirs=4, files_per_dir=30)
+    deep = sorted(p for p in root.rglob("*") if p.is_dir())[-1]
+    (deep / "zz-link").symlink_to(deep)
+    monkeypatch.setattr(tree, "FORK_AFTER_FILES", 10)
+    with pytest.raises(ManifestError, match="symbolic link") as info:
+        streaming.build_to_file(root, ThreadEngine(use_cache=False, workers=2), io.BytesIO())
+    assert info.value.path == str(deep / "zz-link")

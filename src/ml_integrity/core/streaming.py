@@ -47,6 +47,7 @@ __all__ = [
     "SPILL_NAMES",
     "Engine",
     "FileRecord",
+    "TreeEngine",
     "WalkedFile",
     "build_to_file",
     "build_to_path",
@@ -90,6 +91,17 @@ class Engine(Protocol):
     def hash_stream(
         self, root: Path, files: Iterable[WalkedFile], *, follow_symlinks: bool
     ) -> Iterator[FileRecord]: ...
+
+
+class TreeEngine(Engine, Protocol):
+    """An engine that can also list, hash and format whole directories itself.
+
+    :func:`build_to_file` uses ``tree_chunks`` when the walk follows no
+    symbolic links: it yields ``(text, files, bytes)`` chunks of formatted
+    entries (:func:`entry_text`) in canonical order, with the walk's rules.
+    """
+
+    def tree_chunks(self, root: Path, ignore: Sequence[str]) -> Iterator[tuple[str, int, int]]: ...
 
 
 # --- the walk ---------------------------------------------------------------------
@@ -175,70 +187,46 @@ def _plain(name: str, top: bool) -> bool:
     )
 
 
-def walk(
-    root: Path,
-    *,
-    allow_symlinks: bool = False,
-    ignore: Iterable[str] = (),
-) -> Iterator[WalkedFile]:
-    """Every regular file under ``root``, in canonical manifest order, as a stream.
-
-    The same files and refusals as :func:`~ml_integrity.core.manifest.list_files`;
-    two names of one directory that normalise alike are refused here (the
-    in-memory manifest refuses them as duplicate paths).
-    """
-    root_real = os.path.realpath(root)
+def ignored_set(ignore: Iterable[str]) -> set[str]:
+    """The paths a walk leaves out: :data:`DEFAULT_IGNORES` and the caller's."""
     ignored = {normalize_path(p) for p in ignore}
     ignored.update(DEFAULT_IGNORES)
-    visited: set[tuple[int, int]] = set()
-    # one open listing per level: (directory, prefix, iterator of sorted names, last name)
-    stack: list[tuple[str, str, Iterator[_Name]]] = []
-    last: list[str] = []
+    return ignored
 
-    def enter(directory: str, prefix: str) -> None:
-        try:
-            st = os.stat(directory)
-        except OSError as exc:
-            raise OperationalError(f"cannot stat: {exc.strerror}", path=directory) from None
-        key = (st.st_dev, st.st_ino)
-        if key in visited:
-            raise ManifestError(
-                "symbolic link cycle", path=directory, hint="remove the looping link"
-            )
-        visited.add(key)
-        stack.append((directory, prefix, _sorted_names(directory)))
-        last.append("")
 
-    enter(os.fspath(root), "")
-    while stack:
-        directory, prefix, names = stack[-1]
-        item = next(names, None)
-        if item is None:
-            stack.pop()
-            last.pop()
-            continue
-        name, raw, kind = item
+def list_entries(
+    directory: str,
+    prefix: str,
+    ignored: set[str],
+    *,
+    allow_symlinks: bool,
+    root_real: str,
+) -> Iterator[tuple[bool, str, str]]:
+    """One directory's entries in canonical order, as ``(is_dir, rel, full)``
+    (``rel`` of a directory ends in ``/``); raises the walk's refusals."""
+    last = ""
+    for name, raw, kind in _sorted_names(directory):
         full = f"{directory}/{raw}"
         rel = prefix + name
         if rel in ignored or (raw != name and prefix + raw in ignored):
             continue
-        if last[-1] == name:
+        if last == name:
             raise ManifestError(
                 f"two names normalise to the same path: {rel!r}",
                 path=full,
                 hint="rename one of them; manifest paths are NFC-normalised",
             )
-        last[-1] = name
+        last = name
         if not (prefix and name.isascii() and "\\" not in name) and not _plain(name, not prefix):
             try:
                 rel = normalize_path(rel, source=full)
             except ManifestError as exc:
                 raise ManifestError(exc.message, path=full, hint=exc.hint) from None
         if kind == _FILE:
-            yield WalkedFile(rel, full)
+            yield False, rel, full
             continue
         if kind == _DIR:
-            enter(full, rel + "/")
+            yield True, rel + "/", full
             continue
         try:
             mode = _follow(full, root_real) if allow_symlinks else os.lstat(full).st_mode
@@ -251,15 +239,66 @@ def walk(
                 hint="replace it with the file, or pass --allow-symlinks to follow it",
             )
         if stat.S_ISDIR(mode):
-            enter(full, rel + "/")
+            yield True, rel + "/", full
         elif stat.S_ISREG(mode):
-            yield WalkedFile(rel, full)
+            yield False, rel, full
         else:
             raise ManifestError(
                 "not a regular file (socket, FIFO or device)",
                 path=full,
                 hint="remove it from the model, or pass --ignore-path",
             )
+
+
+def walk(
+    root: Path,
+    *,
+    allow_symlinks: bool = False,
+    ignore: Iterable[str] = (),
+    start: tuple[str, str] | None = None,
+) -> Iterator[WalkedFile]:
+    """Every regular file under ``root``, in canonical manifest order, as a stream.
+
+    The same files and refusals as :func:`~ml_integrity.core.manifest.list_files`;
+    two names of one directory that normalise alike are refused here (the
+    in-memory manifest refuses them as duplicate paths). ``start`` is
+    ``(directory, prefix)``: walk only that subtree of ``root`` (an engine
+    that lists directories itself hands such a subtree back).
+    """
+    root_real = os.path.realpath(root)
+    ignored = ignored_set(ignore)
+    visited: set[tuple[int, int]] = set()
+    # one open listing per level
+    stack: list[Iterator[tuple[bool, str, str]]] = []
+
+    def enter(directory: str, prefix: str) -> None:
+        try:
+            st = os.stat(directory)
+        except OSError as exc:
+            raise OperationalError(f"cannot stat: {exc.strerror}", path=directory) from None
+        key = (st.st_dev, st.st_ino)
+        if key in visited:
+            raise ManifestError(
+                "symbolic link cycle", path=directory, hint="remove the looping link"
+            )
+        visited.add(key)
+        stack.append(
+            list_entries(
+                directory, prefix, ignored, allow_symlinks=allow_symlinks, root_real=root_real
+            )
+        )
+
+    enter(*(start or (os.fspath(root), "")))
+    while stack:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+            continue
+        is_dir, rel, full = item
+        if is_dir:
+            enter(full, rel)
+        else:
+            yield WalkedFile(rel, full)
 
 
 def _follow(full: str, root_real: str) -> int:
@@ -354,6 +393,36 @@ def write_canonical(
     return count, total
 
 
+def entry_text(path: str, size: int, sha256: str, fmt: str | None) -> str:
+    """One entry of the ``entries`` list, indented as :meth:`Manifest.to_json` has it."""
+    js = _json_string
+    f = f'      "format": {js(fmt)},\n' if fmt else ""
+    return (
+        f'    {{\n{f}      "path": {js(path)},\n      "sha256": "{sha256}",\n'
+        f'      "size": {size}\n    }}'
+    )
+
+
+def write_texts(chunks: Iterable[tuple[str, int, int]], out: BinaryIO) -> tuple[int, int]:
+    """Write a manifest from chunks ``(text, files, bytes)``: each text is one or more
+    :func:`entry_text` joined by ``",\\n"``, in canonical order (the engine that made
+    them walked in that order). Returns ``(files, bytes)``."""
+    write = out.write
+    write(b'{\n  "entries": [')
+    count = 0
+    total = 0
+    nfc = unicodedata.normalize
+    for text, files, size in chunks:
+        if not files:
+            continue
+        write(nfc("NFC", ("\n" if not count else ",\n") + text).encode("utf-8"))
+        count += files
+        total += size
+    tail = "\n  ]" if count else "]"
+    write(f'{tail},\n  "format_version": {FORMAT_VERSION}\n}}\n'.encode())
+    return count, total
+
+
 def _flush(write: Callable[[bytes], object], pending: list[str], *, first: bool) -> None:
     text = ",\n".join(pending)
     text = ("\n" if first else ",\n") + text
@@ -384,9 +453,14 @@ def build_to_file(
     """
     if not root.is_dir():
         raise UsageError("not a directory", path=root)
-    files = walk(root, allow_symlinks=allow_symlinks, ignore=ignore)
-    records = engine.hash_stream(root, files, follow_symlinks=allow_symlinks)
-    count, total = write_canonical(records, out)
+    tree = getattr(engine, "tree_chunks", None)
+    if tree is not None and not allow_symlinks:
+        # an engine that lists and formats whole directories itself (TreeEngine)
+        count, total = write_texts(tree(root, ignore), out)
+    else:
+        files = walk(root, allow_symlinks=allow_symlinks, ignore=ignore)
+        records = engine.hash_stream(root, files, follow_symlinks=allow_symlinks)
+        count, total = write_canonical(records, out)
     if count == 0:
         raise UsageError(
             "the folder holds no files to sign",

@@ -5,9 +5,10 @@ canonical-order stream of files that :func:`ml_integrity.core.streaming.walk`
 yields and returns the records (path, size, sha256, format) in the same order.
 
 - :mod:`~ml_integrity.engines.threads` (the default): small files read and
-  hashed in the calling thread with the fewest system calls, larger ones on a
-  thread pool through :func:`ml_integrity.core.hashing.hash_files` (and its
-  stat cache).
+  hashed with the fewest system calls, larger ones on a thread pool through
+  :func:`ml_integrity.core.hashing.hash_files` (and its stat cache). For a
+  written manifest it also runs :mod:`~ml_integrity.engines.tree`: helper
+  processes list, hash and format whole directories.
 - :mod:`~ml_integrity.engines.dask` (``--engine dask``): partitions of files,
   grouped by directory and size, hashed on a Dask distributed cluster (a
   ``LocalCluster`` of worker processes when no scheduler is given); the client

@@ -25,7 +25,7 @@ import hashlib
 import os
 import stat
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -152,6 +152,48 @@ class ThreadEngine:
             if helpers is not None:
                 helpers.close(ok=ok)
         self._save_cache(root)
+
+    def tree_chunks(self, root: Path, ignore: Sequence[str]) -> Iterator[tuple[str, int, int]]:
+        """The manifest's entries as formatted chunks, by directory jobs
+        (:mod:`ml_integrity.engines.tree`); symbolic links are refused there."""
+        from ml_integrity.engines.tree import TreeRunner
+
+        self._cache = None
+        self._large_paths = []
+        runner = TreeRunner(
+            root,
+            list(ignore),
+            processes=self.workers or os.cpu_count() or 1,
+            careful=lambda files: self._careful(root, files),
+        )
+        yield from runner.chunks()
+        self._save_cache(root)
+
+    def _careful(
+        self, root: Path, files: list[tuple[str, str]]
+    ) -> dict[str, tuple[int, str, str | None]]:
+        """Files the helpers left: small ones read here, the rest through hash_files."""
+        from ml_integrity.core.manifest import sniff_file
+
+        buf = memoryview(bytearray(SMALL_FILE))
+        out: dict[str, tuple[int, str, str | None]] = {}
+        large = []
+        for rel, full in files:
+            got = hash_small(full, buf, False)
+            if got is None:
+                large.append((rel, full))
+            else:
+                out[rel] = got
+        if large:
+            rels = [rel for rel, _ in large]
+            self._large_paths += rels
+            digests = hashing.hash_files(
+                root, rels, workers=self.workers, cache=self._large_cache(root), rehash=self.rehash
+            )
+            for rel, full in large:
+                d = digests[rel]
+                out[rel] = (d.size, d.sha256, sniff_file(Path(full)))
+        return out
 
     def _large_cache(self, root: Path) -> hashing.StatCache | None:
         """The stat cache of the large files, loaded when the first one shows up.
