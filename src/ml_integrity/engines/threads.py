@@ -52,30 +52,39 @@ _FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
-def _key(st: os.stat_result) -> tuple[int, int, int, int, int]:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 def hash_small(
-    full: str, buf: memoryview, follow_symlinks: bool
+    full: str, buf: memoryview, follow_symlinks: bool, *, dir_fd: int | None = None
 ) -> tuple[int, str, str | None] | None:
     """``(size, sha256, format)`` of a small, stable regular file; None otherwise.
 
     None means "take the careful path" (:func:`hashing.hash_files`): the file
     is large, not regular, unreadable or changed between the two ``fstat``
-    calls; that path hashes it again or raises the error with its hint.
+    calls; that path hashes it again or raises the error with its hint. With
+    ``dir_fd``, ``full`` is a name in that directory (a shorter lookup).
     """
     try:
-        fd = os.open(full, _FLAGS | (0 if follow_symlinks else _NOFOLLOW))
+        fd = os.open(full, _FLAGS | (0 if follow_symlinks else _NOFOLLOW), dir_fd=dir_fd)
     except OSError:
         return None
     try:
         before = os.fstat(fd)
-        if not stat.S_ISREG(before.st_mode) or before.st_size > len(buf):
+        size = before.st_size
+        if size > len(buf) or not stat.S_ISREG(before.st_mode):
             return None
         n = os.readv(fd, [buf])
-        if n != before.st_size or _key(os.fstat(fd)) != _key(before):
+        after = os.fstat(fd)
+        if (
+            n != size
+            or after.st_size != size
+            or after.st_mtime_ns != before.st_mtime_ns
+            or after.st_ctime_ns != before.st_ctime_ns
+        ):
             return None
+        if not n:
+            return 0, _EMPTY_SHA256, None
         data = buf[:n]
         return n, hashlib.sha256(data).hexdigest(), sniff_head(bytes(data[:512]))
     except OSError:

@@ -65,10 +65,12 @@ def dir_job(job: tuple[str, str, frozenset[str], str]) -> list[Item]:
             items.append(("t", ",\n".join(texts), files, size))
             texts, files, size = [], 0, 0
 
+    dfd = -1
     try:
         entries = streaming.list_entries(
             directory, prefix, set(ignored), allow_symlinks=False, root_real=root_real
         )
+        cut = len(directory) + 1
         for is_dir, rel, full in entries:
             if is_dir:
                 flush()
@@ -77,7 +79,9 @@ def dir_job(job: tuple[str, str, frozenset[str], str]) -> list[Item]:
             seen += 1
             if seen > JOB_MAX_FILES:
                 return [("big",)]
-            got = hash_small(full, buf, False)
+            if dfd < 0:
+                dfd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            got = hash_small(full[cut:], buf, False, dir_fd=dfd)
             if got is None:
                 flush()
                 items.append(("l", rel, full))
@@ -90,6 +94,12 @@ def dir_job(job: tuple[str, str, frozenset[str], str]) -> list[Item]:
         flush()
         name = type(exc).__name__ if type(exc).__name__ in _ERRORS else "OperationalError"
         items.append(("e", name, exc.message, exc.path, exc.hint))
+    except OSError as exc:  # the directory itself could not be opened
+        flush()
+        items.append(("e", "OperationalError", f"cannot open: {exc.strerror}", directory, None))
+    finally:
+        if dfd >= 0:
+            os.close(dfd)
     return items
 
 
