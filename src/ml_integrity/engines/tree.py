@@ -169,15 +169,29 @@ class TreeRunner:
             for f in streaming.walk(self.root, ignore=self.ignore, start=(directory, prefix)):
                 yield ("l", f.rel, f.full)
             return
-        ahead: dict[str, Any] = {}
+        # the subdirectories' jobs go out ahead of their turn, topped up as each is
+        # taken, so the helpers always have work (at most ``limit`` results held)
+        subdirs = [i for i in items if i[0] == "d"]
+        ahead: dict[int, Any] = {}
+        nxt = 0
         limit = 4 * self.processes
-        for item in items:  # the subdirectories' jobs, ahead of their turn
-            if item[0] == "d" and self.pool is not None and self.in_flight < limit:
-                ahead[item[1]] = self._submit(item[1], item[2])
+
+        def top_up() -> None:
+            nonlocal nxt
+            while nxt < len(subdirs) and self.pool is not None and self.in_flight < limit:
+                ahead[nxt] = self._submit(subdirs[nxt][1], subdirs[nxt][2])
+                nxt += 1
+
+        index = 0
         for item in items:
             kind = item[0]
             if kind == "d":
-                future = ahead.pop(item[1], None) or self._submit(item[1], item[2])
+                top_up()
+                future = ahead.pop(index, None)
+                if future is None:
+                    future = self._submit(item[1], item[2])
+                    nxt = max(nxt, index + 1)
+                index += 1
                 yield from self._slots(future, item[1], item[2])
             elif kind == "e":
                 _, name, message, path, hint = item
