@@ -182,3 +182,7 @@ def test_cli_paths_on_a_single_bundle(tmp_path: Path, keys: tuple[Path, Path], c
     (root / "d1" / "f001.txt").unlink()
     r = cli("verify", root, "--bundle", bundle, "--key", pub, "--paths", "d1/f001.txt")
     assert r.returncode == 1 and "missing: d1/f001.txt" in r.stderr
+    (root / "d1" / "f001.txt").symlink_to(root / "d0" / "f000.txt")
+    r = cli("verify", root, "--bundle", bundle, "--key", pub, "--paths", "d1/f001.txt")
+    assert r.returncode == 1, r.stderr
+    assert "changed: d1/f001.txt (a symbolic link)" in r.stderr

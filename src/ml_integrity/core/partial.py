@@ -10,6 +10,8 @@ that is what a whole-folder verification is for.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,12 +66,26 @@ def check_paths(
     """
     if not target.is_dir():
         raise UsageError("--paths needs a folder", path=target)
+    follow = allow_symlinks or signed.allow_symlinks
     unsigned = [p for p in paths if p not in signed.resources]
     present: list[str] = []
     missing: list[str] = []
+    odd: dict[str, str] = {}  # signed paths that hold no regular file now
     for p in paths:
-        if p in signed.resources:
-            (present if (target / p).exists() or (target / p).is_symlink() else missing).append(p)
+        if p not in signed.resources:
+            continue
+        try:
+            mode = (os.stat if follow else os.lstat)(target / p).st_mode
+        except FileNotFoundError:
+            missing.append(p)
+            continue
+        except OSError:
+            present.append(p)  # hash_files reports it with its hint
+            continue
+        if stat.S_ISREG(mode):
+            present.append(p)
+        else:
+            odd[p] = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
     cache = hashing.StatCache.load(hashing.default_cache_path(target))
     digests = hashing.hash_files(
         target,
@@ -77,11 +93,12 @@ def check_paths(
         workers=workers,
         rehash=rehash,
         cache=cache,
-        follow_symlinks=allow_symlinks or signed.allow_symlinks,
+        follow_symlinks=follow,
     )
     cache.save()
-    expected = {p: signed.resources[p] for p in (*present, *missing)}
+    expected = {p: signed.resources[p] for p in (*present, *missing, *odd)}
     actual = {p: digests[p].sha256 for p in present}
+    actual.update(dict.fromkeys(odd, ""))
     actual.update(dict.fromkeys(unsigned, ""))
     diff = diff_digests(expected, actual)
     if diff:
@@ -95,7 +112,7 @@ def check_paths(
                 missing=diff.missing,
                 extra=diff.extra,
                 changed=diff.changed,
-                notes=dict.fromkeys(diff.extra, "not signed"),
+                notes={**dict.fromkeys(diff.extra, "not signed"), **odd},
             ),
             hint="restore the listed files, or re-sign if the change is intended",
         )
