@@ -24,8 +24,10 @@ memory stays flat however many files it holds. --engine dask hashes on a Dask
 cluster (a local one of --workers processes without --scheduler); the manifest
 is byte for byte the one the default engine writes.
 
-The second run over an unchanged folder reads no file content: a stat cache
-(device, inode, size, mtime, ctime) remembers the digests. --rehash ignores it.
+The second run over an unchanged folder reads no large file again: a stat
+cache (device, inode, size, mtime, ctime) remembers the digests. Streamed
+manifests read files up to 256 KiB again (that costs about what a cache lookup
+does, and keeps the cache small). --rehash ignores the cache.
 
 In a git repository with Git LFS files, --staged works on the manifest of
 the staged LFS files (.ml-integrity/manifest.json; digests are the pointers'
