@@ -101,12 +101,21 @@ def run(args: argparse.Namespace) -> int:
     from ml_integrity.core import signing
 
     signer = make_signer(args)
-    if args.path.is_dir():
+    # the streamed path signs sha256 over files; other hashing options (issue 12) take
+    # the in-memory path, which has them
+    other_hashing = (
+        getattr(args, "hash", "sha256") != "sha256"
+        or getattr(args, "shard_size", None) is not None
+        or getattr(args, "ignore_git_paths", True) is not True
+    )
+    if args.path.is_dir() and not other_hashing:
         return run_folder(args, signer)
     if args.engine != "threads" or args.shard_entries is not None:
         from ml_integrity.errors import UsageError
 
-        raise UsageError("--engine and --shard-entries apply to folders, not single files")
+        raise UsageError(
+            "--engine and --shard-entries apply to folders signed with sha256 over files"
+        )
     with Progress("hashing") as progress:
         result = signing.sign(
             args.path,
