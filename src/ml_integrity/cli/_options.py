@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ml_integrity.cli import _env
+
+if TYPE_CHECKING:
+    from ml_integrity.core.streaming import Engine
 
 
 def _workers(value: str) -> int:
@@ -47,7 +51,9 @@ def add_walk_options(parser: argparse.ArgumentParser, *, symlinks: bool = True) 
         type=_workers,
         default=_env.workers(),
         metavar="N",
-        help="hashing threads (default: number of CPUs; env: ML_INTEGRITY_WORKERS)",
+        help="hashing threads, and helper processes for many small files (default: number "
+        "of CPUs; env: ML_INTEGRITY_WORKERS); with --engine dask and no --scheduler, the "
+        "local Dask worker processes",
     )
     group.add_argument(
         "--rehash",
@@ -68,3 +74,32 @@ def add_key_trust_options(parser: argparse.ArgumentParser, title: str) -> None:
         metavar="CA",
         help="trusted root certificate(s) (PEM) for certificate-method bundles; repeatable",
     )
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """--engine and --scheduler: who hashes (this machine's threads, or a Dask cluster)."""
+    group = parser.add_argument_group("hashing engine")
+    group.add_argument(
+        "--engine",
+        choices=("threads", "dask"),
+        default="threads",
+        help="threads (default): this machine; dask: a Dask distributed cluster, a local one "
+        "of --workers processes unless --scheduler is given (pip install 'ml-integrity[dask]')",
+    )
+    group.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="with --engine dask: the address of a running scheduler (tcp://host:8786); "
+        "the workers need the files at the same path",
+    )
+
+
+def make_engine(args: argparse.Namespace) -> Engine:
+    """The engine the command line asks for (an ``ml_integrity.core.streaming.Engine``)."""
+    from ml_integrity.errors import UsageError
+
+    if args.scheduler is not None and args.engine != "dask":
+        raise UsageError("--scheduler needs --engine dask")
+    from ml_integrity.engines import make_engine as make
+
+    return make(args.engine, workers=args.workers, rehash=args.rehash, scheduler=args.scheduler)

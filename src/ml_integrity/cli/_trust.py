@@ -263,6 +263,11 @@ def run_verify(args: argparse.Namespace) -> int:
 
     trust = resolve_trust(trust_request(args), "model", repo=discover_git(args.path.resolve()))
     assert trust.policy is not None
+    paths = None
+    if getattr(args, "paths", None):
+        from ml_integrity.core.partial import normalize_paths
+
+        paths = normalize_paths(args.path, args.paths)
     with Progress("verifying") as progress:
         result = verdict.verify(
             args.path,
@@ -277,6 +282,7 @@ def run_verify(args: argparse.Namespace) -> int:
             rehash=args.rehash,
             progress=progress,
             notes=trust.notes,
+            paths=paths,
         )
     if args.json:
         print_json(result.to_json())

@@ -24,6 +24,8 @@ _EPILOG = (
 examples:
   ml-integrity verify models/bert --bundle models/bert.sig --key key.pem.pub
   ml-integrity verify models/bert --bundle bert.sig --cert-chain root-ca.pem --json
+  ml-integrity verify data/ --bundle data.sig --key key.pem.pub --paths train/0001.jpg
+                                                only the named files (partial verification)
   ml-integrity verify --git-repo                every file of a git repository (LFS too)
   ml-integrity verify --git-repo --rehash       ... and hash files and local objects
   ml-integrity verify --staged                  the staged files against the staged
@@ -82,6 +84,14 @@ def register(subparsers: Any) -> None:
     )
     add_key_trust_options(parser, "key-based trust")
     parser.add_argument(
+        "--paths",
+        nargs="+",
+        action="extend",
+        metavar="P",
+        help="verify only these files of PATH (relative to it) against the bundle: nothing "
+        "else is listed or hashed; for a sharded dataset only their shards are read",
+    )
+    parser.add_argument(
         "--ignore-unsigned-files",
         action="store_true",
         help="accept files that the bundle does not list",
@@ -94,6 +104,10 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.git_repo or args.staged:
+        if args.paths:
+            from ml_integrity.errors import UsageError
+
+            raise UsageError("--paths verifies a folder against --bundle, not --git-repo/--staged")
         if args.bundle:
             from ml_integrity.errors import UsageError
 

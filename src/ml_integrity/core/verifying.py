@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ml_integrity.core import hashing, hashing_read, manifest, oms, signing
+from ml_integrity.core import hashing, hashing_read, manifest, oms, partial, sharded, signing
 from ml_integrity.core.oms import SignedModel
 from ml_integrity.errors import BundleError, IntegrityError, ManifestDiff, UsageError
 
@@ -100,9 +100,14 @@ def read_bundle(path: Path) -> bytes:
 
 
 def verify_signed_payload(
-    bundle_path: Path, verifier: BundleVerifier
+    bundle_path: Path, verifier: BundleVerifier, *, paths: Sequence[str] | None = None
 ) -> tuple[VerifiedPayload, SignedModel]:
-    """Steps 1 and 2: the signature and the signer; then parse the statement."""
+    """Steps 1 and 2: the signature and the signer; then parse the statement.
+
+    A sharded dataset's top-level statement gives the resources of its shards
+    (:mod:`~ml_integrity.core.sharded`): every shard, or with ``paths`` only
+    the shards whose range holds them.
+    """
     data = read_bundle(bundle_path)
     verified = verifier.verify_bundle(data, str(bundle_path))
     if verified.payload_type != oms.PAYLOAD_TYPE:
@@ -110,6 +115,9 @@ def verify_signed_payload(
             f"signed payload type is {verified.payload_type!r}, expected {oms.PAYLOAD_TYPE!r}",
             path=bundle_path,
         )
+    if sharded.is_sharded(verified.payload):
+        top = sharded.parse_top(verified.payload, str(bundle_path))
+        return verified, sharded.resolve(top, bundle_path, paths=paths)
     return verified, oms.parse_statement(verified.payload, str(bundle_path))
 
 
@@ -182,6 +190,7 @@ def check_content(
     workers: int | None = None,
     rehash: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    paths: Sequence[str] | None = None,
 ) -> ContentCheck:
     """Step 3: the content of ``target`` against the resources ``signer`` signed.
 
@@ -196,7 +205,21 @@ def check_content(
     refused. Changed, missing and refused files raise one
     :class:`IntegrityError` with the whole diff; ``unsigned_hint`` tells how
     extra files can be accepted.
+    With ``paths``, only those files are hashed and compared
+    (:func:`~ml_integrity.core.partial.check_paths`).
     """
+    if paths is not None:
+        count = partial.check_paths(
+            target,
+            signed,
+            paths,
+            signer=signer,
+            bundle=bundles[0] if bundles else target,
+            workers=workers,
+            rehash=rehash,
+            allow_symlinks=allow_symlinks,
+        )
+        return ContentCheck(count)
     user_ignores = signing.resolve_ignore_paths(target, ignore_paths)
     if target.is_file():
         return _check_single_file(target, signed)

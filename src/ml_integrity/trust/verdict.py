@@ -306,8 +306,12 @@ def verify(
     progress: Callable[[int, int], None] | None = None,
     notes: Sequence[str] = (),
     ignore_git_paths: bool = True,
+    paths: Sequence[str] | None = None,
 ) -> Verdict:
-    """Verify ``target`` against ``bundles`` under ``policy``; raise on any failure."""
+    """Verify ``target`` against ``bundles`` under ``policy``; raise on any failure.
+
+    With ``paths`` (manifest paths), only those files are checked (``verify --paths``).
+    """
     try:
         return _verify(
             target,
@@ -322,6 +326,7 @@ def verify(
             progress=progress,
             notes=notes,
             ignore_git_paths=ignore_git_paths,
+            paths=paths,
         )
     except IntegrityError as exc:
         raise _with_context(exc, policy) from None
@@ -341,8 +346,9 @@ def _verify(
     progress: Callable[[int, int], None] | None,
     notes: Sequence[str],
     ignore_git_paths: bool = True,
+    paths: Sequence[str] | None = None,
 ) -> Verdict:
-    signatures = _verify_signatures(bundles, policy, factory, target=target)
+    signatures = _verify_signatures(bundles, policy, factory, target=target, paths=paths)
     checks, counted, first = list(signatures.bundles), signatures.counted, signatures.signed
 
     # 5. the content on disk: signed files, then files nobody signed
@@ -367,6 +373,7 @@ def _verify(
         workers=workers,
         rehash=rehash,
         progress=progress,
+        paths=paths,
     )
     return Verdict(
         target=target,
@@ -446,6 +453,7 @@ def _verify_signatures(
     *,
     target: Path | None,
     check_denied: bool = True,
+    paths: Sequence[str] | None = None,
 ) -> SignatureVerdict:
     from ml_integrity.errors import UsageError
 
@@ -467,7 +475,7 @@ def _verify_signatures(
     checks: list[BundleCheck] = []
     signed_models: list[SignedModel] = []
     for path in bundles:
-        verified, signed = verifying.verify_signed_payload(path, verifier)
+        verified, signed = verifying.verify_signed_payload(path, verifier, paths=paths)
         matched = tuple(str(m) for m in _as_list(verified.details.get("matched_signers")))
         checks.append(BundleCheck(path, verified.signer, matched, dict(verified.details)))
         signed_models.append(signed)

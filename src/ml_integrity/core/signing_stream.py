@@ -1,0 +1,136 @@
+"""Sign a folder from a stream of hashed files: one OMS bundle, or shards above a threshold.
+
+The entry point chooses the engine (:mod:`ml_integrity.engines`); this module
+only sees the records it yields, in canonical order, and holds at most
+``shard_entries`` of them. Up to that many files the result is the OMS bundle
+:func:`ml_integrity.core.signing.sign` writes, byte for byte; above it, the
+shards and the signed top-level statement of :mod:`ml_integrity.core.sharded`.
+The signer is called once, here in the client, whichever engine hashed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ml_integrity.core import oms, sharded, streaming
+from ml_integrity.core.manifest import DEFAULT_IGNORES, Manifest
+from ml_integrity.core.signing import Signer, bundle_ignores, write_atomic
+from ml_integrity.errors import UsageError
+
+__all__ = ["StreamSignResult", "sign_folder"]
+
+
+@dataclass(frozen=True)
+class StreamSignResult:
+    bundle_path: Path
+    files: int
+    bytes: int
+    signer: str
+    shards: int
+    """0 for a single OMS bundle."""
+
+
+def _inside(target: Path, path: Path) -> str | None:
+    with contextlib.suppress(ValueError):
+        return path.resolve().relative_to(target.resolve()).as_posix()
+    return None
+
+
+def sign_folder(
+    target: Path,
+    signer: Signer,
+    bundle_out: Path,
+    engine: streaming.Engine,
+    *,
+    ignore_paths: Sequence[str] = (),
+    shard_entries: int = sharded.DEFAULT_SHARD_ENTRIES,
+    repository: str | None = None,
+    version: int | None = None,
+) -> StreamSignResult:
+    """Hash ``target`` with ``engine`` and sign it; write the bundle (and shards) atomically."""
+    if not target.is_dir():
+        raise UsageError("not a directory", path=target)
+    if shard_entries < 1:
+        raise UsageError("--shard-entries must be at least 1")
+    ignores = [*ignore_paths, *bundle_ignores(target, bundle_out)]
+    final_dir = sharded.shard_dir_for(bundle_out)
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.", dir=final_dir.parent))
+    try:
+        walk_ignores = list(ignores)
+        for p in (final_dir, staging):
+            rel = _inside(target, p)
+            if rel is not None:
+                walk_ignores.append(rel)
+        files = streaming.walk(target, ignore=walk_ignores)
+        records = engine.hash_stream(target, files, follow_symlinks=False)
+        head = list(itertools.islice(records, shard_entries + 1))
+        if not head:
+            raise UsageError(
+                "the folder holds no files to sign",
+                path=target,
+                hint="point at the model folder itself; empty models are refused (OMS v1.0)",
+            )
+        name = target.resolve().name
+        if len(head) <= shard_entries:
+            recorded = {*DEFAULT_IGNORES, *ignores}
+            rel_dir = _inside(target, final_dir)
+            if rel_dir is not None and final_dir.exists():
+                recorded.add(rel_dir)  # an older sharded signature's folder, left alone
+            m = streaming.records_to_manifest(head)
+            m = Manifest(m.entries, repository=repository, version=version)
+            statement = oms.build_statement(m, model_name=name, ignore_paths=sorted(recorded))
+            write_atomic(bundle_out, signer.sign_statement(statement).encode("utf-8"))
+            return StreamSignResult(bundle_out, len(m.entries), m.total_size, signer.describe(), 0)
+        rel_dir = _inside(target, final_dir)
+        in_order = sorted({*DEFAULT_IGNORES, *ignores, *([rel_dir] if rel_dir else [])})
+        shards = sharded.write_shards(
+            itertools.chain(head, records),
+            staging,
+            model_name=name,
+            ignore_paths=in_order,
+            shard_entries=shard_entries,
+        )
+        top = sharded.build_top(
+            shards,
+            model_name=name,
+            shard_dir=final_dir.name,
+            ignore_paths=in_order,
+            repository=repository,
+            version=version,
+        )
+        bundle = signer.sign_statement(top).encode("utf-8")
+        _replace_dir(staging, final_dir)
+        write_atomic(bundle_out, bundle)
+        return StreamSignResult(
+            bundle_out,
+            sum(s.files for s in shards),
+            sum(s.bytes for s in shards),
+            signer.describe(),
+            len(shards),
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _replace_dir(new: Path, final: Path) -> None:
+    """Put the folder ``new`` at ``final`` (an older one there is removed)."""
+    if final.is_symlink() or final.is_file():
+        raise UsageError(
+            "the shard folder's place is taken by a file or link",
+            path=final,
+            hint="remove it, or choose another --bundle path",
+        )
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
+        final.rename(old / "d")
+        new.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        new.rename(final)
