@@ -185,14 +185,14 @@ def run(args: argparse.Namespace) -> int:
 def run_folder(args: argparse.Namespace, signer: Signer) -> int:
     """A folder: hashed as a stream by the chosen engine; shards above --shard-entries."""
     from ml_integrity.cli._options import make_engine
-    from ml_integrity.core import sharded, signing_stream
+    from ml_integrity.core import sharded, signing, signing_stream
 
     result = signing_stream.sign_folder(
         args.path,
         signer,
         args.bundle,
         make_engine(args),
-        ignore_paths=args.ignore_path,
+        ignore_paths=signing.resolve_ignore_paths(args.path, args.ignore_path),
         shard_entries=args.shard_entries or sharded.DEFAULT_SHARD_ENTRIES,
     )
     if args.json:
@@ -204,12 +204,16 @@ def run_folder(args: argparse.Namespace, signer: Signer) -> int:
                 "signer": result.signer,
                 "files": result.files,
                 "bytes": result.bytes,
+                "hashing": "sha256 files",
                 "shards": result.shards,
             }
         )
     else:
         files = f"{result.files} file{'s' if result.files != 1 else ''}"
-        print(f"signed {args.path} ({files}, {result.bytes:,} bytes) with {result.signer}")
+        print(
+            f"signed {args.path} ({files}, {result.bytes:,} bytes, sha256 files) "
+            f"with {result.signer}"
+        )
         print(f"bundle: {result.bundle_path}")
         if result.shards:
             folder = sharded.shard_dir_for(result.bundle_path)
