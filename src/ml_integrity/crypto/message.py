@@ -213,9 +213,10 @@ def not_encrypted(source: str, detail: str) -> IntegrityError:
 def parse_header(stream: BinaryIO, source: str) -> Header:
     """Read and check the header's structure (the tag is checked once the key is known)."""
     r = _Reader(stream, source)
-    version = r.take(1, "version")
+    version = read_exact(stream, 1)
     if not version:
         raise not_encrypted(source, "empty file")
+    r.taken += version
     if version[0] != VERSION:
         raise not_encrypted(source, f"message version {version[0]:#04x}, expected 0x02")
     suite = r.u16("algorithm suite")
