@@ -35,6 +35,11 @@ from ml_integrity.crypto import message as msg
 from ml_integrity.crypto.providers import KeyProvider
 from ml_integrity.errors import IntegrityError, OperationalError, UsageError
 
+_REGULAR_HEAD = 4 + msg.IV_LEN
+"""Sequence number and IV."""
+_FINAL_HEAD = 4 + 4 + msg.IV_LEN + 4
+"""Marker, sequence number, IV and content length."""
+
 
 def _readinto_exact(stream: BinaryIO, view: memoryview) -> int:
     """Fill ``view``; fewer bytes only at the end of the stream."""
@@ -95,13 +100,15 @@ class _Frames:
     """Decrypts the frames after an authenticated header, one at a time."""
 
     def __init__(self, stream: BinaryIO, header: msg.Header, key: bytes, source: str) -> None:
+        from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+        self._invalid_tag = InvalidTag
         self._stream = stream
         self._header = header
         self._aead = AESGCM(key)
         self._source = source
-        self._record = bytearray(msg.IV_LEN + header.frame_length + msg.TAG_LEN)
+        self._record = bytearray(_FINAL_HEAD + header.frame_length + msg.TAG_LEN)
         self._plain = bytearray(header.frame_length)
         self.sequence = 1
         self.done = False
@@ -117,61 +124,65 @@ class _Frames:
         )
 
     def next_frame(self) -> memoryview | None:
-        """The next frame's plaintext (valid until the next call), None after the last."""
+        """The next frame's plaintext (valid until the next call), None after the last.
+
+        One read per frame: a regular frame's record (sequence number, IV,
+        ciphertext, tag) has a fixed size; a final frame's record is at most 8
+        bytes longer, so what was read tells which one it is.
+        """
         if self.done:
             return None
-        stream = self._stream
-        marker = msg.read_exact(stream, 4)
-        if len(marker) < 4:
+        record = memoryview(self._record)
+        regular = _REGULAR_HEAD + self._header.frame_length + msg.TAG_LEN
+        n = _readinto_exact(self._stream, record[:regular])
+        if n < 4:
             raise self._truncated()
-        (number,) = struct.unpack(">I", marker)
+        (number,) = struct.unpack_from(">I", record)
         final = number == msg.FINAL_MARKER
         if final:
-            head = msg.read_exact(stream, 4 + msg.IV_LEN + 4)
-            if len(head) != 4 + msg.IV_LEN + 4:
+            if n < _FINAL_HEAD:
                 raise self._truncated()
-            number, iv, length = struct.unpack(">I12sI", head)
+            number, iv, length = struct.unpack_from(">I12sI", record, 4)
             if length > self._header.frame_length:
                 raise self._fail(
                     f"final frame claims {length} bytes, more than the frame length",
                     "the file was altered",
                 )
+            need = _FINAL_HEAD + length + msg.TAG_LEN
+            if n == regular and need > n:  # the longest final frames: read the rest
+                n += _readinto_exact(self._stream, record[n:need])
+            if n < need:
+                raise self._truncated()
+            if n > need or self._stream.read(1):
+                raise self._fail(
+                    "data follows the final frame",
+                    "bytes were appended to the encrypted file",
+                )
+            body = record[_FINAL_HEAD:need]
+        else:
+            if n < regular:
+                raise self._truncated()
+            length = self._header.frame_length
+            iv = bytes(record[4:_REGULAR_HEAD])
+            body = record[_REGULAR_HEAD:regular]
         if number != self.sequence:
             raise self._fail(
                 f"frame {self.sequence} is out of order (it carries sequence number {number})",
                 "frames were reordered, dropped or copied from another file",
             )
-        if final:
-            view = memoryview(self._record)[: length + msg.TAG_LEN]
-            if _readinto_exact(stream, view) != len(view):
-                raise self._truncated()
-        else:
-            length = self._header.frame_length
-            view = memoryview(self._record)
-            if _readinto_exact(stream, view) != len(view):
-                raise self._truncated()
-            iv = bytes(view[: msg.IV_LEN])
-            view = view[msg.IV_LEN :]
         if iv != msg.frame_iv(self.sequence):
             raise self._fail(f"frame {self.sequence} has a wrong IV", "the file was altered")
         aad = msg.frame_aad(self._header.message_id, self.sequence, length, final=final)
         out = memoryview(self._plain)[:length]
-        from cryptography.exceptions import InvalidTag
-
         try:
-            self._aead.decrypt_into(iv, view, aad, out)
-        except InvalidTag:
+            self._aead.decrypt_into(iv, body, aad, out)
+        except self._invalid_tag:
             what = "final frame" if final else f"frame {self.sequence}"
             raise self._fail(
                 f"{what} failed authentication",
                 "the ciphertext was altered, reordered or taken from another file",
             ) from None
         if final:
-            if stream.read(1):
-                raise self._fail(
-                    "data follows the final frame",
-                    "bytes were appended to the encrypted file",
-                )
             self.done = True
         else:
             self.sequence += 1
