@@ -233,3 +233,68 @@ def load_decryption_keys(specs: Sequence[str | Path]) -> list[KeyProvider]:
     if not specs:
         raise UsageError("no decryption key given", hint="pass --key KEY")
     return [load_decryption_key(s) for s in specs]
+
+
+KeySpec = object
+"""What the Python API accepts as a decryption key (see :func:`as_decryption_keys`)."""
+
+_resolved: dict[tuple[str, int, int], KeyProvider] = {}
+
+
+def as_decryption_keys(key: KeySpec) -> list[KeyProvider]:
+    """Decryption keys from what a caller of the Python API holds.
+
+    - a :class:`~.providers.KeyProvider` (a plug-in, or a key loaded before);
+    - a key file path (``str`` or :class:`os.PathLike`), or ``SCHEME:REF`` of a plug-in;
+      key files are read once per process (again if the file changes);
+    - ``bytes``: the content of a key file (PEM), or the 32 raw bytes of an
+      AES-256 key (as kept in a secret store);
+    - a list or tuple of any of these.
+
+    Anything else is a :class:`~ml_integrity.errors.UsageError`.
+    """
+    if isinstance(key, (list, tuple)):
+        return [k for item in key for k in as_decryption_keys(item)]
+    if isinstance(key, KeyProvider):
+        return [key]
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return [_from_bytes(bytes(key))]
+    if isinstance(key, (str, os.PathLike)):
+        spec = os.fspath(key)
+        try:
+            st = os.stat(spec)
+        except OSError:
+            return [load_decryption_key(spec)]
+        cache_key = (os.path.abspath(spec), st.st_mtime_ns, st.st_size)
+        provider = _resolved.get(cache_key)
+        if provider is None:
+            provider = _resolved[cache_key] = load_decryption_key(Path(spec))
+        return [provider]
+    raise UsageError(
+        f"decryption_key of type {type(key).__name__} is not a key",
+        hint="pass a key file path, its bytes, 32 raw AES-256 key bytes or a KeyProvider",
+    )
+
+
+def _from_bytes(data: bytes) -> KeyProvider:
+    where = Path("<decryption key bytes>")
+    if data.lstrip().startswith(b"-----BEGIN"):
+        aes = _aes(data, where, "decryption key")
+        if aes is not None:
+            return aes
+        from cryptography.hazmat.primitives.asymmetric import x25519
+
+        kind, key = _load_pem(data, where, "decryption key")
+        if kind == "private" and isinstance(key, x25519.X25519PrivateKey):
+            return X25519Identity(key)
+        raise UsageError(
+            "decryption key bytes are not an X25519 private key or an AES-256 key",
+            hint="pass the private key the data was encrypted for",
+        )
+    if len(data) == 32:
+        return AesKey(data, providers.aes_key_name(data))
+    raise UsageError(
+        f"decryption key bytes are neither a key file nor a 32-byte AES-256 key "
+        f"({len(data)} bytes)",
+        hint="pass a key file path, its content, or the 32 raw bytes of an AES-256 key",
+    )

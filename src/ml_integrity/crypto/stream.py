@@ -112,6 +112,8 @@ class _Frames:
         self._plain = bytearray(header.frame_length)
         self.sequence = 1
         self.done = False
+        self.verified = False
+        """True once the final frame authenticated and nothing followed it."""
 
     def _fail(self, message: str, hint: str) -> IntegrityError:
         self.done = True
@@ -183,7 +185,7 @@ class _Frames:
                 "the ciphertext was altered, reordered or taken from another file",
             ) from None
         if final:
-            self.done = True
+            self.done = self.verified = True
         else:
             self.sequence += 1
         return out
@@ -249,6 +251,15 @@ class DecryptingReader(io.RawIOBase):
         self.position += n
         return n
 
+    def finish(self) -> None:
+        """Raise unless the whole message was read and its final frame verified."""
+        if not self._frames.verified or self._current:
+            raise IntegrityError(
+                "encrypted file was not read to its final frame",
+                path=self.source,
+                hint="read until read() returns b'' before trusting the content",
+            )
+
     def frames(self) -> _Frames:
         """The frame decryptor (for consumers that take whole frames, without a copy)."""
         return self._frames
@@ -273,14 +284,20 @@ def _open_source(path: Path) -> BinaryIO:
         raise OperationalError(f"cannot read: {exc.strerror}", path=path) from None
 
 
-def open_decrypted(path: str | Path, keys: Sequence[KeyProvider]) -> DecryptingReader:
+def open_decrypted(path: str | Path, key: object) -> DecryptingReader:
     """Open an encrypted file for reading its plaintext (the loader's API).
 
-    ``keys`` come from :func:`ml_integrity.crypto.keys.load_decryption_keys`.
-    Raises :class:`IntegrityError` when no key is a recipient or the header is
-    wrong (at once), and when a frame fails (while reading). Read to the end
-    before trusting the content: truncation is detected there.
+    ``key`` is a decryption key in any form
+    :func:`ml_integrity.crypto.keys.as_decryption_keys` accepts: a key file
+    path, its bytes, 32 raw AES-256 key bytes, a ``KeyProvider``, or a list of
+    them. Raises :class:`IntegrityError` when no key is a recipient or the
+    header is wrong (at once), and when a frame fails (while reading). Read to
+    the end, then call :meth:`DecryptingReader.finish`, before trusting the
+    content: truncation shows only at the end.
     """
+    from ml_integrity.crypto.keys import as_decryption_keys
+
+    keys = as_decryption_keys(key)
     path = Path(path)
     stream = _open_source(path)
     try:
