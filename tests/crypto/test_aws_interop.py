@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from typing import Any
@@ -108,3 +109,15 @@ def test_aws_sdk_refuses_our_message_under_another_key() -> None:
 
     with pytest.raises(DecryptKeyError):
         client().decrypt(source=ct, key_provider=aws_key(os.urandom(32)))
+
+
+def test_padded_lfs_headers_are_plain_aws_messages() -> None:
+    """The Git LFS profile pads the header with an encryption-context pair; the SDK reads it."""
+    data = os.urandom(70_000)
+    out = io.BytesIO()
+    stream.encrypt_stream(io.BytesIO(data), out, [OURS], header_size=8192)
+    ct = out.getvalue()
+    assert len(ct) == message.ciphertext_size(len(data), message.DEFAULT_FRAME, 8192)
+    plain, header = client().decrypt(source=ct, key_provider=aws_key())
+    assert plain == data
+    assert set(header.encryption_context) == {message.PAD_KEY}

@@ -2,7 +2,9 @@
 
 git-lfs starts it for downloads and uploads (``lfs.standalonetransferagent``)
 and speaks JSON lines on stdin/stdout. Downloads of objects that no verified
-manifest names are refused, so they never enter the local store.
+manifest names are refused, so they never enter the local store. With git
+config ml-integrity.recipient / ml-integrity.decryptionKey it encrypts uploads
+and decrypts downloads (git/lfs_crypto.py).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ml_integrity.git.lfs import TransferAgent, git_credential_fill
+    from ml_integrity.git.lfs import git_credential_fill
+    from ml_integrity.git.lfs_crypto import make_agent
     from ml_integrity.git.repository import DownloadGate, Repository
     from ml_integrity.git.runner import Git, clean_env
     from ml_integrity.trust.resolver import TrustRequest, resolve_trust
@@ -37,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     def log(message: str) -> None:
         print(f"ml-integrity: REFUSED: {message}", file=sys.stderr, flush=True)
 
-    agent = TransferAgent(
+    agent = make_agent(  # encrypting when git config ml-integrity.recipient/decryptionKey
+        repo.git,
         gate,
         repo.lfs_endpoint,
         store=repo.store,

@@ -57,6 +57,13 @@ FINAL_FRAME_AAD = b"AWSKMSEncryptionClient Final Frame"
 MAGIC = struct.pack(">BH", VERSION, SUITE_ID)
 """The first three bytes of every message this module writes."""
 
+PAD_KEY = "ml-integrity:pad"
+"""The encryption-context key whose value pads a header to a fixed size (Git LFS)."""
+_HEADER_FIXED = 1 + 2 + MESSAGE_ID_LEN + 2 + 2 + 1 + 4 + COMMITMENT_LEN + TAG_LEN
+"""Header bytes other than the encryption context and the data keys."""
+_FINAL_OVERHEAD = 4 + 4 + IV_LEN + 4 + TAG_LEN
+_FRAME_OVERHEAD = 4 + IV_LEN + TAG_LEN
+
 _DERIVE_INFO = struct.pack(">H", SUITE_ID) + b"DERIVEKEY"
 _COMMIT_INFO = b"COMMITKEY"
 _HEADER_IV = bytes(IV_LEN)
@@ -148,6 +155,27 @@ def build_header(
 
     tag = AESGCM(key).encrypt(_HEADER_IV, b"", body)
     return body + tag, key
+
+
+def padding_context(data_keys: Sequence[EncryptedDataKey], header_size: int) -> bytes:
+    """The encryption context that makes the header exactly ``header_size`` bytes.
+
+    One pair, ``ml-integrity:pad`` = a run of ``0``: the AWS format allows any
+    context, and it is authenticated like the rest of the header. Raises
+    ValueError when the data keys alone do not fit.
+    """
+    keys_size = sum(len(serialize_data_key(k)) for k in data_keys)
+    pad = header_size - _HEADER_FIXED - keys_size - (2 + 2 + len(PAD_KEY) + 2)
+    if pad < 0 or pad > 0xFFFF - 64:
+        raise ValueError(f"{len(data_keys)} recipients do not fit in a {header_size}-byte header")
+    key = PAD_KEY.encode()
+    return struct.pack(">HH", 1, len(key)) + key + struct.pack(">H", pad) + b"0" * pad
+
+
+def ciphertext_size(plaintext_size: int, frame_length: int, header_size: int) -> int:
+    """The size of a message of ``plaintext_size`` bytes with a header of ``header_size``."""
+    full, rest = divmod(plaintext_size, frame_length)
+    return header_size + full * (frame_length + _FRAME_OVERHEAD) + rest + _FINAL_OVERHEAD
 
 
 def check_frame_length(frame_length: int) -> None:

@@ -59,16 +59,29 @@ def encrypt_stream(
     recipients: Sequence[KeyProvider],
     *,
     frame_length: int = msg.DEFAULT_FRAME,
+    header_size: int | None = None,
 ) -> int:
-    """Encrypt ``src`` to ``dst`` for ``recipients``; return the plaintext length."""
+    """Encrypt ``src`` to ``dst`` for ``recipients``; return the plaintext length.
+
+    With ``header_size`` the header is padded to exactly that many bytes, so
+    that the ciphertext's size is a function of the plaintext's alone
+    (:func:`~.message.ciphertext_size`; what the Git LFS transfer needs).
+    """
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     if not recipients:
         raise UsageError("no recipient given", hint="pass --recipient PUB")
     data_key = os.urandom(msg.KEY_LEN)
     message_id = os.urandom(msg.MESSAGE_ID_LEN)
-    wrapped = [r.wrap(data_key, b"") for r in recipients]
-    header, key = msg.build_header(data_key, message_id, wrapped, frame_length)
+    context = b""
+    wrapped = [r.wrap(data_key, context) for r in recipients]
+    if header_size is not None:
+        # the data keys are bound to the context: measure them, then wrap for the real one
+        context = msg.padding_context(wrapped, header_size)
+        wrapped = [r.wrap(data_key, context) for r in recipients]
+    header, key = msg.build_header(data_key, message_id, wrapped, frame_length, context)
+    if header_size is not None and len(header) != header_size:
+        raise ValueError("a key provider wrapped the data key to two different sizes")
     dst.write(header)
     aead = AESGCM(key)
     plain = memoryview(bytearray(frame_length))
