@@ -192,3 +192,10 @@ def test_cli_exit_1_names_the_file_and_leaves_no_folder(
     err = capsys.readouterr().err
     assert f"{target}: final frame failed authentication" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "model.enc"]
+
+
+def test_a_huge_header_is_refused_before_it_is_read(tmp_path: Path, ks: KeySet) -> None:
+    """256 data keys of 3 x 65535 bytes would be 48 MiB of header: refused at 1 MiB."""
+    head = message.MAGIC + bytes(32) + struct.pack(">HH", 0, 256)
+    key = struct.pack(">H", 65535) + b"x" * 65535
+    refused(tmp_path, head + key * 3 * 8, [ks.identity()], "header is longer than 1048576")

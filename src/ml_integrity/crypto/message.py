@@ -51,6 +51,8 @@ MAX_FRAME = 1 << 20
 DEFAULT_FRAME = 1 << 20
 MAX_DATA_KEYS = 256
 """More recipients than this in one header are refused (bounded work on hostile input)."""
+MAX_HEADER = 1 << 20
+"""A longer header is refused (bounded memory on hostile input)."""
 
 FRAME_AAD = b"AWSKMSEncryptionClient Frame"
 FINAL_FRAME_AAD = b"AWSKMSEncryptionClient Final Frame"
@@ -192,6 +194,12 @@ class _Reader:
         self.taken = bytearray()
 
     def take(self, n: int, what: str) -> bytes:
+        if len(self.taken) + n > MAX_HEADER:
+            raise IntegrityError(
+                f"encrypted file's header is longer than {MAX_HEADER} bytes ({what})",
+                path=self._source,
+                hint="the file is damaged or not an ml-integrity encrypted file",
+            )
         data = read_exact(self._stream, n)
         if len(data) != n:
             raise IntegrityError(
