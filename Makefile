@@ -64,7 +64,7 @@ demo: $(DEMO_VENV)/.installed
 	PATH="$(CURDIR)/$(DEMO_VENV)/bin:$$PATH" bash examples/demo.sh
 
 # each benchmark prints its machine line and a markdown table (see docs/benchmarks.md)
-BENCHES := bench/hashing.py bench/scanning.py bench/lfs.py bench/hooks.py bench/loader.py bench/scale.py
+BENCHES := bench/hashing.py bench/scanning.py bench/lfs.py bench/hooks.py bench/loader.py bench/scale.py bench/crypto.py
 
 bench: $(VENV)/.installed test-deps
 	@set -e; for b in $(BENCHES); do echo "== $$b"; $(PY) $$b; done

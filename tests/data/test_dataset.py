@@ -230,8 +230,8 @@ def test_verify_all(signed: Signed) -> None:
 def test_arguments(signed: Signed) -> None:
     with pytest.raises(UsageError, match="split"):
         open_ds(signed, split="holdout")
-    with pytest.raises(UsageError, match="encryption support is not installed in this build"):
-        open_ds(signed, decryption_key=b"k" * 32)
+    with pytest.raises(UsageError, match="decryption key bytes are neither"):
+        open_ds(signed, decryption_key=b"k" * 31).read_bytes("labels.csv")
     with pytest.raises(UsageError, match="not a folder"):
         VerifiedDataset(signed.root / "labels.csv", bundle=signed.bundle, key=signed.pub)
     with pytest.raises(UsageError, match="either policy"):

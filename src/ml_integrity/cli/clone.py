@@ -40,6 +40,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--cert-chain", type=Path, metavar="CA", help="trusted root certificate(s) (PEM)"
     )
+    parser.add_argument(
+        "--decryption-key",
+        type=Path,
+        metavar="KEY",
+        help="the repository's LFS content is encrypted (git config ml-integrity.recipient): "
+        "decrypt it with this X25519 private key or AES-256 key (sets "
+        "ml-integrity.decryptionKey; downloads then go through the transfer agent)",
+    )
     parser.add_argument("--strict", action="store_true", help="abort on any refused file")
     parser.add_argument("-b", "--branch", metavar="BRANCH", help="check out BRANCH (git clone -b)")
     parser.add_argument(
@@ -91,6 +99,13 @@ def run(args: argparse.Namespace) -> int:
     config.update(trust.git_config())
     if args.strict:
         config["ml-integrity.strict"] = "true"
+    if args.decryption_key is not None:
+        if not args.decryption_key.is_file():
+            raise UsageError("decryption key not found", path=args.decryption_key)
+        # encrypted objects are decrypted by the transfer agent: it runs during the clone
+        config["ml-integrity.decryptionKey"] = str(args.decryption_key.resolve())
+        config.update(later)
+        later = {}
     git_args = list(args.git_args)
     if args.branch:
         git_args += ["--branch", args.branch]

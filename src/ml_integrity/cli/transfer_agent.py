@@ -2,7 +2,9 @@
 
 git-lfs starts it for downloads and uploads (``lfs.standalonetransferagent``)
 and speaks JSON lines on stdin/stdout. Downloads of objects that no verified
-manifest names are refused, so they never enter the local store.
+manifest names are refused, so they never enter the local store. With git
+config ml-integrity.recipient / ml-integrity.decryptionKey it encrypts uploads
+and decrypts downloads (git/lfs_crypto.py).
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ml_integrity.git.agent import TransferAgent
     from ml_integrity.git.gates import DownloadGate
     from ml_integrity.git.lfs import git_credential_fill
+    from ml_integrity.git.lfs_crypto import make_agent
     from ml_integrity.git.repository import Repository
     from ml_integrity.git.runner import Git, clean_env
     from ml_integrity.trust.resolver import TrustRequest, resolve_trust
@@ -39,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     def log(message: str) -> None:
         print(f"ml-integrity: REFUSED: {message}", file=sys.stderr, flush=True)
 
-    agent = TransferAgent(
+    agent = make_agent(  # encrypting when git config ml-integrity.recipient/decryptionKey
+        repo.git,
         gate,
         repo.lfs_endpoint,
         store=repo.store,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ml_integrity.cli._common import Progress, add_command, add_json_flag, print_json
 from ml_integrity.cli._options import add_key_trust_options, add_walk_options
 from ml_integrity.cli._trust import VERIFY_EPILOG, add_verify_options
+from ml_integrity.cli.decrypt import add_decryption_option, decrypting
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -32,6 +33,8 @@ examples:
                                                 signatures (the pre-commit hook
                                                 ml-integrity-signed; never uses the network)
   ml-integrity verify --staged --policy ~/trust.yaml
+  ml-integrity verify models/bert.enc --bundle bert.sig --key key.pem.pub \
+      --decryption-key ~/.keys/me.x25519      an encrypted folder, decrypted in memory
 
 Repository trust (--git-repo, --staged), in order: --key / --cert-chain /
 --policy / identity options; else git config ml-integrity.policy, then
@@ -96,6 +99,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="accept files that the bundle does not list",
     )
+    add_decryption_option(parser)
     add_verify_options(parser)
     add_walk_options(parser)
     add_json_flag(parser)
@@ -108,6 +112,13 @@ def run(args: argparse.Namespace) -> int:
             from ml_integrity.errors import UsageError
 
             raise UsageError("--paths verifies a folder against --bundle, not --git-repo/--staged")
+        if args.decryption_key:
+            from ml_integrity.errors import UsageError
+
+            raise UsageError(
+                "--decryption-key verifies an encrypted folder or file; a repository's "
+                "encrypted LFS files use git config ml-integrity.decryptionKey"
+            )
         if args.bundle:
             from ml_integrity.errors import UsageError
 
@@ -122,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give PATH and --bundle FILE (or --git-repo)")
     from ml_integrity.cli._trust import run_verify
 
-    return run_verify(args)
+    with decrypting(args.decryption_key):
+        return run_verify(args)
 
 
 def run_repository(args: argparse.Namespace) -> int:

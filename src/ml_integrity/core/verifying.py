@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ml_integrity.core import hashing, hashing_read, manifest, oms, partial, sharded, signing
+from ml_integrity.core import (
+    content,
+    hashing,
+    hashing_read,
+    manifest,
+    oms,
+    partial,
+    sharded,
+    signing,
+)
 from ml_integrity.core.oms import SignedModel
 from ml_integrity.errors import BundleError, IntegrityError, ManifestDiff, UsageError
 
@@ -85,8 +94,9 @@ class VerificationResult:
 
 
 def read_bundle(path: Path) -> bytes:
+    reader = content.current()
     try:
-        return path.read_bytes()
+        return path.read_bytes() if reader is None else reader.read_bytes(path)
     except FileNotFoundError:
         raise UsageError(
             "bundle not found",
@@ -290,6 +300,13 @@ def _hash_as_signed(
     size differs from the signed one is changed without being read, so a
     bundle cannot make us hash more shards than it lists.
     """
+    reader = content.current()
+    if reader is not None:  # stored in another form (encrypted): the reader gives digests
+        _require_sha256_files(signed, target)
+        plain = reader.sha256_files(
+            target, [on_disk[p] for p in present], workers=workers, progress=progress
+        )
+        return dict(signed.resources), {p: plain[on_disk[p]] for p in present}
     if signed.method == "files":
         cache = None
         if signed.hash_type == "sha256":
@@ -325,6 +342,16 @@ def _hash_as_signed(
     return expected, actual
 
 
+def _require_sha256_files(signed: SignedModel, target: Path) -> None:
+    if signed.method != "files" or signed.hash_type != "sha256":
+        raise UsageError(
+            f"encrypted content verifies against sha256-over-files bundles, "
+            f"not {signed.hash_type} {signed.method}",
+            path=target,
+            hint="sign the plaintext with the default hashing (sign without --hash/--shard-size)",
+        )
+
+
 def _size(path: Path, follow: bool) -> int:
     try:
         return (path.stat() if follow else path.lstat()).st_size
@@ -345,23 +372,29 @@ def _check_single_file(target: Path, signed: SignedModel) -> ContentCheck:
             path=target,
             hint="pass the model folder that was signed",
         )
-    # the user named this path: a link is followed
-    if signed.method == "shards":
-        assert signed.shard_size is not None
-        want = signed.shards[name]
-        ok = _size(target, True) == want[-1][1] and (
-            hashing.hash_shards(
-                target.parent,
-                [target.name],
-                shard_size=signed.shard_size,
-                algorithm=signed.hash_type,
-                follow_symlinks=True,
-            )[target.name].shards
-            == want
-        )
+    reader = content.current()
+    if reader is not None:  # stored in another form (encrypted): the reader gives digests
+        _require_sha256_files(signed, target)
+        sha256 = reader.sha256_files(target.parent, [target.name])[target.name]
+        ok = sha256 == signed.resources[name]
     else:
-        digest = hashing.hash_file(target, follow_symlinks=True, algorithm=signed.hash_type)
-        ok = digest.hexdigest == signed.resources[name]
+        # the user named this path: a link is followed
+        if signed.method == "shards":
+            assert signed.shard_size is not None
+            want = signed.shards[name]
+            ok = _size(target, True) == want[-1][1] and (
+                hashing.hash_shards(
+                    target.parent,
+                    [target.name],
+                    shard_size=signed.shard_size,
+                    algorithm=signed.hash_type,
+                    follow_symlinks=True,
+                )[target.name].shards
+                == want
+            )
+        else:
+            digest = hashing.hash_file(target, follow_symlinks=True, algorithm=signed.hash_type)
+            ok = digest.hexdigest == signed.resources[name]
     if not ok:
         raise IntegrityError(
             "content differs from what was signed",
