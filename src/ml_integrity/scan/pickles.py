@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass, field
 from typing import Any
 
 from ml_integrity.scan import inert
 from ml_integrity.scan.allowlist import is_allowed, mapped
 from ml_integrity.scan.readers import FileReader
+from ml_integrity.scan.records import Record, Value
 from ml_integrity.scan.walker import _TABLE, Analysis, GlobalRef, Span, analyze
 from ml_integrity.scan.walkvalues import ELIDE_BYTES, Nested
 
@@ -45,15 +45,22 @@ _RAW_BUDGETS = (64 << 10, 4 << 20, 64 << 20)
 _MAX_STACKED = 4096
 
 
-@dataclass(frozen=True)
-class Reached:
-    """A global an unpickler reached: as written, the name it loads, who reached it."""
+class Reached(Value):
+    """A global an unpickler reached: as written, the name it loads, who reached it.
 
-    module: str
-    name: str
-    by: str  # "C unpickler" | "pure-Python unpickler"
-    allowed: bool
-    ref: GlobalRef | None = None
+    ``by``: "C unpickler" | "pure-Python unpickler".
+    """
+
+    __slots__ = ("allowed", "by", "module", "name", "ref")
+
+    def __init__(
+        self, module: str, name: str, by: str, allowed: bool, ref: GlobalRef | None = None
+    ) -> None:
+        self.module = module
+        self.name = name
+        self.by = by
+        self.allowed = allowed
+        self.ref = ref
 
     @property
     def qualname(self) -> str:
@@ -68,16 +75,24 @@ is text passed to ``_codecs.encode``; a joblib array follows a ``NumpyArrayWrapp
 names written with escapes (``STRING``, ``UNICODE``) contain a backslash."""
 
 
-@dataclass
-class PickleView:
-    status: str = "not-pickle"  # "pickle" | "constant" | "not-pickle" | "not-scanned"
-    reason: str | None = None
-    reached: list[Reached] = field(default_factory=list)
-    extensions: list[int] = field(default_factory=list)
-    loads: int = 0  # most complete loads by either unpickler
-    _walks: list[Analysis] | None = None
-    _reader: FileReader | None = None
-    _data: bytes | None = None  # the whole stream, when it is small
+class PickleView(Record):
+    """What the unpicklers did with a stream.
+
+    ``status``: "pickle" | "constant" | "not-pickle" | "not-scanned";
+    ``loads``: the most complete loads by either unpickler.
+    """
+
+    __slots__ = ("_data", "_reader", "_walks", "extensions", "loads", "reached", "reason", "status")
+
+    def __init__(self, reader: FileReader | None = None, data: bytes | None = None) -> None:
+        self.status = "not-pickle"
+        self.reason: str | None = None
+        self.reached: list[Reached] = []
+        self.extensions: list[int] = []
+        self.loads = 0
+        self._walks: list[Analysis] | None = None
+        self._reader = reader
+        self._data = data  # the whole stream, when it is small
 
     @property
     def walks(self) -> list[Analysis]:
@@ -160,13 +175,17 @@ def _refs(walks: list[Analysis]) -> dict[tuple[str, str], GlobalRef]:
     return out
 
 
-@dataclass
-class _Plan:
-    walks: list[Analysis]
-    stop: int
-    first_raw: int
-    cut: int
-    joblib: bool
+class _Plan(Record):
+    __slots__ = ("cut", "first_raw", "joblib", "stop", "walks")
+
+    def __init__(
+        self, walks: list[Analysis], stop: int, first_raw: int, cut: int, joblib: bool
+    ) -> None:
+        self.walks = walks
+        self.stop = stop
+        self.first_raw = first_raw
+        self.cut = cut
+        self.joblib = joblib
 
     def streams(self, r: FileReader, budget: int) -> tuple[list[bytes], int]:
         """The streams the unpicklers read, and where the plain one leaves the walk."""
@@ -202,13 +221,20 @@ the walk would have built (a payload announced past its end is read as a loader 
 it). The walk is made afterwards, only when a verdict needs it (:class:`PickleView`)."""
 
 
-@dataclass
-class Prefetched:
-    """The first inert answers for a stream, asked ahead (see :class:`Prefetch`)."""
+class Prefetched(Record):
+    """The first inert answers for a stream, asked ahead (see :class:`Prefetch`).
 
-    plan: _Plan | None  # None: a small stream, sent whole (``data``)
-    data: bytes | None
-    answers: list[dict[str, object]]
+    ``plan``: None for a small stream, sent whole (``data``).
+    """
+
+    __slots__ = ("answers", "data", "plan")
+
+    def __init__(
+        self, plan: _Plan | None, data: bytes | None, answers: list[dict[str, object]]
+    ) -> None:
+        self.plan = plan
+        self.data = data
+        self.answers = answers
 
 
 def _request(r: FileReader) -> tuple[_Plan | None, bytes | None, list[bytes]] | None:
@@ -303,7 +329,7 @@ def _small_view(r: FileReader, view: PickleView, data: bytes, answers: list[Any]
         plan = _plan(r, walked)
         if plan is None or plan.streams(r, _RAW_BUDGETS[0])[0] == [data]:
             return view
-        return _planned_view(r, PickleView(_reader=r, _data=data), plan, None)
+        return _planned_view(r, PickleView(r, data), plan, None)
     _judge(view, results, {})
     if view.status != "pickle" and not _NEEDS_WALK.search(data, 1):
         return view  # no global, call or nested content, no joblib array: no walk needed
@@ -311,7 +337,7 @@ def _small_view(r: FileReader, view: PickleView, data: bytes, answers: list[Any]
     view._walks = walked[0]
     plan = _plan(r, walked)
     if plan is not None and plan.cut >= 0:
-        return _planned_view(r, PickleView(_reader=r, _data=data), plan, None)
+        return _planned_view(r, PickleView(r, data), plan, None)
     if plan is not None and plan.joblib:  # joblib's view, and each object array's pickle
         more = _results(view, inert.analyze_many(plan.streams(r, _RAW_BUDGETS[0])[0][1:]))
         if more is None:
@@ -323,7 +349,7 @@ def _small_view(r: FileReader, view: PickleView, data: bytes, answers: list[Any]
 
 def pickle_view(r: FileReader, ready: Prefetched | None = None) -> PickleView:
     """Run the real unpicklers, inert, over the stream ``r`` covers (from its start)."""
-    view = PickleView(_reader=r)
+    view = PickleView(r)
     if ready is not None and ready.plan is None:
         assert ready.data is not None
         return _small_view(r, view, ready.data, ready.answers)

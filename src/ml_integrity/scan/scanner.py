@@ -61,12 +61,6 @@ __all__ = [
 
 Chain = tuple[str, ...]
 LfsLookup = Callable[[Path, str], Path | None]
-_LEAF_VALIDATORS: tuple[Callable[[FileReader], str], ...] = (
-    structured.validate_gguf,
-    structured.validate_onnx,
-    structured.validate_image,
-    structured.validate_text,
-)
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _BATCH = 64
 _LEGACY_NAMES = ("magic number", "protocol version", "sys_info", "object", "storage keys")
@@ -204,7 +198,7 @@ class _FileScan:
                 for kind, message, where in hdf5_config_issues(r):
                     self.add(kind, message, chain, detail=where)
             return "hdf5"
-        for validate in _LEAF_VALIDATORS:
+        for validate in structured.plausible(r.read_at(0, 64)):
             try:
                 return validate(r)
             except ParseError:

@@ -1,15 +1,16 @@
 """The values of the opcode walk (:mod:`.walker`): simulated objects, spans and results.
 
-Plain classes with ``__slots__`` (not dataclasses: a dataclass costs about
-0.4 ms to create at import, and every scan pays for its imports). They
-compare by value (type and fields) as dataclasses did; the immutable ones
-hash by value, the mutable ones (lists, dicts, sets, calls, results) are
-unhashable.
+Plain records (:mod:`.records`), not dataclasses: they compare by value
+as dataclasses did; the mutable ones (lists, dicts, sets, calls, results)
+are unhashable.
 """
 
 from __future__ import annotations
 
 import re
+
+from ml_integrity.scan.records import Record as _Record
+from ml_integrity.scan.records import Value as _Value
 
 __all__ = [
     "Analysis", "Blob", "Call", "Frame", "Global", "GlobalRef", "Issue", "Nested", "Opaque",
@@ -24,35 +25,6 @@ ELIDE_TEXT = 1 << 20
 """Text payloads longer than this are replaced by a marker in that stream."""
 HEAD = 64
 MAX_LINE = 1 << 20
-
-
-class _Record:
-    """Equality by type and fields, and a dataclass-like repr."""
-
-    __slots__: tuple[str, ...] = ()
-
-    def _fields(self) -> tuple[object, ...]:
-        return tuple(getattr(self, n) for n in self.__slots__)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is self.__class__:
-            return self._fields() == other._fields()
-        return NotImplemented
-
-    # defining __eq__ without __hash__ makes a class unhashable, as a mutable dataclass is
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
-        return f"{type(self).__name__}({inner})"
-
-
-class _Value(_Record):
-    """An immutable record: hashable by value."""
-
-    __slots__ = ()
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
 
 
 class Span(_Value):
