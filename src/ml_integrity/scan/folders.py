@@ -87,7 +87,7 @@ def walk(paths: Iterable[str | Path]) -> Iterator[Item]:
     for raw in paths:
         p = Path(raw)
         if not p.exists() and not p.is_symlink():
-            raise UsageError(f"no such file or directory: {raw}", path=raw, hint="check the path")
+            raise UsageError("no such file or directory", path=raw, hint="check the path")
         if p.is_dir():
             real = os.path.realpath(p)
             yield from _walk_dir(p, p, real, {real})
