@@ -147,10 +147,13 @@ def _stand_in(module: object, name: object) -> type:
     return _Meta("InertGlobal", (_Inert,), {"_live": callable_name})
 
 
+_PERSISTENT: Any = _Meta("InertPersistent", (_Inert,), {})
+
+
 def _persistent(pid: object) -> object:
+    """A fresh stand-in object (of one class: a class per id costs a type creation)."""
     _EVENTS["persistent"] = _EVENTS.get("persistent", 0) + 1
-    cls: Any = _Meta("InertPersistent", (_Inert,), {})
-    return object.__new__(cls)
+    return object.__new__(_PERSISTENT)
 
 
 class _C(pickle.Unpickler):
