@@ -8,7 +8,7 @@ Inputs are generated (into --workdir, default a temporary directory):
 3. a folder of 1,000 small pickles.
 
 Each tool runs as its command line (start-up included, our package
-byte-compiled first as ``pip install`` does), twice per input;
+byte-compiled first as ``pip install`` does), three times per input;
 the faster run counts (the page cache is warm for every tool). Ours runs in
 ``--pickle allowlist`` mode, which judges globals as the other two do.
 Prints seconds and the ratio other/ours (above 1: ours is faster).
@@ -96,7 +96,7 @@ def tools(baseline: Path | None = None) -> dict[str, list[str]]:
 def timed(cmd: list[str], target: Path) -> tuple[float, int]:
     best = float("inf")
     code = 0
-    for _ in range(2):
+    for _ in range(3):
         start = time.perf_counter()
         proc = subprocess.run([*cmd, str(target)], capture_output=True, check=False)
         best = min(best, time.perf_counter() - start)
@@ -148,7 +148,7 @@ def main() -> int:
             for name, cmd in runners.items():
                 times[name], _code = timed(cmd, target)
             ours = times["ml-integrity"]
-            cells = [f"{times[n]:.2f}" for n in runners]
+            cells = [f"{times[n]:.3f}" for n in runners]
             ratios = [f"{times[n] / ours:.1f}x" for n in runners if n != "ml-integrity"]
             print(f"| {label} | " + " | ".join(cells + ratios) + " |", flush=True)
     finally:

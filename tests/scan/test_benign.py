@@ -137,3 +137,21 @@ def test_real_torch_checkpoints_if_torch_is_installed(tmp_path: Path) -> None:
     torch.save(sd, p)
     torch.load(p, weights_only=True)
     assert scan_file(p, ALLOW).verdict == "safe", scan_file(p, ALLOW).findings
+
+
+def test_a_pickle_past_the_childs_limits_spoils_no_other_file(tmp_path: Path) -> None:
+    """Files are analysed in batches, ahead of their scan: a memory bomb (a memo index of
+    2**31 makes the C unpickler allocate 16 GiB) is not scanned, and the files queued
+    with it and after it are still judged, each on its own."""
+    from ml_integrity.scan.scanner import scan_paths
+
+    bomb = b"\x80\x04N" + b"r" + struct.pack("<I", 0x7FFFFFFF) + b"."
+    for i in range(150):  # more than two batches: requests are queued behind the bomb
+        (tmp_path / f"{i:03d}.pkl").write_bytes(pickle.dumps({"i": i}, protocol=4))
+    (tmp_path / "005-bomb.pkl").write_bytes(bomb)
+    (tmp_path / "070-evil.pkl").write_bytes(pickle.dumps(print, protocol=2))
+    report = scan_paths([tmp_path], ScanPolicy(pickle="allowlist"))
+    verdicts = {Path(f.path).name: f.verdict for f in report.files}
+    assert verdicts.pop("005-bomb.pkl") == "not-scanned"
+    assert verdicts.pop("070-evil.pkl") == "unsafe"
+    assert set(verdicts.values()) == {"safe"} and len(verdicts) == 150

@@ -284,3 +284,42 @@ def test_unwritable_sarif_target_is_a_usage_error(tmp_path: Path, cli: CLI) -> N
     assert "cannot write" in r.stderr and str(target) in r.stderr
     assert [p.name for p in target.iterdir()] == []
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_missing_path_is_named_once(cli: CLI, tmp_path: Path) -> None:
+    r = cli("scan", "nope", cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.count("nope") == 1, r.stderr
+    assert "no such file or directory" in r.stderr
+
+
+def test_sarif_fingerprints_are_stable_and_never_none(cli: CLI, files: Path) -> None:
+    (files / "bad" / "junk.bin").write_bytes(b"\x00\x01 not a format")  # no member, no detail
+    prints = []
+    for name in ("a.sarif", "b.sarif"):
+        cli("scan", "--sarif", files / name, ".", cwd=files)
+        doc = json.loads((files / name).read_text())
+        prints.append(
+            [r["partialFingerprints"]["mlIntegrityFinding/v1"] for r in doc["runs"][0]["results"]]
+        )
+    assert prints[0] == prints[1] and len(prints[0]) == 2
+    assert not any("None" in p for p in prints[0]), prints[0]
+    assert len(set(prints[0])) == 2
+
+
+def test_lfs_pointer_with_a_custom_lfs_storage(cli: CLI, lfs_repo: Path, tmp_path: Path) -> None:
+    """``lfs.storage`` moves the store (git-lfs reads it); the scan finds the object there."""
+    store = tmp_path / "elsewhere"
+    _git(lfs_repo, "config", "lfs.storage", str(store))
+    evil = os_system()
+    text, oid = lfs_pointer(evil)
+    (lfs_repo / "model.bin").write_bytes(text)
+    obj = store / "objects" / oid[:2] / oid[2:4] / oid
+    obj.parent.mkdir(parents=True)
+    obj.write_bytes(evil)
+    r = cli("scan", lfs_repo / "model.bin")
+    assert r.returncode == 1 and "os.system" in r.stdout, r.stdout
+    # relative to the git directory, as git-lfs reads it
+    _git(lfs_repo, "config", "lfs.storage", "../../elsewhere")
+    r = cli("scan", lfs_repo / "model.bin")
+    assert r.returncode == 1 and "os.system" in r.stdout, r.stdout

@@ -15,6 +15,7 @@ from ml_integrity.cli._common import Progress, add_command, add_json_flag, print
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from ml_integrity.core.lfs import LfsStore
     from ml_integrity.git.repository import Repository
     from ml_integrity.scan.scanner import FileReport, ScanPolicy, ScanReport
     from ml_integrity.trust.policy import PickleRule
@@ -147,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
                 hint="ml-integrity scan models/",
             )
         else:
-            report = scanning.scan_paths(args.paths, policy, progress=progress)
+            report = scanning.scan_paths(
+                args.paths, policy, progress=progress, lfs_object=lfs_object_lookup()
+            )
     if args.sarif is not None:
         from ml_integrity.core.signing import write_atomic
         from ml_integrity.scan.sarif import sarif
@@ -171,6 +174,35 @@ def scan_policy(args: argparse.Namespace, rule: PickleRule | None = None) -> Sca
     if args.pickle is not None:
         mode = "allowlist" if args.pickle == "allowlist" else "block"
     return ScanPolicy(pickle=mode, allowed_sha256=frozenset(allowed), lfs_missing=args.lfs_missing)
+
+
+def lfs_object_lookup() -> Callable[[Path, str], Path | None]:
+    """Where the object of the LFS pointer at a path is, as git-lfs finds it: the local
+    store of the repository that holds the file (``lfs.storage`` honoured, worktrees
+    share the common store); None when it is not there or the file is in no repository.
+    Git runs only for pointers, once per folder (and is imported only then)."""
+    stores: dict[Path, LfsStore | None] = {}
+
+    def lookup(path: Path, oid: str) -> Path | None:
+        from ml_integrity.core.lfs import LfsStore
+        from ml_integrity.errors import UsageError
+        from ml_integrity.git.runner import Git
+
+        folder = Path(os.path.abspath(path)).parent
+        if folder not in stores:
+            try:
+                git = Git.discover(folder)
+            except UsageError:
+                stores[folder] = None
+            else:
+                stores[folder] = LfsStore.for_git_dir(git.common_dir, git.config_get("lfs.storage"))
+        store = stores[folder]
+        if store is None:
+            return None
+        obj = store.object_path(oid)
+        return obj if obj.is_file() else None
+
+    return lookup
 
 
 def print_report(report: ScanReport, verbose: int, *, lines: bool = True) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from ml_integrity.errors import UsageError
+from ml_integrity.scan.records import Record, Value
 
 __all__ = ["RULES", "FileReport", "Finding", "ScanPolicy", "ScanReport", "Verdict", "verdict_of"]
 
@@ -135,16 +136,26 @@ _HINTS = {
 }
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(Value):
     """One reason a file is not safe."""
 
-    path: str
-    kind: str
-    message: str
-    member: str | None = None
-    offset: int | None = None
-    detail: str | None = None
+    __slots__ = ("detail", "kind", "member", "message", "offset", "path")
+
+    def __init__(
+        self,
+        path: str,
+        kind: str,
+        message: str,
+        member: str | None = None,
+        offset: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.path = path
+        self.kind = kind
+        self.message = message
+        self.member = member
+        self.offset = offset
+        self.detail = detail
 
     @property
     def hint(self) -> str:
@@ -168,13 +179,22 @@ class Finding:
 Verdict = Literal["safe", "unsafe", "not-scanned", "allowed", "skipped"]
 
 
-@dataclass
-class FileReport:
-    path: str
-    format: str
-    verdict: Verdict = "safe"
-    findings: list[Finding] = field(default_factory=list)
-    note: str | None = None
+class FileReport(Record):
+    __slots__ = ("findings", "format", "note", "path", "verdict")
+
+    def __init__(
+        self,
+        path: str,
+        format: str,
+        verdict: Verdict = "safe",
+        findings: list[Finding] | None = None,
+        note: str | None = None,
+    ) -> None:
+        self.path = path
+        self.format = format
+        self.verdict: Verdict = verdict
+        self.findings: list[Finding] = [] if findings is None else findings
+        self.note = note
 
     @property
     def ok(self) -> bool:
@@ -190,10 +210,12 @@ class FileReport:
         }
 
 
-@dataclass
-class ScanReport:
-    policy: ScanPolicy
-    files: list[FileReport] = field(default_factory=list)
+class ScanReport(Record):
+    __slots__ = ("files", "policy")
+
+    def __init__(self, policy: ScanPolicy, files: list[FileReport] | None = None) -> None:
+        self.policy = policy
+        self.files: list[FileReport] = [] if files is None else files
 
     @property
     def ok(self) -> bool:

@@ -14,23 +14,27 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from ml_integrity.errors import UsageError
+from ml_integrity.scan.records import Value
 
 __all__ = ["Item", "iter_files", "path_of", "walk"]
 
 
-@dataclass(frozen=True)
-class Item:
-    path: Path
-    refused: str | None = None  # a folder that is not scanned (a finding)
-    skipped: str | None = None  # a folder left out by design (reported)
+class Item(Value):
+    """A file to scan, or a folder refused (a finding) or skipped by design (reported)."""
+
+    __slots__ = ("path", "refused", "skipped")
+
+    def __init__(self, path: Path, refused: str | None = None, skipped: str | None = None) -> None:
+        self.path = path
+        self.refused = refused
+        self.skipped = skipped
 
 
 def path_of(p: str | Path) -> str:
-    return Path(p).as_posix()
+    return p.as_posix() if isinstance(p, Path) else Path(p).as_posix()
 
 
 def _inside(path: str, root: str) -> bool:
@@ -83,7 +87,7 @@ def walk(paths: Iterable[str | Path]) -> Iterator[Item]:
     for raw in paths:
         p = Path(raw)
         if not p.exists() and not p.is_symlink():
-            raise UsageError(f"no such file or directory: {raw}", path=raw, hint="check the path")
+            raise UsageError("no such file or directory", path=raw, hint="check the path")
         if p.is_dir():
             real = os.path.realpath(p)
             yield from _walk_dir(p, p, real, {real})

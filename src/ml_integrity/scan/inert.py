@@ -147,10 +147,13 @@ def _stand_in(module: object, name: object) -> type:
     return _Meta("InertGlobal", (_Inert,), {"_live": callable_name})
 
 
+_PERSISTENT: Any = _Meta("InertPersistent", (_Inert,), {})
+
+
 def _persistent(pid: object) -> object:
+    """A fresh stand-in object (of one class: a class per id costs a type creation)."""
     _EVENTS["persistent"] = _EVENTS.get("persistent", 0) + 1
-    cls: Any = _Meta("InertPersistent", (_Inert,), {})
-    return object.__new__(cls)
+    return object.__new__(_PERSISTENT)
 
 
 class _C(pickle.Unpickler):
@@ -206,9 +209,31 @@ def _run_one(cls: type, data: bytes) -> InertResult:
     }
 
 
+def _settled(res: InertResult) -> bool:
+    """Did the C unpickler load the whole stream as one pickle, reaching nothing?"""
+    return (
+        res["error"] is None
+        and res["loads"] == 1
+        and res["at_end"]
+        and not (res["globals"] or res["ext"] or res["persistent"] or res["calls"])
+        and not res["more_globals"]
+    )
+
+
 def run_inert(data: bytes) -> dict[str, InertResult]:
-    """Both unpicklers over ``data`` (stacked pickles until the end). Call only in a child."""
-    return {"c": _run_one(_C, data), "py": _run_one(_Py, data)}
+    """Both unpicklers over ``data`` (stacked pickles until the end). Call only in a child.
+
+    The pure-Python run is left out when the C run settles the question: one load
+    that ends where the stream ends, without error, and no global, extension code,
+    persistent id or call. Every opcode's argument is as long for one unpickler as
+    for the other (fixed widths, length prefixes, lines), so the pure-Python
+    unpickler executes the same opcodes at the same offsets, or fewer when it
+    rejects a value the C one accepts; none of them reaches anything.
+    """
+    c = _run_one(_C, data)
+    if _settled(c):
+        return {"c": c}
+    return {"c": c, "py": _run_one(_Py, data)}
 
 
 def _clear_registry() -> None:
@@ -252,10 +277,11 @@ def _close_inherited(keep: set[int]) -> None:
 
 
 def _child(rfd: int, wfd: int) -> None:  # pragma: no cover - runs in the forked child
+    # the C module: ``signal`` builds its enums at import, a cost on every scan
+    import _signal  # type: ignore[import-not-found,unused-ignore]
     import resource  # imported by the parent before the fork (see _Worker._start)
-    import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
@@ -315,16 +341,24 @@ def _child(rfd: int, wfd: int) -> None:  # pragma: no cover - runs in the forked
 
 
 class _Worker:
+    """The analysis child and the pipe to it: requests go out in order, answers come back
+    in order. Requests can be queued (:meth:`submit`) while earlier ones are analysed, so
+    the child works while the parent walks and validates; :meth:`collect` waits for one."""
+
     def __init__(self) -> None:
         self.pid = 0
         self.wfd = -1
         self.rfd = -1
-        self._count = 1
+        self._next = 0
+        self._queue: list[tuple[int, int]] = []  # (ticket, items) sent, not yet answered
+        self._done: dict[int, list[dict[str, Any]]] = {}
+        self._out = bytearray()  # request bytes not yet written
+        self._in = bytearray()  # answer bytes not yet parsed
 
     def _start(self) -> None:
+        import _signal  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
         import importlib.machinery  # noqa: F401 - the child must not import after the fork
         import resource  # noqa: F401
-        import signal  # noqa: F401
         import warnings
 
         req_r, req_w = os.pipe()
@@ -344,9 +378,23 @@ class _Worker:
                 os._exit(code)
         os.close(req_r)
         os.close(resp_w)
+        os.set_blocking(req_w, False)
         self.pid, self.wfd, self.rfd = pid, req_w, resp_r
 
-    def stop(self) -> None:
+    def start(self) -> None:
+        """Fork the child now (it is otherwise forked on the first request)."""
+        if not self.pid:
+            self._start()
+
+    def stop(self, why: str = "retry") -> None:
+        """Kill the child; every request still queued is answered with ``why`` (one item)
+        or ``retry`` (several: which one failed is not known, each is asked again)."""
+        for i, (ticket, count) in enumerate(self._queue):
+            reason = why if i == 0 and count == 1 else "retry"
+            self._done[ticket] = [{"ok": False, "reason": reason}] * count
+        self._queue.clear()
+        self._out.clear()
+        self._in.clear()
         if not self.pid:
             return
         for fd in (self.wfd, self.rfd):
@@ -364,51 +412,99 @@ class _Worker:
             pass
         self.pid = 0
 
-    def _read_answer(self) -> bytes:
-        def read(n: int) -> bytes:
-            parts = []
-            while n:
-                ready, _, _ = select.select([self.rfd], [], [], WALL_SECONDS)
-                if not ready:
-                    raise TimeoutError
-                chunk = os.read(self.rfd, min(n, 1 << 20))
-                if not chunk:
-                    raise EOFError
-                parts.append(chunk)
-                n -= len(chunk)
-            return b"".join(parts)
-
-        (n,) = struct.unpack("<Q", read(8))
-        if n > (MAX_RESPONSE + 1024) * self._count:
-            raise EOFError
-        return read(n)
-
-    def ask(self, items: list[bytes]) -> list[dict[str, Any]]:
+    def submit(self, items: list[bytes]) -> int:
+        """Queue one request (all of ``items``); its answers are for :meth:`collect`."""
+        ticket = self._next
+        self._next += 1
+        if not items:
+            self._done[ticket] = []
+            return ticket
         if not self.pid:
             self._start()
-        self._count = max(1, len(items))
-        try:
-            request = [struct.pack("<I", len(items))]
-            for data in items:
-                request += [struct.pack("<Q", len(data)), data]
-            _write_all(self.wfd, b"".join(request))
-            raw = self._read_answer()
-        except TimeoutError:
-            self.stop()
-            why = f"the unpickler ran longer than {WALL_SECONDS:.0f} s"
-            return [{"ok": False, "reason": why}] * len(items)
-        except (OSError, EOFError):
-            self.stop()
-            return [
-                {"ok": False, "reason": "the unpickler exceeded its CPU or memory limit"}
-            ] * len(items)
-        answers: list[dict[str, Any]] = json.loads(raw)
-        if len(answers) != len(items):
-            self.stop()
-            return [{"ok": False, "reason": "the unpickler answered out of turn"}] * len(items)
-        if not all(a.get("ok") for a in answers):
-            self.stop()
-        return answers
+        self._out += struct.pack("<I", len(items))
+        for data in items:
+            self._out += struct.pack("<Q", len(data))
+            self._out += data
+        self._queue.append((ticket, len(items)))
+        self._pump(block=False)
+        return ticket
+
+    def collect(self, ticket: int) -> list[dict[str, Any]]:
+        while ticket not in self._done:
+            self._pump(block=True)
+        return self._done.pop(ticket)
+
+    def _pump(self, *, block: bool) -> None:
+        """Write what is pending and read what has arrived; with ``block``, until at least
+        one answer is complete (or the child is gone)."""
+
+        limit = "the unpickler exceeded its CPU or memory limit"
+        while self._queue:
+            poller = select.poll()
+            poller.register(self.rfd, select.POLLIN)
+            if self._out:
+                poller.register(self.wfd, select.POLLOUT)
+            events = poller.poll(int(WALL_SECONDS * 1000) if block else 0)
+            if not events:
+                if block:
+                    self.stop(f"the unpickler ran longer than {WALL_SECONDS:.0f} s")
+                return
+            answered = False
+            for fd, ev in events:
+                if not self.pid:
+                    return
+                if fd == self.wfd:
+                    try:
+                        n = os.write(self.wfd, self._out[: 1 << 20])
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        self.stop(limit)
+                        return
+                    del self._out[:n]
+                elif ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                    try:
+                        chunk = os.read(self.rfd, 1 << 20)
+                    except OSError:
+                        chunk = b""
+                    if not chunk:
+                        self.stop(limit)
+                        return
+                    self._in += chunk
+                    answered = self._parse() or answered
+            if answered and block:
+                return
+
+    def _parse(self) -> bool:
+        """Complete answers in the input buffer go to their requests."""
+        got = False
+        while self._queue and len(self._in) >= 8:
+            ticket, count = self._queue[0]
+            (n,) = struct.unpack_from("<Q", self._in)
+            if n > (MAX_RESPONSE + 1024) * count:
+                self.stop("the unpickler exceeded its CPU or memory limit")
+                return True
+            if len(self._in) < 8 + n:
+                break
+            raw = bytes(self._in[8 : 8 + n])
+            del self._in[: 8 + n]
+            self._queue.pop(0)
+            got = True
+            try:
+                answers: list[dict[str, Any]] = json.loads(raw)
+            except ValueError:
+                answers = []
+            if len(answers) != count:
+                self._done[ticket] = [
+                    {"ok": False, "reason": "the unpickler answered out of turn"}
+                ] * count
+                self.stop()
+                return True
+            self._done[ticket] = answers
+            if not all(a.get("ok") for a in answers):
+                self.stop()  # a child past its limits is not reused; what is queued: retry
+                return True
+        return got
 
 
 _WORKER = _Worker()
@@ -434,15 +530,47 @@ def _in_process(data: bytes) -> dict[str, Any]:
             d.update(old)
 
 
+def _forked() -> bool:
+    return hasattr(os, "fork") and sys.platform != "win32"
+
+
+def start() -> None:
+    """Fork the analysis child ahead of the first request (overlaps its start with work)."""
+    if _forked():
+        _WORKER.start()
+
+
+def submit(items: list[bytes]) -> int:
+    """Queue ``items`` for analysis and return at once; :func:`collect` gives the answers.
+
+    The child analyses queued requests in order while the caller goes on. An answer
+    may be ``{"ok": False, "reason": "retry"}`` when an earlier request broke the child:
+    that item was not analysed (ask again, alone: :func:`analyze_many` does)."""
+    if _forked():
+        return _WORKER.submit(items)
+    ticket = _WORKER._next
+    _WORKER._next += 1
+    _WORKER._done[ticket] = [_in_process(d) for d in items]
+    return ticket
+
+
+def collect(ticket: int) -> list[dict[str, Any]]:
+    """The answers of a request made by :func:`submit` (waits for them)."""
+    return _WORKER.collect(ticket)
+
+
 def analyze_many(items: list[bytes]) -> list[dict[str, Any]]:
     """One answer per stream: ``{"ok": True, "results": {"c": ..., "py": ...}}``, or
-    ``{"ok": False, "reason": ...}`` (``"retry"``: not analysed because an earlier one
-    in the same request broke the child). One round trip to the child for all."""
+    ``{"ok": False, "reason": ...}``. One round trip to the child for all; a stream
+    not analysed because another one broke the child is asked again on its own."""
     if not items:
         return []
-    if hasattr(os, "fork") and sys.platform != "win32":
-        return _WORKER.ask(items)
-    return [_in_process(d) for d in items]
+    answers = collect(submit(items))
+    for i, a in enumerate(answers):
+        while a.get("reason") == "retry":
+            a = collect(submit([items[i]]))[0]
+        answers[i] = a
+    return answers
 
 
 def analyze_streams(data: bytes) -> dict[str, Any]:

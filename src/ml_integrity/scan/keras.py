@@ -9,9 +9,8 @@ code, so an HDF5 file is judged by the Keras configs it holds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ml_integrity.scan.readers import FileReader
+from ml_integrity.scan.records import Value
 
 __all__ = ["HDF5_MAGIC", "KerasIssue", "find_hdf5", "keras_config_issues"]
 
@@ -32,11 +31,15 @@ _KERAS_FUNCTION_MODULES = frozenset(
 _KERAS_NAMESPACES = ("keras", "tf_keras", "keras_hub", "keras_nlp", "keras_cv", "tensorflow.keras")
 
 
-@dataclass(frozen=True)
-class KerasIssue:
-    kind: str  # "keras-lambda" | "keras-foreign-module"
-    message: str
-    where: str  # JSON path
+class KerasIssue(Value):
+    """``kind``: "keras-lambda" | "keras-foreign-module"; ``where``: a JSON path."""
+
+    __slots__ = ("kind", "message", "where")
+
+    def __init__(self, kind: str, message: str, where: str) -> None:
+        self.kind = kind
+        self.message = message
+        self.where = where
 
 
 def keras_config_issues(config: object, path: str = "$") -> list[KerasIssue]:

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass
 
 from ml_integrity.scan.readers import ParseError, Reader
+from ml_integrity.scan.records import Value
 
 __all__ = ["NPY_MAGIC", "NpyHeader", "descr_has_object", "parse_npy_header"]
 
@@ -46,14 +46,26 @@ _PLAIN = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class NpyHeader:
-    version: tuple[int, int]
-    descr: object
-    shape: tuple[int, ...]
-    fortran_order: bool
-    data_offset: int
-    has_object: bool | None  # None: not proven either way by the grammar
+class NpyHeader(Value):
+    """``has_object``: None when the grammar proves neither."""
+
+    __slots__ = ("data_offset", "descr", "fortran_order", "has_object", "shape", "version")
+
+    def __init__(
+        self,
+        version: tuple[int, int],
+        descr: object,
+        shape: tuple[int, ...],
+        fortran_order: bool,
+        data_offset: int,
+        has_object: bool | None,
+    ) -> None:
+        self.version = version
+        self.descr = descr
+        self.shape = shape
+        self.fortran_order = fortran_order
+        self.data_offset = data_offset
+        self.has_object = has_object
 
 
 def descr_has_object(descr: object, depth: int = 0) -> bool | None:

@@ -22,15 +22,21 @@ be scanned".
 
 from __future__ import annotations
 
+import re
 import struct
-from dataclasses import dataclass, field
+from typing import Any
 
 from ml_integrity.scan import inert
 from ml_integrity.scan.allowlist import is_allowed, mapped
 from ml_integrity.scan.readers import FileReader
+from ml_integrity.scan.records import Record, Value
 from ml_integrity.scan.walker import _TABLE, Analysis, GlobalRef, Span, analyze
+from ml_integrity.scan.walkvalues import ELIDE_BYTES, Nested
 
-__all__ = ["OPCODES", "PickleView", "Prefetched", "Reached", "pickle_view", "prefetch"]
+__all__ = [
+    "OPCODES", "SMALL", "PickleView", "Prefetch", "Prefetched", "Reached", "pickle_view",
+    "prefetch",
+]  # fmt: skip
 
 OPCODES = frozenset(_TABLE)
 """Every opcode byte both CPython unpicklers know; any other first byte fails at once."""
@@ -39,15 +45,22 @@ _RAW_BUDGETS = (64 << 10, 4 << 20, 64 << 20)
 _MAX_STACKED = 4096
 
 
-@dataclass(frozen=True)
-class Reached:
-    """A global an unpickler reached: as written, the name it loads, who reached it."""
+class Reached(Value):
+    """A global an unpickler reached: as written, the name it loads, who reached it.
 
-    module: str
-    name: str
-    by: str  # "C unpickler" | "pure-Python unpickler"
-    allowed: bool
-    ref: GlobalRef | None = None
+    ``by``: "C unpickler" | "pure-Python unpickler".
+    """
+
+    __slots__ = ("allowed", "by", "module", "name", "ref")
+
+    def __init__(
+        self, module: str, name: str, by: str, allowed: bool, ref: GlobalRef | None = None
+    ) -> None:
+        self.module = module
+        self.name = name
+        self.by = by
+        self.allowed = allowed
+        self.ref = ref
 
     @property
     def qualname(self) -> str:
@@ -55,19 +68,53 @@ class Reached:
         return f"{m}.{n}"
 
 
-@dataclass
-class PickleView:
-    status: str = "not-pickle"  # "pickle" | "constant" | "not-pickle" | "not-scanned"
-    reason: str | None = None
-    reached: list[Reached] = field(default_factory=list)
-    extensions: list[int] = field(default_factory=list)
-    walks: list[Analysis] = field(default_factory=list)
-    loads: int = 0  # most complete loads by either unpickler
-    walked: int = 0  # complete loads the walk followed
+_NEEDS_WALK = re.compile(rb"\x80[\x00-\x05]|PK\x03\x04|\x93NUMPY|encode|NumpyArrayWrapper|\\")
+"""Bytes without which the walk finds no nested constant and no joblib array: a nested
+constant starts like a pickle, zip or ``.npy`` (its first bytes are in the stream) or
+is text passed to ``_codecs.encode``; a joblib array follows a ``NumpyArrayWrapper``;
+names written with escapes (``STRING``, ``UNICODE``) contain a backslash."""
+
+
+class PickleView(Record):
+    """What the unpicklers did with a stream.
+
+    ``status``: "pickle" | "constant" | "not-pickle" | "not-scanned";
+    ``loads``: the most complete loads by either unpickler.
+    """
+
+    __slots__ = ("_data", "_reader", "_walks", "extensions", "loads", "reached", "reason", "status")
+
+    def __init__(self, reader: FileReader | None = None, data: bytes | None = None) -> None:
+        self.status = "not-pickle"
+        self.reason: str | None = None
+        self.reached: list[Reached] = []
+        self.extensions: list[int] = []
+        self.loads = 0
+        self._walks: list[Analysis] | None = None
+        self._reader = reader
+        self._data = data  # the whole stream, when it is small
+
+    @property
+    def walks(self) -> list[Analysis]:
+        """The opcode walk of the stacked pickles (made when first needed)."""
+        if self._walks is None:
+            self._walks = _walk(self._reader.fresh())[0] if self._reader is not None else []
+        return self._walks
+
+    @property
+    def walked(self) -> int:
+        """Complete loads the walk followed."""
+        return sum(1 for a in self.walks if a.complete)
 
     @property
     def protocol(self) -> int:
         return self.walks[0].protocol if self.walks else 0
+
+    def nested(self) -> list[Nested]:
+        """Constants that start like a pickle, zip or ``.npy`` (scanned as nested content)."""
+        if self._walks is None and self._data is not None and not _NEEDS_WALK.search(self._data, 1):
+            return []  # the walk could not find any: not made
+        return [c for a in self.walks for c in a.consts]
 
 
 def _walk(r: FileReader) -> tuple[list[Analysis], int]:
@@ -128,13 +175,17 @@ def _refs(walks: list[Analysis]) -> dict[tuple[str, str], GlobalRef]:
     return out
 
 
-@dataclass
-class _Plan:
-    walks: list[Analysis]
-    stop: int
-    first_raw: int
-    cut: int
-    joblib: bool
+class _Plan(Record):
+    __slots__ = ("cut", "first_raw", "joblib", "stop", "walks")
+
+    def __init__(
+        self, walks: list[Analysis], stop: int, first_raw: int, cut: int, joblib: bool
+    ) -> None:
+        self.walks = walks
+        self.stop = stop
+        self.first_raw = first_raw
+        self.cut = cut
+        self.joblib = joblib
 
     def streams(self, r: FileReader, budget: int) -> tuple[list[bytes], int]:
         """The streams the unpicklers read, and where the plain one leaves the walk."""
@@ -148,10 +199,10 @@ class _Plan:
         return out, plain_stop
 
 
-def _plan(r: FileReader) -> _Plan | None:
+def _plan(r: FileReader, walked: tuple[list[Analysis], int] | None = None) -> _Plan | None:
     if r.length == 0 or r.read_at(0, 1)[0] not in OPCODES:
         return None  # both unpicklers fail on the first byte
-    walks, stop = _walk(r.fresh())
+    walks, stop = walked or _walk(r.fresh())
     joblib = any(s.kind in ("array", "nested") for a in walks for s in a.spans)
     first_raw = min(
         (s.start for a in walks for s in a.spans if s.kind in ("array", "nested")), default=stop
@@ -163,69 +214,93 @@ def _plan(r: FileReader) -> _Plan | None:
     return _Plan(walks, stop, first_raw, cut, joblib)
 
 
-Prefetched = tuple[_Plan, list[dict[str, object]]]
+SMALL = ELIDE_BYTES
+"""A stream up to this size is given to the unpicklers whole, before any walk: it has no
+payload the walk would cut, and the raw-read budget covers it, so it is the very stream
+the walk would have built (a payload announced past its end is read as a loader reads
+it). The walk is made afterwards, only when a verdict needs it (:class:`PickleView`)."""
+
+
+class Prefetched(Record):
+    """The first inert answers for a stream, asked ahead (see :class:`Prefetch`).
+
+    ``plan``: None for a small stream, sent whole (``data``).
+    """
+
+    __slots__ = ("answers", "data", "plan")
+
+    def __init__(
+        self, plan: _Plan | None, data: bytes | None, answers: list[dict[str, object]]
+    ) -> None:
+        self.plan = plan
+        self.data = data
+        self.answers = answers
+
+
+def _request(r: FileReader) -> tuple[_Plan | None, bytes | None, list[bytes]] | None:
+    """What the first analysis of ``r`` sends; None when no unpickler passes the first byte."""
+    if r.length == 0 or r.read_at(0, 1)[0] not in OPCODES:
+        return None
+    if r.length <= SMALL:
+        data = r.read_at(0, r.length)
+        return None, data, [data]
+    plan = _plan(r)
+    assert plan is not None
+    return plan, None, plan.streams(r, _RAW_BUDGETS[0])[0]
+
+
+class Prefetch:
+    """The first inert answers for many streams, asked in one request that the child
+    analyses while the caller goes on; :meth:`results` waits for them."""
+
+    def __init__(self, readers: list[FileReader]) -> None:
+        self._requests = [_request(r) for r in readers]
+        streams = [d for q in self._requests if q is not None for d in q[2]]
+        self._ticket = inert.submit(streams)
+
+    def results(self) -> list[Prefetched | None]:
+        answers = inert.collect(self._ticket)
+        out: list[Prefetched | None] = []
+        i = 0
+        for q in self._requests:
+            if q is None:
+                out.append(None)
+                continue
+            got = answers[i : i + len(q[2])]
+            i += len(q[2])
+            usable = all(a.get("reason") != "retry" for a in got)
+            out.append(Prefetched(q[0], q[1], got) if usable else None)
+        return out
 
 
 def prefetch(readers: list[FileReader]) -> list[Prefetched | None]:
     """The first inert answers for many streams in one round trip (see :func:`pickle_view`)."""
-    plans = [_plan(r) for r in readers]
-    batches: list[list[bytes]] = []
-    for r, plan in zip(readers, plans, strict=True):
-        batches.append(plan.streams(r, _RAW_BUDGETS[0])[0] if plan else [])
-    answers = inert.analyze_many([d for b in batches for d in b])
-    out: list[Prefetched | None] = []
-    i = 0
-    for plan, batch in zip(plans, batches, strict=True):
-        got = answers[i : i + len(batch)]
-        i += len(batch)
-        usable = plan is not None and all(a.get("reason") != "retry" for a in got)
-        out.append((plan, got) if plan is not None and usable else None)
+    return Prefetch(readers).results()
+
+
+def _results(view: PickleView, answers: list[dict[str, object]]) -> list[tuple[str, Any]] | None:
+    out: list[tuple[str, Any]] = []
+    for answer in answers:
+        if not answer.get("ok"):
+            view.status = "not-scanned"
+            view.reason = str(answer.get("reason"))
+            return None
+        out.extend(answer["results"].items())  # type: ignore[attr-defined]
     return out
 
 
-def pickle_view(r: FileReader, ready: Prefetched | None = None) -> PickleView:
-    """Run the real unpicklers, inert, over the stream ``r`` covers (from its start)."""
-    view = PickleView()
-    plan = ready[0] if ready else _plan(r)
-    if plan is None:
-        return view
-    walks, cut = plan.walks, plan.cut
-    view.walks = walks
-    view.walked = sum(1 for a in walks if a.complete)
-    refs = _refs(walks)
-    results: list[tuple[str, dict[str, object]]] = []
-    for budget in _RAW_BUDGETS:
-        results = []
-        truncated = False
-        streams, plain_stop = plan.streams(r, budget)
-        if ready is not None and budget == _RAW_BUDGETS[0]:
-            answers = ready[1]
-        else:
-            answers = inert.analyze_many(streams)
-        for answer in answers:
-            if not answer.get("ok"):
-                view.status = "not-scanned"
-                view.reason = str(answer.get("reason"))
-                return view
-            for by, res in answer["results"].items():  # type: ignore[attr-defined]
-                results.append((by, res))
-                if res["error"] and res["at_end"] and cut < 0 and plain_stop + budget < r.length:
-                    truncated = True
-        if not truncated:
-            break
-    else:
-        view.status = "not-scanned"
-        view.reason = (
-            f"the unpickler reads past the {_RAW_BUDGETS[-1] >> 20} MiB it can be given "
-            "outside the opcode walk"
-        )
+def _judge(view: PickleView, results: list[tuple[str, Any]], refs: dict[Any, GlobalRef]) -> None:
+    """The view's status and reached globals from the unpicklers' results."""
     pickle_like = constant = False
     seen: set[tuple[str, str, str]] = set()
+    view.reached = []
+    view.extensions = []
+    view.loads = 0
     for by, res in results:
         who = "C unpickler" if by == "c" else "pure-Python unpickler"
-        view.loads = max(view.loads, int(res["loads"]))  # type: ignore[call-overload]
-        globals_ = [tuple(g) for g in res["globals"]]  # type: ignore[attr-defined]
-        exts = list(res["ext"])  # type: ignore[call-overload]
+        view.loads = max(view.loads, int(res["loads"]))
+        globals_ = [tuple(g) for g in res["globals"]]
+        exts = list(res["ext"])
         view.extensions.extend(e for e in exts if e not in view.extensions)
         live = [g for g in globals_ if g[2]]
         if res["calls"] or res["more_globals"] or live or (res["loads"] and (globals_ or exts)):
@@ -240,4 +315,89 @@ def pickle_view(r: FileReader, ready: Prefetched | None = None) -> PickleView:
             view.reached.append(Reached(m, n, who, ok, refs.get(mapped(m, n)) or refs.get((m, n))))
     if view.status != "not-scanned":
         view.status = "pickle" if pickle_like else "constant" if constant else "not-pickle"
+
+
+def _small_view(r: FileReader, view: PickleView, data: bytes, answers: list[Any]) -> PickleView:
+    """A small stream the unpicklers read whole; walked only when the verdict needs it."""
+    view._data = data
+    results = _results(view, answers)
+    if results is None:
+        # the stream the walk builds differs where a payload is announced past the end
+        # (cut there: an unpickler would allocate it first) or for joblib: ask for that
+        walked = _walk(r.fresh())
+        view._walks = walked[0]
+        plan = _plan(r, walked)
+        if plan is None or plan.streams(r, _RAW_BUDGETS[0])[0] == [data]:
+            return view
+        return _planned_view(r, PickleView(r, data), plan, None)
+    _judge(view, results, {})
+    if view.status != "pickle" and not _NEEDS_WALK.search(data, 1):
+        return view  # no global, call or nested content, no joblib array: no walk needed
+    walked = _walk(r.fresh())
+    view._walks = walked[0]
+    plan = _plan(r, walked)
+    if plan is not None and plan.cut >= 0:
+        return _planned_view(r, PickleView(r, data), plan, None)
+    if plan is not None and plan.joblib:  # joblib's view, and each object array's pickle
+        more = _results(view, inert.analyze_many(plan.streams(r, _RAW_BUDGETS[0])[0][1:]))
+        if more is None:
+            return view
+        results += more
+    _judge(view, results, _refs(view.walks))
+    return view
+
+
+def pickle_view(r: FileReader, ready: Prefetched | None = None) -> PickleView:
+    """Run the real unpicklers, inert, over the stream ``r`` covers (from its start)."""
+    view = PickleView(r)
+    if ready is not None and ready.plan is None:
+        assert ready.data is not None
+        return _small_view(r, view, ready.data, ready.answers)
+    if ready is not None:
+        assert ready.plan is not None
+        return _planned_view(r, view, ready.plan, ready.answers)
+    req = _request(r)
+    if req is None:
+        return view
+    plan, data, streams = req
+    if data is not None:
+        return _small_view(r, view, data, inert.analyze_many(streams))
+    assert plan is not None
+    return _planned_view(r, view, plan, None)
+
+
+def _planned_view(
+    r: FileReader, view: PickleView, plan: _Plan, first: list[Any] | None
+) -> PickleView:
+    """The unpicklers read the stream the walk built (payloads cut), with more of the raw
+    rest where they stop past the walk; ``first``: the answers for the first budget."""
+    cut = plan.cut
+    view._walks = plan.walks
+    refs = _refs(plan.walks)
+    results: list[tuple[str, Any]] = []
+    for budget in _RAW_BUDGETS:
+        truncated = False
+        streams, plain_stop = plan.streams(r, budget)
+        if first is not None and budget == _RAW_BUDGETS[0]:
+            answers = first
+        else:
+            answers = inert.analyze_many(streams)
+        got = _results(view, answers)
+        if got is None:
+            return view
+        results = got
+        for _by, res in results:
+            # it read all it was given and the stream goes on: it gets more (with or
+            # without an error: a load may end exactly where the given bytes do)
+            if res["at_end"] and cut < 0 and plain_stop + budget < r.length:
+                truncated = True
+        if not truncated:
+            break
+    else:
+        view.status = "not-scanned"
+        view.reason = (
+            f"the unpickler reads past the {_RAW_BUDGETS[-1] >> 20} MiB it can be given "
+            "outside the opcode walk"
+        )
+    _judge(view, results, refs)
     return view

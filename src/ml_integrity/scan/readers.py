@@ -148,6 +148,7 @@ class FileReader(Reader):
     """A region ``[start, start+length)`` of an open binary file; skipping seeks."""
 
     seekable = True
+    chunk_size = 64 << 10  # what is skipped is not read: small chunks read less of it
 
     def __init__(self, f: BinaryIO, start: int = 0, length: int | None = None) -> None:
         super().__init__()

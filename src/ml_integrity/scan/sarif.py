@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ml_integrity.scan.scanner import ScanReport
+from ml_integrity.scan.scanner import Finding, ScanReport
 
 __all__ = ["sarif"]
 
@@ -37,9 +37,7 @@ def sarif(report: ScanReport) -> dict[str, object]:
                         ),
                     }
                 ],
-                "partialFingerprints": {
-                    "mlIntegrityFinding/v1": f"{x.kind}:{x.path}:{x.member}:{x.detail}"
-                },
+                "partialFingerprints": {"mlIntegrityFinding/v1": _fingerprint(x)},
             }
         )
     return {
@@ -82,3 +80,13 @@ def _artifact(path: str) -> dict[str, str]:
     except ValueError:
         return {"uri": absolute.as_uri()}
     return {"uri": urllib.parse.quote(rel.as_posix()), "uriBaseId": "%SRCROOT%"}
+
+
+def _fingerprint(x: Finding) -> str:
+    """Stable across runs over the same content: kind, file, container member (when
+    there is one), and what was found (the detail, else the message)."""
+    parts = [x.kind, x.path]
+    if x.member:
+        parts.append(x.member)
+    parts.append(x.detail if x.detail is not None else x.message)
+    return ":".join(parts)

@@ -19,12 +19,14 @@ pickle the policy accepts. Anything else is unknown: unsafe under
 from __future__ import annotations
 
 import functools
+import io
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
 from ml_integrity.scan import containers as ct
-from ml_integrity.scan import structured
+from ml_integrity.scan import inert, structured
 from ml_integrity.scan.compression import detect
 from ml_integrity.scan.findings import (
     RULES,
@@ -38,7 +40,7 @@ from ml_integrity.scan.folders import iter_files, path_of, walk
 from ml_integrity.scan.keras import find_hdf5, hdf5_config_issues, keras_config_issues
 from ml_integrity.scan.lfs import LFS_PREFIXES, lfs_object_of, scan_lfs
 from ml_integrity.scan.npy import NPY_MAGIC, parse_npy_header
-from ml_integrity.scan.pickles import PickleView, Prefetched, pickle_view, prefetch
+from ml_integrity.scan.pickles import SMALL, PickleView, Prefetch, Prefetched, pickle_view
 from ml_integrity.scan.readers import BytesReader, DecompressionLimitError, FileReader, ParseError
 from ml_integrity.scan.safetensors import looks_like_safetensors, validate_safetensors
 from ml_integrity.scan.tars import is_tar, iter_tar
@@ -58,12 +60,7 @@ __all__ = [
 ]
 
 Chain = tuple[str, ...]
-_LEAF_VALIDATORS: tuple[Callable[[FileReader], str], ...] = (
-    structured.validate_gguf,
-    structured.validate_onnx,
-    structured.validate_image,
-    structured.validate_text,
-)
+LfsLookup = Callable[[Path, str], Path | None]
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _BATCH = 64
 _LEGACY_NAMES = ("magic number", "protocol version", "sys_info", "object", "storage keys")
@@ -201,7 +198,7 @@ class _FileScan:
                 for kind, message, where in hdf5_config_issues(r):
                     self.add(kind, message, chain, detail=where)
             return "hdf5"
-        for validate in _LEAF_VALIDATORS:
+        for validate in structured.plausible(r.read_at(0, 64)):
             try:
                 return validate(r)
             except ParseError:
@@ -210,14 +207,13 @@ class _FileScan:
 
     # pickles -----------------------------------------------------------------------
     def scan_constants(self, r: FileReader, v: PickleView, chain: Chain, depth: int) -> None:
-        for a in v.walks:
-            for c in a.consts:
-                sub = (*chain, c.label)
-                if c.data is not None:
-                    self.scan(BytesReader(c.data), sub, depth + 1, nested=True)
-                elif c.start + c.length <= r.length:
-                    window = FileReader(r._f, r._start + c.start, c.length)
-                    self.scan(window, sub, depth + 1, nested=True)
+        for c in v.nested():
+            sub = (*chain, c.label)
+            if c.data is not None:
+                self.scan(BytesReader(c.data), sub, depth + 1, nested=True)
+            elif c.start + c.length <= r.length:
+                window = FileReader(r._f, r._start + c.start, c.length)
+                self.scan(window, sub, depth + 1, nested=True)
 
     @staticmethod
     def _segment(v: PickleView, offset: int | None) -> str | None:
@@ -401,9 +397,17 @@ def _sha256(f: BinaryIO) -> str:
 
 
 def scan_file(
-    path: str | Path, policy: ScanPolicy | None = None, *, display: str | None = None
+    path: str | Path,
+    policy: ScanPolicy | None = None,
+    *,
+    display: str | None = None,
+    lfs_object: Callable[[str], Path | None] | None = None,
 ) -> FileReport:
-    """Scan one file; the report's findings say why it is not safe (empty when safe)."""
+    """Scan one file; the report's findings say why it is not safe (empty when safe).
+
+    ``lfs_object(oid)``: where a Git LFS pointer's object is (default: the
+    enclosing repository's ``.git/lfs`` store, see :func:`scan_stream`).
+    """
     policy = policy or ScanPolicy()
     p = Path(path)
     shown = display or path_of(p)
@@ -417,39 +421,62 @@ def scan_file(
         verdict_of(report)
         return report
     with f:
-        return scan_stream(f, shown, policy, lfs_object=functools.partial(lfs_object_of, p))
+        lookup = lfs_object or functools.partial(lfs_object_of, p)
+        return scan_stream(f, shown, policy, lfs_object=lookup)
 
 
-def _scan_prefetched(paths: list[Path], policy: ScanPolicy) -> list[FileReport]:
-    """Scan files, their top-level pickle views asked of the child in one round trip."""
-    files: list[BinaryIO | None] = []
-    for p in paths:
-        try:
-            files.append(open(p, "rb"))  # noqa: SIM115 - closed below
-        except OSError:
-            files.append(None)
+def _open(p: Path) -> BinaryIO | None:
+    """The file, read into memory when it is small (every later read is then free)."""
     try:
-        readers = [FileReader(f) for f in files if f is not None]
-        ready = iter(prefetch(readers))
-        out = []
-        for p, f in zip(paths, files, strict=True):
-            if f is None:
-                out.append(scan_file(p, policy))
-                continue
-            out.append(
-                scan_stream(
-                    f,
-                    path_of(p),
-                    policy,
-                    lfs_object=functools.partial(lfs_object_of, p),
-                    _ready=next(ready),
+        f = open(p, "rb")  # noqa: SIM115 - closed by the caller
+    except OSError:
+        return None
+    try:
+        if os.fstat(f.fileno()).st_size <= SMALL:
+            with f:
+                data = f.read(SMALL + 1)
+            if len(data) <= SMALL:
+                return io.BytesIO(data)
+            f = open(p, "rb")  # noqa: SIM115 - it grew: read it from disk
+    except OSError:
+        f.close()
+        return None
+    return f
+
+
+class _Batch:
+    """Files whose top-level pickle views are asked of the child in one request, made
+    before the previous batch is scanned (the child works while the parent does)."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+        self.files = [_open(p) for p in paths]
+        self.ask = Prefetch([FileReader(f) for f in self.files if f is not None])
+
+    def scan(self, policy: ScanPolicy, lfs_object: LfsLookup | None) -> list[FileReport]:
+        try:
+            ready = iter(self.ask.results())
+            out = []
+            for p, f in zip(self.paths, self.files, strict=True):
+                lookup = functools.partial(lfs_object or _lfs_of, p)
+                if f is None:
+                    out.append(scan_file(p, policy, lfs_object=lookup))
+                    continue
+                out.append(
+                    scan_stream(f, path_of(p), policy, lfs_object=lookup, _ready=next(ready))
                 )
-            )
-        return out
-    finally:
-        for f in files:
+            return out
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for f in self.files:
             if f is not None:
                 f.close()
+
+
+def _lfs_of(path: Path, oid: str) -> Path | None:
+    return lfs_object_of(path, oid)
 
 
 def scan_stream(
@@ -502,14 +529,19 @@ def scan_paths(
     policy: ScanPolicy | None = None,
     *,
     progress: Callable[[int, int], None] | None = None,
+    lfs_object: LfsLookup | None = None,
 ) -> ScanReport:
     """Scan files and directories; the report says, per file, what was found.
 
     Folders the walk refuses (a symbolic link out of the root, a nested
     ``.git``) are reported as not scanned. ``progress`` is called with
-    (bytes done, bytes in total) after each file.
+    (bytes done, bytes in total) after each file. ``lfs_object(path, oid)``
+    says where the object of the LFS pointer ``path`` is (None: not present);
+    by default it is looked up in the ``.git/lfs`` store of the repository
+    that encloses the file (the CLI passes one that honours ``lfs.storage``).
     """
     policy = policy or ScanPolicy()
+    inert.start()  # the child starts while the folders are walked
     report = ScanReport(policy)
     items = list(walk(paths))
     sizes = []
@@ -522,10 +554,18 @@ def scan_paths(
     done = 0
     scanned: dict[int, FileReport] = {}
     plain = [i for i, item in enumerate(items) if item.refused is None and item.skipped is None]
-    for start in range(0, len(plain), _BATCH):
-        chunk = plain[start : start + _BATCH]
-        reports = _scan_prefetched([items[i].path for i in chunk], policy)
-        scanned.update(zip(chunk, reports, strict=True))
+    chunks = [plain[k : k + _BATCH] for k in range(0, len(plain), _BATCH)]
+    batch = _Batch([items[i].path for i in chunks[0]]) if chunks else None
+    try:
+        for k, chunk in enumerate(chunks):
+            current = batch
+            assert current is not None
+            # the next request goes out first: the child analyses it during this scan
+            batch = _Batch([items[i].path for i in chunks[k + 1]]) if k + 1 < len(chunks) else None
+            scanned.update(zip(chunk, current.scan(policy, lfs_object), strict=True))
+    finally:
+        if batch is not None:
+            batch.close()
     for n, (item, size) in enumerate(zip(items, sizes, strict=True)):
         if item.refused is not None:
             shown = path_of(item.path)

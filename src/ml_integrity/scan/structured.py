@@ -24,6 +24,7 @@ from __future__ import annotations
 import codecs
 import struct
 import zlib
+from collections.abc import Callable
 
 from ml_integrity.scan.readers import FileReader, ParseError
 
@@ -220,3 +221,32 @@ def validate_text(r: FileReader) -> str:
     except UnicodeDecodeError:
         raise ParseError("not UTF-8 text") from None
     return "text"
+
+
+# --- which validators could accept a stream ---------------------------------------------
+
+
+def _onnx_start(head: bytes) -> bool:
+    """Could :func:`validate_onnx` get past the first field key of ``head``?"""
+    value = 0
+    for i, b in enumerate(head[:10]):
+        value |= (b & 0x7F) << (7 * i)
+        if not b & 0x80:
+            return _ONNX_FIELDS.get(value >> 3) == value & 7
+    return False  # truncated or too long: it raises on the first key
+
+
+def plausible(head: bytes) -> list[Callable[[FileReader], str]]:
+    """The validators (GGUF, ONNX, image, text) that can accept a stream starting with
+    ``head`` (its first 64 bytes or fewer): each one left out raises on these bytes, so
+    trying it only costs an exception."""
+    out: list[Callable[[FileReader], str]] = []
+    if head.startswith(b"GGUF"):
+        out.append(validate_gguf)
+    if _onnx_start(head):
+        out.append(validate_onnx)
+    if head.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")):
+        out.append(validate_image)
+    if len(head.translate(_DELETE_CONTROL, _CONTROL)) == len(head):
+        out.append(validate_text)
+    return out

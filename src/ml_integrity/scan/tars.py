@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ml_integrity.scan.readers import FileReader, ParseError
+from ml_integrity.scan.records import Value
 
 if TYPE_CHECKING:
     import tarfile
@@ -22,11 +22,13 @@ if TYPE_CHECKING:
 __all__ = ["TarMember", "is_tar", "iter_tar"]
 
 
-@dataclass(frozen=True)
-class TarMember:
-    name: str
-    size: int
-    reader: FileReader
+class TarMember(Value):
+    __slots__ = ("name", "reader", "size")
+
+    def __init__(self, name: str, size: int, reader: FileReader) -> None:
+        self.name = name
+        self.size = size
+        self.reader = reader
 
 
 class _Region(io.RawIOBase):

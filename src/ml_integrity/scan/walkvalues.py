@@ -1,9 +1,16 @@
-"""The values of the opcode walk (:mod:`.walker`): simulated objects, spans and results."""
+"""The values of the opcode walk (:mod:`.walker`): simulated objects, spans and results.
+
+Plain records (:mod:`.records`), not dataclasses: they compare by value
+as dataclasses did; the mutable ones (lists, dicts, sets, calls, results)
+are unhashable.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+
+from ml_integrity.scan.records import Record as _Record
+from ml_integrity.scan.records import Value as _Value
 
 __all__ = [
     "Analysis", "Blob", "Call", "Frame", "Global", "GlobalRef", "Issue", "Nested", "Opaque",
@@ -20,8 +27,7 @@ HEAD = 64
 MAX_LINE = 1 << 20
 
 
-@dataclass(frozen=True)
-class Span:
+class Span(_Value):
     """A region the inert unpicklers do not read: a payload, or joblib array data.
 
     ``length_at``/``length_size``: where the payload's length field is (it is
@@ -30,21 +36,31 @@ class Span:
     ``nested`` (a joblib object-array pickle, analysed on its own).
     """
 
-    start: int
-    length: int
-    kind: str
-    length_at: int = -1
-    length_size: int = 0
+    __slots__ = ("kind", "length", "length_at", "length_size", "start")
+
+    def __init__(
+        self, start: int, length: int, kind: str, length_at: int = -1, length_size: int = 0
+    ) -> None:
+        self.start = start
+        self.length = length
+        self.kind = kind
+        self.length_at = length_at
+        self.length_size = length_size
 
 
-@dataclass(frozen=True)
-class Nested:
-    """A constant that starts like a pickle, a zip or a ``.npy``: scanned as nested content."""
+class Nested(_Value):
+    """A constant that starts like a pickle, a zip or a ``.npy``: scanned as nested content.
 
-    label: str
-    start: int
-    length: int
-    data: bytes | None = None  # the bytes, when they are not a region of the stream
+    ``data``: the bytes, when they are not a region of the stream.
+    """
+
+    __slots__ = ("data", "label", "length", "start")
+
+    def __init__(self, label: str, start: int, length: int, data: bytes | None = None) -> None:
+        self.label = label
+        self.start = start
+        self.length = length
+        self.data = data
 
 
 def wants(head: bytes) -> bool:
@@ -54,63 +70,77 @@ def wants(head: bytes) -> bool:
     )
 
 
-@dataclass(frozen=True)
-class Frame:
-    length_at: int
-    start: int
-    length: int
+class Frame(_Value):
+    __slots__ = ("length", "length_at", "start")
+
+    def __init__(self, length_at: int, start: int, length: int) -> None:
+        self.length_at = length_at
+        self.start = start
+        self.length = length
 
 
 # --- simulated values -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Global:
-    module: str
-    name: str
+class Global(_Value):
+    __slots__ = ("module", "name")
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module = module
+        self.name = name
 
     @property
     def qualname(self) -> str:
         return f"{self.module}.{self.name}"
 
 
-@dataclass
-class Call:
+class Call(_Record):
     """The result of calling (REDUCE, NEWOBJ, INST, OBJ) ``func`` with ``args``."""
 
-    func: object
-    args: object
-    state: object = None
+    __slots__ = ("args", "func", "state")
+
+    def __init__(self, func: object, args: object, state: object = None) -> None:
+        self.func = func
+        self.args = args
+        self.state = state
 
 
-@dataclass(frozen=True)
-class Blob:
+class Blob(_Value):
     """A skipped payload: its kind, length and first bytes."""
 
-    kind: str
-    length: int
-    head: bytes
+    __slots__ = ("head", "kind", "length")
+
+    def __init__(self, kind: str, length: int, head: bytes) -> None:
+        self.kind = kind
+        self.length = length
+        self.head = head
 
 
-@dataclass(frozen=True)
-class Opaque:
+class Opaque(_Value):
     """A value the walk cannot know (persistent id, out-of-band buffer, unresolved name)."""
 
-    what: str
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
 
 
 class Str8(bytes):
     """A protocol 0/1 ``STRING``: bytes or str, depending on the loader's encoding."""
 
 
-@dataclass
-class PList:
-    items: list[object] = field(default_factory=list)
+class PList(_Record):
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[object] | None = None) -> None:
+        self.items: list[object] = [] if items is None else items
 
 
-@dataclass
-class PDict:
-    items: list[tuple[object, object]] = field(default_factory=list)
+class PDict(_Record):
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[tuple[object, object]] | None = None) -> None:
+        self.items: list[tuple[object, object]] = [] if items is None else items
 
     def get(self, key: str) -> object:
         for k, v in self.items:
@@ -122,9 +152,11 @@ class PDict:
         return any(k == key for k, _ in self.items)
 
 
-@dataclass
-class PSet:
-    items: list[object] = field(default_factory=list)
+class PSet(_Record):
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[object] | None = None) -> None:
+        self.items: list[object] = [] if items is None else items
 
 
 class _Mark:
@@ -134,45 +166,78 @@ class _Mark:
 # --- results -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class GlobalRef:
-    """A global the pickle imports: ``module.name``, where and how."""
+class GlobalRef(_Value):
+    """A global the pickle imports: ``module.name``, where and how.
 
-    module: str
-    name: str
-    offset: int
-    opcode: str
-    allowed: bool
-    written: str | None = None  # the protocol-2 spelling when fix_imports mapped it
+    ``written``: the protocol-2 spelling when fix_imports mapped it.
+    """
+
+    __slots__ = ("allowed", "module", "name", "offset", "opcode", "written")
+
+    def __init__(
+        self,
+        module: str,
+        name: str,
+        offset: int,
+        opcode: str,
+        allowed: bool,
+        written: str | None = None,
+    ) -> None:
+        self.module = module
+        self.name = name
+        self.offset = offset
+        self.opcode = opcode
+        self.allowed = allowed
+        self.written = written
 
     @property
     def qualname(self) -> str:
         return f"{self.module}.{self.name}"
 
 
-@dataclass(frozen=True)
-class Issue:
-    """Something that makes the pickle unsafe whatever the allowlist says."""
+class Issue(_Value):
+    """Something that makes the pickle unsafe whatever the allowlist says.
 
-    kind: str  # unresolved-global | unsafe-call | unsafe-build | malformed | not-scanned
-    message: str
-    offset: int
+    ``kind``: unresolved-global | unsafe-call | unsafe-build | malformed | not-scanned.
+    """
+
+    __slots__ = ("kind", "message", "offset")
+
+    def __init__(self, kind: str, message: str, offset: int) -> None:
+        self.kind = kind
+        self.message = message
+        self.offset = offset
 
 
-@dataclass
-class Analysis:
-    start: int = 0
-    end: int = 0
-    protocol: int = 0
-    globals: list[GlobalRef] = field(default_factory=list)
-    issues: list[Issue] = field(default_factory=list)
-    complete: bool = False
-    significant: bool = False
-    result: object = None
-    opcodes: int = 0
-    spans: list[Span] = field(default_factory=list)
-    frames: list[Frame] = field(default_factory=list)
-    consts: list[Nested] = field(default_factory=list)
+class Analysis(_Record):
+    __slots__ = (
+        "complete",
+        "consts",
+        "end",
+        "frames",
+        "globals",
+        "issues",
+        "opcodes",
+        "protocol",
+        "result",
+        "significant",
+        "spans",
+        "start",
+    )  # fmt: skip
+
+    def __init__(self, start: int = 0) -> None:
+        self.start = start
+        self.end = 0
+        self.protocol = 0
+        self.globals: list[GlobalRef] = []
+        self.issues: list[Issue] = []
+        self.complete = False
+        self.significant = False
+        self.result: object = None
+        self.opcodes = 0
+        self.spans: list[Span] = []
+        self.frames: list[Frame] = []
+        self.consts: list[Nested] = []
 
     @property
     def failed(self) -> bool:

@@ -18,32 +18,48 @@ CRCs are never checked: the data is read raw and decompressed here.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 
 from ml_integrity.scan.readers import FileReader
+from ml_integrity.scan.records import Record, Value
 
 __all__ = ["ZipEntry", "ZipListing", "read_zip_entries"]
 
 
-@dataclass(frozen=True)
-class ZipEntry:
-    """One entry as some loader could see it: every name this data is known by."""
+class ZipEntry(Value):
+    """One entry as some loader could see it: every name this data is known by.
 
-    names: tuple[str, ...]
-    method: int
-    flags: int
-    data_offset: int
-    compressed_size: int
-    size: int
-    source: str  # "central", "local" or "central+local"
+    ``source``: "central", "local" or "central+local".
+    """
+
+    __slots__ = ("compressed_size", "data_offset", "flags", "method", "names", "size", "source")
+
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        method: int,
+        flags: int,
+        data_offset: int,
+        compressed_size: int,
+        size: int,
+        source: str,
+    ) -> None:
+        self.names = names
+        self.method = method
+        self.flags = flags
+        self.data_offset = data_offset
+        self.compressed_size = compressed_size
+        self.size = size
+        self.source = source
 
 
-@dataclass
-class ZipListing:
-    entries: list[ZipEntry] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    disagree: list[str] = field(default_factory=list)
-    directories: int = 0
+class ZipListing(Record):
+    __slots__ = ("directories", "disagree", "entries", "problems")
+
+    def __init__(self) -> None:
+        self.entries: list[ZipEntry] = []
+        self.problems: list[str] = []
+        self.disagree: list[str] = []
+        self.directories = 0
 
 
 _EOCD = b"PK\x05\x06"
@@ -74,12 +90,22 @@ def _zip64_extra(extra: bytes, fields: list[int]) -> list[int]:
     return fields
 
 
-@dataclass(frozen=True)
-class _Dir:
-    eocd: int
-    concat: int
-    entries: tuple[tuple[str, int, int, int, int, int], ...]  # name, method, flags, hoff, cs, us
-    count: int
+class _Dir(Value):
+    """``entries``: (name, method, flags, header offset, compressed size, size)."""
+
+    __slots__ = ("concat", "count", "entries", "eocd")
+
+    def __init__(
+        self,
+        eocd: int,
+        concat: int,
+        entries: tuple[tuple[str, int, int, int, int, int], ...],
+        count: int,
+    ) -> None:
+        self.eocd = eocd
+        self.concat = concat
+        self.entries = entries
+        self.count = count
 
 
 def _eocd_candidates(reader: FileReader) -> list[int]:
