@@ -36,6 +36,7 @@ def many(tmp_path: Path, key: tuple[Path, Path]) -> Signed:
 
 
 def open_ds(s: Signed, **kwargs: Any) -> VerifiedDataset:
+    kwargs.setdefault("readahead", 2)  # threads whatever the machine's load (default: None)
     return VerifiedDataset(s.root, bundle=s.bundle, key=s.pub, **kwargs)
 
 
@@ -302,6 +303,24 @@ def test_readahead_zero_starts_no_thread(many: Signed) -> None:
     ds.close()
 
 
+@pytest.mark.parametrize(("load", "reads_ahead"), [(0.5, True), (64.0, False)])
+def test_default_reads_ahead_only_with_a_core_to_spare(
+    many: Signed, monkeypatch: pytest.MonkeyPatch, load: float, reads_ahead: bool
+) -> None:
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    ds = open_ds(many, readahead=None)
+    files = ds.files
+    for rel in files[:3]:
+        ds.read_bytes(rel)  # a plan, when the load allows
+    ahead = ahead_of(ds)
+    if reads_ahead:
+        wait_until(lambda: ready(ds, files[3]))
+    else:
+        assert ahead.alive() == 0 and not ahead._order
+    assert all(ds.read_bytes(p) == (many.root / p).read_bytes() for p in files[3:])
+    ds.close()
+
+
 def test_items_the_stat_cache_vouches_for_are_not_read_ahead(
     many: Signed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -367,7 +386,7 @@ def test_interpreter_exit_with_running_threads(many: Signed) -> None:
     script = (
         "import sys\n"
         "from ml_integrity.data import VerifiedDataset\n"
-        "ds = VerifiedDataset(sys.argv[1], bundle=sys.argv[2], key=sys.argv[3])\n"
+        "ds = VerifiedDataset(sys.argv[1], bundle=sys.argv[2], key=sys.argv[3], readahead=2)\n"
         "ds.prefetch(ds.files)\n"
         "print(ds.read_bytes(ds.files[0]) is not None, ds._ahead.alive() > 0)\n"
     )

@@ -101,7 +101,7 @@ class VerifiedDataset:
         trusted_root: str | Path | None = None,
         offline: bool = False,
         use_cache: bool = True,
-        readahead: int = 2,
+        readahead: int | None = None,
         readahead_memory: int = 64 << 20,
         readahead_items: int = 256,
     ) -> None:
@@ -121,7 +121,10 @@ class VerifiedDataset:
         )
         self._decryption_key = decryption_key
         self._use_cache = use_cache
-        self._readahead_options = (readahead, readahead_memory, readahead_items)
+        threads = 2 if readahead is None else readahead
+        if readahead_memory <= 0 or readahead_items <= 0:
+            threads = 0
+        self._readahead_options = (threads, readahead_memory, readahead_items, readahead is None)
         self._open_bundle()
 
     # --- opening (once per process) ---------------------------------------------
@@ -176,6 +179,8 @@ class VerifiedDataset:
             self._cache = hashing.StatCache.load(hashing.default_cache_path(self.root))
             self._cache_root = hashing.StatCache.root_key(self.root)
             _save_at_exit(self._save_cache)
+        # whether the cache file had entries (what this process adds is in _verified too)
+        self._cache_on_disk = self._cache is not None and len(self._cache) > 0
         self._log = None if self.journal is None else self.journal.dataset(self._info(signed))
         self._ahead: ReadAhead | None = None  # a forked child drops its parent's (no threads)
 
@@ -333,8 +338,11 @@ class VerifiedDataset:
         if expected is None or self._pid != os.getpid() or self._decrypt is not None:
             return self._read_bytes(path)
         rel: str = path  # type: ignore[assignment]
-        if rel not in self._verified:  # it needs hashing: has a read-ahead thread done it?
-            ahead = self._ahead if self._ahead is not None else self._start_readahead()
+        seen = self._verified.get(rel)
+        if seen is None:  # it needs hashing: has a read-ahead thread done it?
+            ahead = self._ahead
+            if ahead is None and self._readahead_options[0] > 0:
+                ahead = self._start_readahead()
             got = None if ahead is None else ahead.take(rel)
             if got is not None:  # the very bytes that thread hashed, and they matched
                 data, st, recorded_ns = got
@@ -353,9 +361,18 @@ class VerifiedDataset:
                 os.close(fd)
                 fd = -1
                 return self._read_bytes(rel)
-            data = read_upto(fd, size, rel)
+            try:
+                data = os.read(fd, size + 1)
+            except OSError:
+                data = b""
+            if len(data) < size:  # a short read (or an error, reported there)
+                data = read_upto(fd, size, rel, data)
             key = (st.st_dev, st.st_ino, size, st.st_mtime_ns, st.st_ctime_ns)
-            if len(data) == size and self._cached(rel, key, st, expected):
+            if len(data) == size and (
+                seen[0] == key
+                if seen is not None
+                else self._cache_on_disk and self._cached(rel, key, st, expected)
+            ):
                 post = os.fstat(fd)  # nothing changed while it was read
                 if (post.st_ino, post.st_size, post.st_mtime_ns, post.st_ctime_ns) == key[1:]:
                     if self._log is not None:
@@ -385,7 +402,7 @@ class VerifiedDataset:
         if seen is not None:
             return seen[0] == key
         cache = self._cache
-        if cache is None:
+        if cache is None or not self._cache_on_disk:
             return False
         hit = cache.lookup(self._cache_root, rel, st)
         if hit is not None and hit.sha256 == expected:
@@ -478,7 +495,7 @@ class VerifiedDataset:
     # --- read-ahead (readahead.py) --------------------------------------------------
 
     def _start_readahead(self) -> ReadAhead | None:
-        threads, memory, items = self._readahead_options
+        threads, memory, items, auto = self._readahead_options
         if threads <= 0 or memory <= 0 or self._decrypt is not None:
             return None
         cache = self._cache
@@ -501,6 +518,7 @@ class VerifiedDataset:
             threads=threads,
             max_bytes=memory,
             max_items=items,
+            spare_cpu_only=auto,
         )
         self._ahead = ahead
         self._ahead_finalizer = weakref.finalize(self, ahead.close)  # at GC and at exit

@@ -81,6 +81,7 @@ class ReadAhead:
         threads: int = 2,
         max_bytes: int = 64 << 20,
         max_items: int = 256,
+        spare_cpu_only: bool = False,
     ) -> None:
         self._pid = os.getpid()
         self._prefix = prefix
@@ -90,6 +91,8 @@ class ReadAhead:
         self._skip = skip
         self._probe = probe
         self._threads = max(0, threads)
+        self._spare_cpu_only = spare_cpu_only
+        self._paused_until = 0.0
         self.max_bytes = max(0, max_bytes)
         self.max_items = max(1, max_items)
         self._max_item = min(MAX_ITEM, self.max_bytes)
@@ -108,7 +111,7 @@ class ReadAhead:
         self._next = 0  # the plan's next item to read
         self._pos = 0  # the caller's position: items before it are served or passed
         self._ready: dict[str, tuple[int, bytes, os.stat_result, int]] = {}
-        self._inflight: dict[str, int] = {}  # rel -> the plan generation reading it
+        self._inflight: dict[str, tuple[int, int]] = {}  # rel -> (plan generation, index)
         self.reserved = 0
         """Bytes kept or being read (signed sizes), never above ``max_bytes``."""
         self.peak = 0
@@ -122,7 +125,7 @@ class ReadAhead:
 
     def plan(self, order: Sequence[str], *, explicit: bool = True) -> None:
         """Read ``order`` ahead, in that order, instead of any earlier plan."""
-        if self._pid != os.getpid() or self._threads == 0:
+        if self._pid != os.getpid() or self._threads == 0 or self._paused():
             return
         with self._lock:
             if self._closed:
@@ -171,8 +174,31 @@ class ReadAhead:
         self._observe(rel)
         return None
 
+    def _paused(self) -> bool:
+        """With ``spare_cpu_only``: no CPU to spare now (checked at most once a second).
+
+        Read-ahead threads only help with a core to spare; on a machine whose
+        load average is at or above its CPU count plus one (our own reader),
+        they would only add contention for the CPUs and the GIL.
+        """
+        if not self._spare_cpu_only:
+            return False
+        now = time.monotonic()
+        if now < self._paused_until:
+            return True
+        try:
+            load = os.getloadavg()[0]
+        except OSError:  # not on this platform: assume a core to spare
+            return False
+        if load >= (os.cpu_count() or 1) + 1:
+            self._paused_until = now + 1.0
+            return True
+        return False
+
     def _observe(self, rel: str) -> None:
         """Predict: two equal steps along ``files`` make a plan of the next ones."""
+        if self._paused_until and time.monotonic() < self._paused_until:
+            return
         index = self._index
         if index is None:
             index = self._index = {p: i for i, p in enumerate(self._files)}
@@ -287,7 +313,7 @@ class ReadAhead:
             self.reserved += size
             if self.reserved > self.peak:
                 self.peak = self.reserved
-            self._inflight[rel] = self._gen
+            self._inflight[rel] = (self._gen, index)
             return self._gen, index, rel, size
         return None
 
@@ -313,10 +339,10 @@ class ReadAhead:
                     got = self._fetch(rel, size)
                 finally:
                     with self._lock:
-                        current = self._inflight.get(rel) == gen
+                        current = self._inflight.get(rel) == (gen, index)
                         if current:
                             del self._inflight[rel]
-                        if current and got is not None and not self._closed:
+                        if current and got is not None and index >= self._pos:
                             self._ready[rel] = (index, *got)
                         else:
                             self.reserved -= size

@@ -264,10 +264,14 @@ class VerifiedReader(io.BufferedIOBase):
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def read_upto(fd: int, size: int, rel: str) -> bytes:
-    """The file's content: ``size`` bytes, plus at most one more if it grew."""
+def read_upto(fd: int, size: int, rel: str, data: bytes | None = None) -> bytes:
+    """The file's content: ``size`` bytes, plus at most one more if it grew.
+
+    ``data``: what a first read already returned (the rest is read after it).
+    """
     try:
-        data = os.read(fd, size + 1)
+        if data is None:
+            data = os.read(fd, size + 1)
         if len(data) < size:
             parts = [data]
             got = len(data)
