@@ -19,6 +19,11 @@ rewrite an item without changing its ctime (root, or a changed clock) cannot
 also write the cache file, which lives in the git directory or the user's
 cache directory. ``use_cache=False`` hashes every read.
 
+Small items may be read ahead (:mod:`.readahead`): threads read and hash the
+items expected next (a :meth:`VerifiedDataset.prefetch` hint, or a constant
+step through :attr:`VerifiedDataset.files`), and ``read_bytes`` returns the
+very bytes a thread hashed and found matching; nothing else is served.
+
 Worker processes (a ``torch.utils.data.DataLoader`` with workers, or any
 ``multiprocessing`` child, forked or spawned) re-open the bundle: the first
 use in a new process verifies it again there, and the journal's records from
@@ -79,7 +84,10 @@ class VerifiedDataset:
     (a :class:`~ml_integrity.trust.policy.Policy` or a policy file; its
     ``deny`` and ``allow`` lists apply item by item). ``journal`` records every
     item read, under ``split``. ``decryption_key`` reads encrypted items
-    (needs :mod:`ml_integrity.crypto`).
+    (needs :mod:`ml_integrity.crypto`). ``readahead`` threads (default
+    None: 2, while the machine has a core to spare; 0: none) read and hash
+    small items ahead, keeping at most ``readahead_memory`` bytes and
+    ``readahead_items`` items (:mod:`.readahead`).
 
     Raises :class:`~ml_integrity.errors.IntegrityError` (exit 1 in CLI terms)
     when the bundle does not verify, is for another folder, or a signed item

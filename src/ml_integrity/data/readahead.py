@@ -21,6 +21,10 @@ vouches for, a plan the caller left) keeps nothing: the caller reads the
 item itself, on the synchronous path that raises the ``IntegrityError``
 naming it. No stat-key shortcut is taken here.
 
+With ``spare_cpu_only`` (the dataset's default) no plan is followed while
+the machine has no core to spare (see :meth:`ReadAhead._paused`): threads
+then only compete with the caller for the CPUs and the GIL.
+
 Bounded: the bytes kept or being read never exceed ``max_bytes`` and the
 threads never run more than ``max_items`` ahead of the caller's position in
 the plan. Threads start when there is a plan, end after

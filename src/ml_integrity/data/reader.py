@@ -14,6 +14,8 @@ the one the cache matched, and still withholds the last chunk until then.
 
 Sources are plain file descriptors (:class:`FdSource`) or any object with
 ``read(n)`` and ``close()`` (a decrypting stream, see ``dataset.py``).
+:func:`open_item`, :func:`read_upto` and :func:`check_present` are the
+dataset's own opening, whole-item reading and presence check.
 """
 
 from __future__ import annotations
