@@ -15,6 +15,10 @@ key (not timed). Timed, page cache warm, alternating runs:
 - second epoch: the default dataset again, served from the stat cache.
   Targets: first epoch <= 1.5x the baseline, second <= 1.1x. The 1-minute
   load average is printed: on a machine without a spare core, threads cannot help.
+- CPU time of the calling thread per item (``time.thread_time``, so the
+  machine's load matters little): plain reads, the system calls alone,
+  SHA-256 of 10 KB alone, both (the floor for any reader that hashes in one
+  thread), and ``read_bytes`` without read-ahead.
 
 One large file (default 2 GiB), read in 1 MiB chunks:
 
@@ -128,6 +132,52 @@ def main() -> None:
                     second.append(time.perf_counter() - t)
                     assert len(ds._verified) == len(paths), "the second epoch missed the cache"
                 ds.close()
+        # CPU time of the caller's thread per item (load-independent: no threads involved)
+        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+        blob = os.urandom(10 * 1024)
+
+        def os_read() -> None:
+            for p in full:
+                fd = os.open(p, flags)
+                os.read(fd, os.fstat(fd).st_size + 1)
+                os.close(fd)
+
+        def sha_only() -> None:
+            for _ in full:
+                hashlib.sha256(blob).hexdigest()
+
+        def os_read_sha() -> None:
+            for p in full:
+                fd = os.open(p, flags)
+                data = os.read(fd, os.fstat(fd).st_size + 1)
+                os.close(fd)
+                hashlib.sha256(data).hexdigest()
+
+        def read_bytes_off() -> None:
+            shutil.rmtree(tmp / "cache", ignore_errors=True)
+            ds = VerifiedDataset(data, bundle=tmp / "small.sig", key=pub, readahead=0)
+            read = ds.read_bytes
+            t = time.thread_time()
+            for p in paths:
+                read(p)
+            cpu["read_bytes, readahead=0, first epoch"].append(time.thread_time() - t)
+            ds.close()
+
+        cpu_fns = {
+            "plain open().read()": plain,
+            "os.open + fstat + os.read + close": os_read,
+            "hashlib.sha256(10 KB).hexdigest()": sha_only,
+            "os.open ... close + sha256 (the floor on one core)": os_read_sha,
+        }
+        cpu: dict[str, list[float]] = {name: [] for name in cpu_fns}
+        cpu["read_bytes, readahead=0, first epoch"] = []
+        for _ in range(args.runs):
+            for name, fn in cpu_fns.items():
+                t = time.thread_time()
+                fn()
+                cpu[name].append(time.thread_time() - t)
+            read_bytes_off()
+        cpu_us = {name: statistics.median(x) / len(paths) * 1e6 for name, x in cpu.items()}
         load_after = os.getloadavg()[0]
         b, f2, o = (statistics.median(x) for x in (base, second, opening))
         f1 = {name: statistics.median(x) for name, x in first.items()}
@@ -196,6 +246,12 @@ def main() -> None:
         print(f"| {label} | {f1[name]:.3f} | {f1[name] / b:.2f}x | {target} |")
     print(f"| read_bytes, second epoch (stat cache) | {f2:.3f} | {f2 / b:.2f}x | <= 1.1x |")
     print(f"| opening the dataset (once: bundle, stat of every item) | {o:.3f} | | |")
+    print()
+    print("| CPU time of the calling thread, per 10 KB item | us | ratio to plain |")
+    print("| --- | ---: | ---: |")
+    plain_us = cpu_us["plain open().read()"]
+    for name, us in cpu_us.items():
+        print(f"| {name} | {us:.2f} | {us / plain_us:.2f}x |")
     print()
     print(f"| one file of {gb:.2f} GB, 1 MiB reads | median s | GB/s | speed vs hashlib | target |")
     print("| --- | ---: | ---: | ---: | --- |")
