@@ -573,7 +573,7 @@ class VerifiedDataset:
         """Stop the read-ahead threads, write the stat cache (also at exit), flush the journal."""
         ahead, self._ahead = self._ahead, None
         if ahead is not None:
-            ahead.close()  # a no-op in a forked child: the threads were the parent's
+            self._ahead_finalizer()  # ahead.close(), once: a no-op in a forked child
         self._save_cache()
         if self.journal is not None:
             self.journal.flush()
