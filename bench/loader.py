@@ -7,9 +7,18 @@ key (not timed). Timed, page cache warm, alternating runs:
 - first epoch: ``VerifiedDataset.read_bytes`` for every file, the stat cache
   empty (every item hashed); the dataset is opened (bundle verified, every
   signed path stat'ed) before the clock starts, and that one-time cost is
-  reported on its own line;
-- second epoch: the same dataset again, served from the stat cache.
-  Targets: first epoch <= 1.5x the baseline, second <= 1.1x.
+  reported on its own line. In the order the files were made (``d{i % 100}/f{i}``,
+  a step of 100 through the signed order, which the read-ahead predicts), with
+  the default read-ahead (threads only with a core to spare), forced
+  (``readahead=2``) and off (``readahead=0``); and in a shuffled order, default
+  and off (random access: nothing to predict, must not be slower);
+- second epoch: the default dataset again, served from the stat cache.
+  Targets: first epoch <= 1.5x the baseline, second <= 1.1x. The 1-minute
+  load average is printed: on a machine without a spare core, threads cannot help.
+- CPU time of the calling thread per item (``time.thread_time``, so the
+  machine's load matters little): plain reads, the system calls alone,
+  SHA-256 of 10 KB alone, both (the floor for any reader that hashes in one
+  thread), and ``read_bytes`` without read-ahead.
 
 One large file (default 2 GiB), read in 1 MiB chunks:
 
@@ -28,6 +37,7 @@ import argparse
 import hashlib
 import os
 import platform
+import random
 import shutil
 import statistics
 import sys
@@ -87,26 +97,90 @@ def main() -> None:
                     f.read()
 
         plain()  # page cache warm
-        base, first, second, opening = [], [], [], []
+        shuffled = paths[:]
+        random.Random(0).shuffle(shuffled)
+        configs = {  # name: (readahead=, order)
+            "default": (None, paths),
+            "forced": (2, paths),
+            "off": (0, paths),
+            "shuffled-default": (None, shuffled),
+            "shuffled-off": (0, shuffled),
+        }
+        base: list[float] = []
+        opening: list[float] = []
+        first: dict[str, list[float]] = {name: [] for name in configs}
+        second: list[float] = []
+        load_before = os.getloadavg()[0]
         for _ in range(args.runs):
             t = time.perf_counter()
             plain()
             base.append(time.perf_counter() - t)
+            for name, (readahead, order) in configs.items():
+                shutil.rmtree(tmp / "cache", ignore_errors=True)
+                t = time.perf_counter()
+                ds = VerifiedDataset(data, bundle=tmp / "small.sig", key=pub, readahead=readahead)
+                opening.append(time.perf_counter() - t)
+                read = ds.read_bytes
+                t = time.perf_counter()
+                for p in order:
+                    read(p)
+                first[name].append(time.perf_counter() - t)
+                if name == "default":
+                    t = time.perf_counter()
+                    for p in order:
+                        read(p)
+                    second.append(time.perf_counter() - t)
+                    assert len(ds._verified) == len(paths), "the second epoch missed the cache"
+                ds.close()
+        # CPU time of the caller's thread per item (load-independent: no threads involved)
+        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+        blob = os.urandom(10 * 1024)
+
+        def os_read() -> None:
+            for p in full:
+                fd = os.open(p, flags)
+                os.read(fd, os.fstat(fd).st_size + 1)
+                os.close(fd)
+
+        def sha_only() -> None:
+            for _ in full:
+                hashlib.sha256(blob).hexdigest()
+
+        def os_read_sha() -> None:
+            for p in full:
+                fd = os.open(p, flags)
+                data = os.read(fd, os.fstat(fd).st_size + 1)
+                os.close(fd)
+                hashlib.sha256(data).hexdigest()
+
+        def read_bytes_off() -> None:
             shutil.rmtree(tmp / "cache", ignore_errors=True)
-            t = time.perf_counter()
-            ds = VerifiedDataset(data, bundle=tmp / "small.sig", key=pub)
-            opening.append(time.perf_counter() - t)
+            ds = VerifiedDataset(data, bundle=tmp / "small.sig", key=pub, readahead=0)
             read = ds.read_bytes
-            t = time.perf_counter()
+            t = time.thread_time()
             for p in paths:
                 read(p)
-            first.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            for p in paths:
-                read(p)
-            second.append(time.perf_counter() - t)
-            assert len(ds._verified) == len(paths), "the second epoch was not served from the cache"
-        b, f1, f2, o = (statistics.median(x) for x in (base, first, second, opening))
+            cpu["read_bytes, readahead=0, first epoch"].append(time.thread_time() - t)
+            ds.close()
+
+        cpu_fns = {
+            "plain open().read()": plain,
+            "os.open + fstat + os.read + close": os_read,
+            "hashlib.sha256(10 KB).hexdigest()": sha_only,
+            "os.open ... close + sha256 (the floor on one core)": os_read_sha,
+        }
+        cpu: dict[str, list[float]] = {name: [] for name in cpu_fns}
+        cpu["read_bytes, readahead=0, first epoch"] = []
+        for _ in range(args.runs):
+            for name, fn in cpu_fns.items():
+                t = time.thread_time()
+                fn()
+                cpu[name].append(time.thread_time() - t)
+            read_bytes_off()
+        cpu_us = {name: statistics.median(x) / len(paths) * 1e6 for name, x in cpu.items()}
+        load_after = os.getloadavg()[0]
+        b, f2, o = (statistics.median(x) for x in (base, second, opening))
+        f1 = {name: statistics.median(x) for name, x in first.items()}
 
         big_root = tmp / "big"
         big_root.mkdir()
@@ -156,12 +230,28 @@ def main() -> None:
     print(f"command: {sys.executable} bench/loader.py --files {args.files} "
           f"--size-mb {args.size_mb} --runs {args.runs}")  # fmt: skip
     print()
+    print(f"load average (1 min): {load_before:.1f} before, {load_after:.1f} after")
+    print()
     print(f"| {args.files:,} files of 10 KB | median s | ratio to plain | target |")
     print("| --- | ---: | ---: | --- |")
     print(f"| plain open().read() | {b:.3f} | 1.00x | |")
-    print(f"| read_bytes, first epoch (hashing) | {f1:.3f} | {f1 / b:.2f}x | <= 1.5x |")
+    rows = [
+        ("default", "read_bytes, first epoch (default: read-ahead if a core is spare)", "<= 1.5x"),
+        ("forced", "read_bytes, first epoch, readahead=2 (threads whatever the load)", ""),
+        ("off", "read_bytes, first epoch, readahead=0 (caller's thread only)", ""),
+        ("shuffled-default", "read_bytes, first epoch, shuffled order, default", ""),
+        ("shuffled-off", "read_bytes, first epoch, shuffled order, readahead=0", ""),
+    ]
+    for name, label, target in rows:
+        print(f"| {label} | {f1[name]:.3f} | {f1[name] / b:.2f}x | {target} |")
     print(f"| read_bytes, second epoch (stat cache) | {f2:.3f} | {f2 / b:.2f}x | <= 1.1x |")
     print(f"| opening the dataset (once: bundle, stat of every item) | {o:.3f} | | |")
+    print()
+    print("| CPU time of the calling thread, per 10 KB item | us | ratio to plain |")
+    print("| --- | ---: | ---: |")
+    plain_us = cpu_us["plain open().read()"]
+    for name, us in cpu_us.items():
+        print(f"| {name} | {us:.2f} | {us / plain_us:.2f}x |")
     print()
     print(f"| one file of {gb:.2f} GB, 1 MiB reads | median s | GB/s | speed vs hashlib | target |")
     print("| --- | ---: | ---: | ---: | --- |")

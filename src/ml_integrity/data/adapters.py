@@ -32,6 +32,8 @@ class TorchDataset(Generic[T]):
     ``dataset[i]`` is ``transform(path, content)`` of the i-th signed item
     (``paths`` selects and orders them; default: every allowed item), or the
     verified bytes without a transform. Picklable: spawned workers re-verify.
+    ``DataLoader`` (torch 2) fetches a batch through ``__getitems__``, which
+    hands the batch's items to :meth:`VerifiedDataset.prefetch` first.
     """
 
     def __init__(
@@ -52,6 +54,16 @@ class TorchDataset(Generic[T]):
         path = self.paths[index]
         data = self.dataset.read_bytes(path)
         return data if self.transform is None else self.transform(path, data)
+
+    def __getitems__(self, indices: Sequence[int]) -> list[T | bytes]:
+        """A batch, as ``DataLoader`` asks for it: the sampler's indices, read ahead in order."""
+        paths = [self.paths[i] for i in indices]
+        self.dataset.prefetch(paths)
+        read = self.dataset.read_bytes
+        transform = self.transform
+        if transform is None:
+            return [read(p) for p in paths]
+        return [transform(p, read(p)) for p in paths]
 
 
 def _worker_slice(items: list[str]) -> list[str]:

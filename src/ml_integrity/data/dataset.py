@@ -19,6 +19,11 @@ rewrite an item without changing its ctime (root, or a changed clock) cannot
 also write the cache file, which lives in the git directory or the user's
 cache directory. ``use_cache=False`` hashes every read.
 
+Small items may be read ahead (:mod:`.readahead`): threads read and hash the
+items expected next (a :meth:`VerifiedDataset.prefetch` hint, or a constant
+step through :attr:`VerifiedDataset.files`), and ``read_bytes`` returns the
+very bytes a thread hashed and found matching; nothing else is served.
+
 Worker processes (a ``torch.utils.data.DataLoader`` with workers, or any
 ``multiprocessing`` child, forked or spawned) re-open the bundle: the first
 use in a new process verifies it again there, and the journal's records from
@@ -27,12 +32,11 @@ that process are merged into the parent's (:mod:`.journal`).
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
-import stat
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
@@ -40,7 +44,16 @@ from ml_integrity.core import hashing, oms
 from ml_integrity.core.manifest import normalize_path
 from ml_integrity.data.backends import TrustOptions
 from ml_integrity.data.decryption import decryptor as _decryptor
-from ml_integrity.data.reader import FdSource, Source, VerifiedReader, stat_key
+from ml_integrity.data.readahead import MAX_ITEM, ReadAhead
+from ml_integrity.data.reader import (
+    FdSource,
+    Source,
+    VerifiedReader,
+    check_present,
+    open_item,
+    read_upto,
+    stat_key,
+)
 from ml_integrity.errors import (
     IntegrityError,
     ManifestDiff,
@@ -59,15 +72,6 @@ __all__ = ["SPLITS", "Split", "VerifiedDataset"]
 Split = Literal["train", "validation", "test"]
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
-_O_FLAGS = (
-    os.O_RDONLY
-    | getattr(os, "O_BINARY", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_NONBLOCK", 0)
-)
-_SMALL = 1 << 20
-
 
 class VerifiedDataset:
     """A signed dataset folder whose items can only be read verified.
@@ -80,7 +84,10 @@ class VerifiedDataset:
     (a :class:`~ml_integrity.trust.policy.Policy` or a policy file; its
     ``deny`` and ``allow`` lists apply item by item). ``journal`` records every
     item read, under ``split``. ``decryption_key`` reads encrypted items
-    (needs :mod:`ml_integrity.crypto`).
+    (needs :mod:`ml_integrity.crypto`). ``readahead`` threads (default
+    None: 2, while the machine has a core to spare; 0: none) read and hash
+    small items ahead, keeping at most ``readahead_memory`` bytes and
+    ``readahead_items`` items (:mod:`.readahead`).
 
     Raises :class:`~ml_integrity.errors.IntegrityError` (exit 1 in CLI terms)
     when the bundle does not verify, is for another folder, or a signed item
@@ -102,6 +109,9 @@ class VerifiedDataset:
         trusted_root: str | Path | None = None,
         offline: bool = False,
         use_cache: bool = True,
+        readahead: int | None = None,
+        readahead_memory: int = 64 << 20,
+        readahead_items: int = 256,
     ) -> None:
         if split is not None and split not in SPLITS:
             raise UsageError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
@@ -119,6 +129,10 @@ class VerifiedDataset:
         )
         self._decryption_key = decryption_key
         self._use_cache = use_cache
+        threads = 2 if readahead is None else readahead
+        if readahead_memory <= 0 or readahead_items <= 0:
+            threads = 0
+        self._readahead_options = (threads, readahead_memory, readahead_items, readahead is None)
         self._open_bundle()
 
     # --- opening (once per process) ---------------------------------------------
@@ -158,7 +172,13 @@ class VerifiedDataset:
         self._resources = {p: d for p, d in signed.resources.items() if p not in self.denied}
         self._root_str = os.fspath(self.root)
         self._prefix = os.path.join(self._root_str, "")
-        self._check_present(list(signed.resources))
+        check_present(
+            self.root,
+            list(signed.resources),
+            {} if self._decrypt is not None else self._sizes,
+            name=self.name,
+            bundle=self.bundle,
+        )
         self._cache: hashing.StatCache | None = None
         self._cache_root = ""
         self._verified: dict[str, tuple[tuple[int, ...], os.stat_result, int]] = {}
@@ -167,7 +187,10 @@ class VerifiedDataset:
             self._cache = hashing.StatCache.load(hashing.default_cache_path(self.root))
             self._cache_root = hashing.StatCache.root_key(self.root)
             _save_at_exit(self._save_cache)
+        # whether the cache file had entries (what this process adds is in _verified too)
+        self._cache_on_disk = self._cache is not None and len(self._cache) > 0
         self._log = None if self.journal is None else self.journal.dataset(self._info(signed))
+        self._ahead: ReadAhead | None = None  # a forked child drops its parent's (no threads)
 
     def _info(self, signed: oms.SignedModel) -> DatasetInfo:
         from ml_integrity.data.journal import DatasetInfo
@@ -184,45 +207,6 @@ class VerifiedDataset:
             version=signed.version,
         )
 
-    def _check_present(self, paths: list[str]) -> None:
-        """Every signed path is a regular file of the signed size (a stat each, no read)."""
-        root = self._root_str
-        sizes = self._sizes
-        missing: list[str] = []
-        changed: list[str] = []
-        for rel in paths:
-            try:
-                st = os.lstat(os.path.join(root, rel))
-            except OSError:
-                missing.append(rel)
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                missing.append(rel)
-            elif rel in sizes and sizes[rel] != st.st_size and self._decrypt is None:
-                changed.append(rel)
-        if not missing and not changed:
-            return
-        counts = f"{len(changed)} changed, {len(missing)} missing of {len(paths)}"
-        if len(missing) == len(paths) or self.name != self.root.resolve().name:
-            message = (
-                f"the bundle signs another folder ({self.name!r}, {len(paths)} files), "
-                f"not {self.root} ({counts})"
-            )
-            hint = "pass the dataset folder this bundle was made for"
-        else:
-            message = f"{self.root} does not hold what was signed ({counts})"
-            hint = "restore the listed files (a deleted item is never skipped in silence)"
-        raise IntegrityError(
-            message,
-            path=self.bundle,
-            diff=ManifestDiff(
-                missing=tuple(sorted(missing)),
-                changed=tuple(sorted(changed)),
-                notes=dict.fromkeys(changed, "size differs"),
-            ),
-            hint=hint,
-        )
-
     def _ensure_process(self) -> None:
         if self._pid != os.getpid():  # a forked worker: verify again here
             self._open_bundle()
@@ -236,6 +220,7 @@ class VerifiedDataset:
             "trust": self._trust,
             "decryption_key": self._decryption_key,
             "use_cache": self._use_cache,
+            "readahead": self._readahead_options,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -246,6 +231,7 @@ class VerifiedDataset:
         self._trust = state["trust"]
         self._decryption_key = state["decryption_key"]
         self._use_cache = state["use_cache"]
+        self._readahead_options = state["readahead"]
         self._open_bundle()  # a spawned worker: verify again here
 
     # --- the API ----------------------------------------------------------------
@@ -323,7 +309,7 @@ class VerifiedDataset:
             recorded_ns = 0
         else:
             recorded_ns = time.time_ns()
-            fd, st = self._open_fd(rel)
+            fd, st = open_item(self._prefix, rel)
             source = FdSource(fd, st, rel)
             if expected is not None:
                 cached = self._cached(rel, stat_key(st), st, expected)
@@ -360,17 +346,41 @@ class VerifiedDataset:
         if expected is None or self._pid != os.getpid() or self._decrypt is not None:
             return self._read_bytes(path)
         rel: str = path  # type: ignore[assignment]
+        seen = self._verified.get(rel)
+        if seen is None:  # it needs hashing: has a read-ahead thread done it?
+            ahead = self._ahead
+            if ahead is None and self._readahead_options[0] > 0:
+                ahead = self._start_readahead()
+            got = None if ahead is None else ahead.take(rel)
+            if got is not None:  # the very bytes that thread hashed, and they matched
+                data, st, recorded_ns = got
+                if self._cache is not None and not hashing.is_racy(
+                    st.st_mtime_ns, st.st_ctime_ns, recorded_ns
+                ):
+                    self._verified[rel] = (stat_key(st), st, recorded_ns)
+                if self._log is not None:
+                    self._log.read(rel, expected)
+                return data
         recorded_ns = time.time_ns()
-        fd, st = self._open_fd(rel)
+        fd, st = open_item(self._prefix, rel)
         try:
             size = st.st_size
-            if size > _SMALL:
+            if size > MAX_ITEM:
                 os.close(fd)
                 fd = -1
                 return self._read_bytes(rel)
-            data = _read_upto(fd, size, rel)
+            try:
+                data = os.read(fd, size + 1)
+            except OSError:
+                data = b""
+            if len(data) < size:  # a short read (or an error, reported there)
+                data = read_upto(fd, size, rel, data)
             key = (st.st_dev, st.st_ino, size, st.st_mtime_ns, st.st_ctime_ns)
-            if len(data) == size and self._cached(rel, key, st, expected):
+            if len(data) == size and (
+                seen[0] == key
+                if seen is not None
+                else self._cache_on_disk and self._cached(rel, key, st, expected)
+            ):
                 post = os.fstat(fd)  # nothing changed while it was read
                 if (post.st_ino, post.st_size, post.st_mtime_ns, post.st_ctime_ns) == key[1:]:
                     if self._log is not None:
@@ -400,7 +410,7 @@ class VerifiedDataset:
         if seen is not None:
             return seen[0] == key
         cache = self._cache
-        if cache is None:
+        if cache is None or not self._cache_on_disk:
             return False
         hit = cache.lookup(self._cache_root, rel, st)
         if hit is not None and hit.sha256 == expected:
@@ -411,11 +421,13 @@ class VerifiedDataset:
     def _read_bytes(self, path: str | PurePath) -> bytes:
         """``read_bytes`` for large, unsigned-but-allowed and encrypted items."""
         rel, expected, accept = self._expect(path)
+        if expected is not None and self._decrypt is None and path != rel:
+            return self.read_bytes(rel)  # a Path, or another spelling: the fast path
         if self._decrypt is not None or expected is None:
             with self.open(rel) as f:
                 return f.read()
         recorded_ns = time.time_ns()
-        fd, st = self._open_fd(rel)
+        fd, st = open_item(self._prefix, rel)
         with VerifiedReader(
             FdSource(fd, st, rel),
             name=rel,
@@ -447,38 +459,6 @@ class VerifiedDataset:
                     )
                 self._verified[rel] = (_key, st, 0)
         cache.save()
-
-    def _open_fd(self, rel: str) -> tuple[int, os.stat_result]:
-        try:
-            fd = os.open(self._prefix + rel, _O_FLAGS)
-        except FileNotFoundError:
-            raise IntegrityError(
-                "signed item is missing (deleted after the dataset was opened)",
-                path=rel,
-                diff=ManifestDiff(missing=(rel,)),
-                hint="restore the item; a missing item is never skipped in silence",
-            ) from None
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.EMLINK):
-                raise IntegrityError(
-                    "signed item is now a symbolic link, which is never followed",
-                    path=rel,
-                    diff=ManifestDiff(changed=(rel,)),
-                ) from None
-            raise OperationalError(f"cannot open: {exc.strerror}", path=rel) from None
-        try:
-            st = os.fstat(fd)
-        except OSError as exc:
-            os.close(fd)
-            raise OperationalError(f"cannot stat: {exc.strerror}", path=rel) from None
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            raise IntegrityError(
-                "signed item is not a regular file any more",
-                path=rel,
-                diff=ManifestDiff(changed=(rel,)),
-            )
-        return fd, st
 
     def verify_all(self, *, workers: int | None = None) -> int:
         """Hash every allowed item on the threaded hashing engine; raise on any difference.
@@ -520,8 +500,80 @@ class VerifiedDataset:
             )
         return len(present)
 
+    # --- read-ahead (readahead.py) --------------------------------------------------
+
+    def _start_readahead(self) -> ReadAhead | None:
+        threads, memory, items, auto = self._readahead_options
+        if threads <= 0 or memory <= 0 or self._decrypt is not None:
+            return None
+        cache = self._cache
+        probe = None
+        if cache is not None and len(cache):
+            root = self._cache_root
+            resources = self._resources
+
+            def probe(rel: str, st: os.stat_result) -> bool:
+                hit = cache.lookup(root, rel, st)
+                return hit is not None and hit.sha256 == resources.get(rel)
+
+        ahead = ReadAhead(
+            prefix=self._prefix,
+            resources=self._resources,
+            sizes=self._sizes,
+            files=list(self._resources),
+            skip=self._verified,
+            probe=probe,
+            threads=threads,
+            max_bytes=memory,
+            max_items=items,
+            spare_cpu_only=auto,
+        )
+        self._ahead = ahead
+        self._ahead_finalizer = weakref.finalize(self, ahead.close)  # at GC and at exit
+        return ahead
+
+    def prefetch(self, paths: Iterable[str | PurePath]) -> None:
+        """Read these items ahead, in this order: a hint, replacing any earlier one.
+
+        Threads read and hash the next items of ``paths`` (see
+        :mod:`.readahead`; at most ``readahead_items`` ahead and
+        ``readahead_memory`` bytes); :meth:`read_bytes` then serves the bytes
+        they hashed. Paths that are not signed, or denied, are left out here
+        (reading them still raises). Use it with a sampler's order, e.g.
+        ``ds.prefetch([paths[i] for i in indices])``.
+        """
+        self._ensure_process()
+        ahead = self._ahead if self._ahead is not None else self._start_readahead()
+        if ahead is None:
+            return
+        resources = self._resources
+        order: list[str] = []
+        for p in paths:
+            if type(p) is str and p in resources:
+                order.append(p)
+                continue
+            try:
+                rel, digest = self._find(p)
+            except IntegrityError:
+                continue
+            if digest is not None:
+                order.append(rel)
+        ahead.plan(order)
+
+    def iter_bytes(
+        self, paths: Iterable[str | PurePath] | None = None
+    ) -> Iterator[tuple[str, bytes]]:
+        """``(path, verified content)`` of each item in order (default: ``files``), read ahead."""
+        order = list(self._resources) if paths is None else [self._find(p)[0] for p in paths]
+        self.prefetch(order)
+        for rel in order:
+            yield rel, self.read_bytes(rel)
+
     def close(self) -> None:
-        """Write the stat cache (also done at exit) and flush the journal's records."""
+        """Stop the read-ahead threads, write the stat cache (also at exit), flush the journal."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            self._ahead_finalizer()  # ahead.close(), once: a no-op in a forked child
         self._save_cache()
         if self.journal is not None:
             self.journal.flush()
@@ -537,25 +589,6 @@ class VerifiedDataset:
             f"VerifiedDataset({os.fspath(self.root)!r}, {len(self)} items, "
             f"signed by {self.signer}, split={self.split!r})"
         )
-
-
-def _read_upto(fd: int, size: int, rel: str) -> bytes:
-    """The file's content: ``size`` bytes, plus at most one more if it grew."""
-    try:
-        data = os.read(fd, size + 1)
-        if len(data) < size:
-            parts = [data]
-            got = len(data)
-            while got <= size:
-                more = os.read(fd, size + 1 - got)
-                if not more:
-                    break
-                parts.append(more)
-                got += len(more)
-            data = b"".join(parts)
-    except OSError as exc:
-        raise OperationalError(f"cannot read: {exc.strerror}", path=rel) from None
-    return data
 
 
 def _save_at_exit(save: Callable[[], None]) -> None:

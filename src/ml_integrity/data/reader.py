@@ -14,18 +14,32 @@ the one the cache matched, and still withholds the last chunk until then.
 
 Sources are plain file descriptors (:class:`FdSource`) or any object with
 ``read(n)`` and ``close()`` (a decrypting stream, see ``dataset.py``).
+:func:`open_item`, :func:`read_upto` and :func:`check_present` are the
+dataset's own opening, whole-item reading and presence check.
 """
 
 from __future__ import annotations
 
 import collections
+import errno
 import hashlib
 import io
 import os
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Protocol
 
 from ml_integrity.errors import IntegrityError, ManifestDiff, OperationalError
+
+O_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_BINARY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+)
+"""How items are opened: read-only, never through a symbolic link, never blocking."""
 
 CHUNK_SIZE = 1 << 20
 """Bytes per read of the source (1 MiB), and so the most that is withheld."""
@@ -250,3 +264,104 @@ class VerifiedReader(io.BufferedIOBase):
                 left = 0
         self._buffered -= n
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def read_upto(fd: int, size: int, rel: str, data: bytes | None = None) -> bytes:
+    """The file's content: ``size`` bytes, plus at most one more if it grew.
+
+    ``data``: what a first read already returned (the rest is read after it).
+    """
+    try:
+        if data is None:
+            data = os.read(fd, size + 1)
+        if len(data) < size:
+            parts = [data]
+            got = len(data)
+            while got <= size:
+                more = os.read(fd, size + 1 - got)
+                if not more:
+                    break
+                parts.append(more)
+                got += len(more)
+            data = b"".join(parts)
+    except OSError as exc:
+        raise OperationalError(f"cannot read: {exc.strerror}", path=rel) from None
+    return data
+
+
+def open_item(prefix: str, rel: str) -> tuple[int, os.stat_result]:
+    """Open ``prefix + rel`` (never through a symbolic link) and fstat it; a regular file."""
+    try:
+        fd = os.open(prefix + rel, O_FLAGS)
+    except FileNotFoundError:
+        raise IntegrityError(
+            "signed item is missing (deleted after the dataset was opened)",
+            path=rel,
+            diff=ManifestDiff(missing=(rel,)),
+            hint="restore the item; a missing item is never skipped in silence",
+        ) from None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EMLINK):
+            raise IntegrityError(
+                "signed item is now a symbolic link, which is never followed",
+                path=rel,
+                diff=ManifestDiff(changed=(rel,)),
+            ) from None
+        raise OperationalError(f"cannot open: {exc.strerror}", path=rel) from None
+    try:
+        st = os.fstat(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise OperationalError(f"cannot stat: {exc.strerror}", path=rel) from None
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise IntegrityError(
+            "signed item is not a regular file any more",
+            path=rel,
+            diff=ManifestDiff(changed=(rel,)),
+        )
+    return fd, st
+
+
+def check_present(
+    root: Path, paths: list[str], sizes: Mapping[str, int], *, name: str, bundle: Path
+) -> None:
+    """Every signed path is a regular file of its size in ``sizes`` (a stat each, no read).
+
+    Raises IntegrityError naming ``bundle``: it signs another folder (nothing
+    there, or ``root`` is not named ``name``), or ``root`` lacks or changed items.
+    """
+    root_str = os.fspath(root)
+    missing: list[str] = []
+    changed: list[str] = []
+    for rel in paths:
+        try:
+            st = os.lstat(os.path.join(root_str, rel))
+        except OSError:
+            missing.append(rel)
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            missing.append(rel)
+        elif rel in sizes and sizes[rel] != st.st_size:
+            changed.append(rel)
+    if not missing and not changed:
+        return
+    counts = f"{len(changed)} changed, {len(missing)} missing of {len(paths)}"
+    if len(missing) == len(paths) or name != root.resolve().name:
+        message = (
+            f"the bundle signs another folder ({name!r}, {len(paths)} files), not {root} ({counts})"
+        )
+        hint = "pass the dataset folder this bundle was made for"
+    else:
+        message = f"{root} does not hold what was signed ({counts})"
+        hint = "restore the listed files (a deleted item is never skipped in silence)"
+    raise IntegrityError(
+        message,
+        path=bundle,
+        diff=ManifestDiff(
+            missing=tuple(sorted(missing)),
+            changed=tuple(sorted(changed)),
+            notes=dict.fromkeys(changed, "size differs"),
+        ),
+        hint=hint,
+    )
