@@ -29,6 +29,8 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check $(PYDIRS)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	@long=$$(find src -name '*.py' -exec awk 'END { if (NR > 600) print FILENAME ": " NR " lines" }' {} \;); \
+	if [ -n "$$long" ]; then echo "files over 600 lines (split them by responsibility):"; echo "$$long"; exit 1; fi
 
 reformat: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix $(PYDIRS)
