@@ -30,7 +30,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from ml_integrity.core import legacy_v02
 from ml_integrity.core.hashing_algorithms import is_hex_digest
@@ -218,6 +218,27 @@ class SignedModel:
         return f"{self.hash_type} files"
 
 
+def parse_subject(doc: dict[str, Any], source: str) -> dict[str, Any]:
+    """The one subject of an in-toto statement, checked: a name and a sha256 digest."""
+    subjects = doc.get("subject")
+    _require(
+        isinstance(subjects, list) and len(subjects) == 1 and isinstance(subjects[0], dict),
+        "statement must have exactly one subject",
+        source,
+    )
+    assert isinstance(subjects, list)
+    subject: dict[str, Any] = subjects[0]
+    name = subject.get("name")
+    _require(isinstance(name, str) and bool(name), "subject has no name", source)
+    sdigest = subject.get("digest")
+    _require(
+        isinstance(sdigest, dict) and is_sha256_hex(sdigest.get("sha256")),
+        "subject has no sha256 digest",
+        source,
+    )
+    return subject
+
+
 def _require(cond: bool, message: str, source: str) -> None:
     if not cond:
         raise BundleError(
@@ -247,21 +268,8 @@ def parse_statement(payload: bytes, source: str) -> SignedModel:
         f"predicateType is {ptype!r}, expected {PREDICATE_TYPE!r}",
         source,
     )
-    subjects = doc.get("subject")
-    _require(
-        isinstance(subjects, list) and len(subjects) == 1 and isinstance(subjects[0], dict),
-        "statement must have exactly one subject",
-        source,
-    )
-    subject = subjects[0]
-    name = subject.get("name")
-    _require(isinstance(name, str) and bool(name), "subject has no name", source)
-    sdigest = subject.get("digest")
-    _require(
-        isinstance(sdigest, dict) and is_sha256_hex(sdigest.get("sha256")),
-        "subject has no sha256 digest",
-        source,
-    )
+    subject = parse_subject(doc, source)
+    name, sdigest = subject["name"], subject["digest"]
     predicate = doc.get("predicate")
     _require(isinstance(predicate, dict), "statement has no predicate", source)
     ser = parse_serialization(predicate.get("serialization"), source)

@@ -33,9 +33,11 @@ from pathlib import Path
 
 from ml_integrity.core import oms
 from ml_integrity.core.manifest import (
+    MAX_MANIFEST_SIZE,
     Entry,
     Manifest,
     is_sha256_hex,
+    loads_limited,
     normalize_path,
     path_sort_key,
 )
@@ -120,8 +122,8 @@ class SignedShards:
 def is_sharded(payload: bytes) -> bool:
     """True when a verified in-toto payload is a sharded top-level statement."""
     try:
-        doc = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        doc = loads_limited(payload, max_size=MAX_MANIFEST_SIZE)
+    except ValueError:
         return False
     return isinstance(doc, dict) and doc.get("predicateType") == PREDICATE_TYPE
 
@@ -225,27 +227,14 @@ def _require(cond: bool, message: str, source: str) -> None:
 def parse_top(payload: bytes, source: str) -> SignedShards:
     """Validate a top-level statement (after its signature was verified)."""
     try:
-        doc = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = loads_limited(payload, max_size=MAX_MANIFEST_SIZE)
+    except ValueError as exc:
         raise BundleError(f"signed payload is not JSON: {exc}", path=source) from None
     _require(isinstance(doc, dict), "statement is not a JSON object", source)
     _require(doc.get("_type") == oms.STATEMENT_TYPE, "statement _type is wrong", source)
     _require(doc.get("predicateType") == PREDICATE_TYPE, "not a sharded statement", source)
-    subjects = doc.get("subject")
-    _require(
-        isinstance(subjects, list) and len(subjects) == 1 and isinstance(subjects[0], dict),
-        "statement must have exactly one subject",
-        source,
-    )
-    subject = subjects[0]
-    name = subject.get("name")
-    _require(isinstance(name, str) and bool(name), "subject has no name", source)
-    sdigest = subject.get("digest")
-    _require(
-        isinstance(sdigest, dict) and is_sha256_hex(sdigest.get("sha256")),
-        "subject has no sha256 digest",
-        source,
-    )
+    subject = oms.parse_subject(doc, source)
+    name, sdigest = subject["name"], subject["digest"]
     pred = doc.get("predicate")
     _require(isinstance(pred, dict), "statement has no predicate", source)
     ser = pred.get("serialization")
