@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         from ml_integrity.errors import UsageError
 
         raise UsageError(
-            "is a folder, not a key file",
+            "cannot write: is a folder, not a key file",
             path=args.out,
             hint=f"--out names the key file to write, for example --out {args.out / 'key.pem'}",
         )
