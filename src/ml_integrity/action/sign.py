@@ -108,7 +108,8 @@ def run_sign(ctx: Context, inputs: Inputs, runner: Runner) -> int:
         with runner.group("ml-integrity: sign"):
             if inputs.path:
                 target = inside_workspace(ctx, inputs.path, "path")
-                result = sign_model(target, signer, bundle)
+                # its own temp folder is the Action's to replace (a re-run on the same runner)
+                result = sign_model(target, signer, bundle, overwrite=not inputs.bundle)
                 manifest = result.manifest
                 who = result.signer
             else:

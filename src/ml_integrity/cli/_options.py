@@ -22,7 +22,8 @@ def _workers(value: str) -> int:
     return n
 
 
-def add_walk_options(parser: argparse.ArgumentParser, *, symlinks: bool = True) -> None:
+def add_walk_options(parser: argparse.ArgumentParser) -> None:
+    """The options that say which files of a model count (the same on manifest, sign, verify)."""
     group = parser.add_argument_group("files")
     group.add_argument(
         "--ignore-path",
@@ -40,12 +41,13 @@ def add_walk_options(parser: argparse.ArgumentParser, *, symlinks: bool = True) 
         "model_signing does (default: on; when verifying, git paths the bundle signs are "
         "always checked)",
     )
-    if symlinks:
-        group.add_argument(
-            "--allow-symlinks",
-            action="store_true",
-            help="follow symbolic links inside the model (refused by default)",
-        )
+    group.add_argument(
+        "--allow-symlinks",
+        action="store_true",
+        help="follow symbolic links inside the model (refused by default; a link out of "
+        "the model or into a cycle is always refused); a bundle signed with it records "
+        "allow_symlinks, as model_signing does, and its verifiers follow the links",
+    )
     group.add_argument(
         "--workers",
         type=_workers,

@@ -54,6 +54,14 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out.is_dir():
+        from ml_integrity.errors import UsageError
+
+        raise UsageError(
+            "cannot write: is a folder, not a key file",
+            path=args.out,
+            hint=f"--out names the key file to write, for example --out {args.out / 'key.pem'}",
+        )
     if args.type in _ENCRYPTION:
         return _run_encryption(args)
     from ml_integrity.trust import keys

@@ -29,7 +29,9 @@ The bundle is an OpenSSF Model Signing (OMS) v1.0 bundle: 'model_signing verify'
 accepts it (EC keys). Its CLI re-hashes with sha256 over files only: bundles made
 with --hash blake2/blake3 or --shard-size verify through model_signing's API
 (verifying.Config with the matching hashing config) and with 'ml-integrity verify'.
-A bundle written inside the folder is left out of what is signed. An encrypted
+A bundle written inside the folder is left out of what is signed. The bundle never
+replaces a file of the model, and replaces an existing bundle only with --overwrite
+(as sigstore-python does). An encrypted
 private key reads its password from ML_INTEGRITY_KEY_PASSWORD.
 
 """
@@ -49,6 +51,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("path", type=Path, metavar="PATH", help="model folder or file to sign")
     parser.add_argument(
         "--bundle", required=True, type=Path, metavar="OUT", help="where to write the bundle"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing bundle at OUT (and its OUT.shards/ folder); a file of the "
+        "model is never replaced",
     )
     keys = parser.add_argument_group("key-based signing")
     keys.add_argument("--key", type=Path, metavar="KEY", help="private key (PEM)")
@@ -78,7 +86,7 @@ def register(subparsers: Any) -> None:
         "1000000000",
     )
     add_sign_options(parser)
-    add_walk_options(parser, symlinks=False)
+    add_walk_options(parser)
     add_engine_options(parser)
     parser.add_argument(
         "--shard-entries",
@@ -131,6 +139,15 @@ def make_signer(args: argparse.Namespace) -> Signer:
 def run(args: argparse.Namespace) -> int:
     from ml_integrity.core import signing
 
+    # before the signer: keyless signing must not open a browser for a bundle it cannot write
+    if args.path.exists():
+        signing.check_bundle_path(
+            args.path,
+            args.bundle,
+            overwrite=args.overwrite,
+            ignore_paths=signing.resolve_ignore_paths(args.path, args.ignore_path),
+            ignore_git_paths=args.ignore_git_paths,
+        )
     signer = make_signer(args)
     # the streamed path signs sha256 over files; other hashing options (issue 12) take
     # the in-memory path, which has them
@@ -159,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             rehash=args.rehash,
             progress=progress,
+            overwrite=args.overwrite,
+            allow_symlinks=args.allow_symlinks,
         )
     files = result.files
     if args.json:
@@ -194,6 +213,8 @@ def run_folder(args: argparse.Namespace, signer: Signer) -> int:
         make_engine(args),
         ignore_paths=signing.resolve_ignore_paths(args.path, args.ignore_path),
         shard_entries=args.shard_entries or sharded.DEFAULT_SHARD_ENTRIES,
+        overwrite=args.overwrite,
+        allow_symlinks=args.allow_symlinks,
     )
     if args.json:
         print_json(

@@ -105,6 +105,7 @@ def build_statement(
     model_name: str,
     single_file: bool = False,
     ignore_paths: Sequence[str] = (),
+    allow_symlinks: bool = False,
 ) -> bytes:
     """The in-toto statement (exact bytes to sign) for a SHA-256 ``manifest`` of files."""
     if not manifest.entries:
@@ -122,7 +123,7 @@ def build_statement(
         )
     return statement_bytes(
         resources,
-        Serialization(ignore_paths=tuple(ignore_paths)),
+        Serialization(ignore_paths=tuple(ignore_paths), allow_symlinks=allow_symlinks),
         model_name=model_name,
         repository=manifest.repository,
         version=manifest.version,

@@ -65,6 +65,88 @@ def bundle_ignores(target: Path, bundle_out: Path) -> list[str]:
     return []
 
 
+_BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle"
+_MAX_BUNDLE_PROBE = 16 << 20
+
+
+def _is_bundle_file(path: Path) -> bool:
+    """Does ``path`` hold a Sigstore bundle (an earlier signature), as opposed to model data?"""
+    import json
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_MAX_BUNDLE_PROBE + 1)
+    except OSError:
+        return False
+    if len(data) > _MAX_BUNDLE_PROBE:
+        return False
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    media = doc.get("mediaType") if isinstance(doc, dict) else None
+    return isinstance(media, str) and media.startswith(_BUNDLE_MEDIA_TYPE)
+
+
+def _ignored(rel: str, ignores: Sequence[str]) -> bool:
+    return any(rel == i or rel.startswith(i.rstrip("/") + "/") for i in ignores)
+
+
+def check_bundle_path(
+    target: Path,
+    bundle_out: Path,
+    *,
+    overwrite: bool = False,
+    ignore_paths: Sequence[str] = (),
+    ignore_git_paths: bool = True,
+) -> None:
+    """Refuse a bundle path that would replace a file of the model, or any file unasked.
+
+    The bundle never replaces a file of the model it signs (``--overwrite``
+    or not): a file given as the model, or a file inside the model folder
+    that is not left out of the signature. An earlier bundle inside the folder
+    is not model data. Any other existing file is replaced only with
+    ``overwrite``. ``ignore_paths`` are clean relative paths (see
+    :func:`resolve_ignore_paths`).
+    """
+    # the bundle replaces the directory entry (a link is replaced, not followed)
+    place = Path(os.path.realpath(bundle_out.parent)) / bundle_out.name
+    model_real = Path(os.path.realpath(target))
+    model_place = Path(os.path.realpath(target.parent)) / target.name
+    exists = os.path.lexists(place)
+    if exists and place.is_dir() and not place.is_symlink():
+        raise UsageError(
+            "cannot write: the bundle path is a folder",
+            path=bundle_out,
+            hint="--bundle names the bundle file to write, for example "
+            f"--bundle {bundle_out / (target.name + '.sig')}",
+        )
+    of_model = False
+    if target.is_dir():
+        try:
+            rel = place.relative_to(model_real).as_posix()
+        except ValueError:
+            rel = None
+        if rel is not None and exists:
+            defaults = manifest.DEFAULT_IGNORES if ignore_git_paths else ()
+            left_out = _ignored(rel, [*ignore_paths, *defaults])
+            of_model = not left_out and not _is_bundle_file(place)
+    elif place in (model_real, model_place):
+        of_model = True
+    if of_model:
+        raise UsageError(
+            "the bundle would overwrite a file of the model it signs",
+            path=bundle_out,
+            hint=f"write the bundle outside the model, for example --bundle {target.name}.sig",
+        )
+    if exists and not overwrite:
+        raise UsageError(
+            "the bundle file already exists",
+            path=bundle_out,
+            hint="pass --overwrite to replace it, or choose another --bundle path",
+        )
+
+
 def resolve_ignore_paths(
     target: Path, values: Sequence[str], *, option: str = "--ignore-path"
 ) -> list[str]:
@@ -118,6 +200,7 @@ def sign(
     progress: Callable[[int, int], None] | None = None,
     repository: str | None = None,
     version: int | None = None,
+    overwrite: bool = False,
 ) -> SignResult:
     """Sign ``target`` (a folder or one file); write the bundle atomically.
 
@@ -125,12 +208,12 @@ def sign(
     ``blake3``; ``shard_size`` switches to shard serialization (SHA-256 or
     BLAKE2b). ``ignore_git_paths`` leaves out the top-level ``.git``,
     ``.gitattributes``, ``.github`` and ``.gitignore``, as model_signing does.
+    ``allow_symlinks`` follows symbolic links inside the model (a link out of
+    it, or a cycle, is still refused) and records ``allow_symlinks: true``,
+    as model_signing does, so that verifiers follow them too. The bundle
+    never replaces a file of the model, and replaces another existing file
+    only with ``overwrite`` (:func:`check_bundle_path`).
     """
-    if allow_symlinks:
-        raise UsageError(
-            "signing with --allow-symlinks is not supported",
-            hint="OMS is deprecating allow_symlinks; copy the link targets into the model",
-        )
     algorithm = oms_name(hash_type)
     if shard_size is not None:
         if algorithm == "blake3":
@@ -143,7 +226,15 @@ def sign(
                 f"shard size {shard_size} is below {hashing_shards.MIN_SHARD_SIZE} bytes",
                 hint="shards of 100 MB to 1 GB are the useful range",
             )
-    ignores = [*resolve_ignore_paths(target, ignore_paths), *bundle_ignores(target, bundle_out)]
+    user_ignores = resolve_ignore_paths(target, ignore_paths)
+    check_bundle_path(
+        target,
+        bundle_out,
+        overwrite=overwrite,
+        ignore_paths=user_ignores,
+        ignore_git_paths=ignore_git_paths,
+    )
+    ignores = [*user_ignores, *bundle_ignores(target, bundle_out)]
     defaults = manifest.DEFAULT_IGNORES if ignore_git_paths else ()
     single = target.is_file()
     recorded = sorted({*defaults, *ignores}) if not single else []
@@ -153,6 +244,7 @@ def sign(
             target,
             ignore=ignores,
             default_ignores=defaults,
+            allow_symlinks=allow_symlinks,
             workers=workers,
             rehash=rehash,
             progress=progress,
@@ -160,7 +252,11 @@ def sign(
         if repository is not None or version is not None:
             m = Manifest(m.entries, repository=repository, version=version)
         statement = oms.build_statement(
-            m, model_name=model_name, single_file=single, ignore_paths=recorded
+            m,
+            model_name=model_name,
+            single_file=single,
+            ignore_paths=recorded,
+            allow_symlinks=allow_symlinks,
         )
         files, total, hashing_name, sha256_manifest = (
             len(m.entries),
@@ -174,6 +270,7 @@ def sign(
             hash_type=algorithm,
             shard_size=shard_size,
             ignore_paths=tuple(recorded),
+            allow_symlinks=allow_symlinks,
         )
         resources, files, total = _hash_resources(
             target, serialization, ignores, defaults, workers, progress
@@ -212,7 +309,12 @@ def _hash_resources(
         root, paths, names = target.parent, [target.name], {target.name: oms.SINGLE_FILE_NAME}
     else:
         root = target
-        paths = manifest.list_files(target, ignore=ignores, default_ignores=defaults)
+        paths = manifest.list_files(
+            target,
+            ignore=ignores,
+            default_ignores=defaults,
+            allow_symlinks=serialization.allow_symlinks,
+        )
         names = {p: p for p in paths}
         if not paths:
             raise UsageError(
@@ -221,7 +323,7 @@ def _hash_resources(
                 hint="point at the model folder or file itself; empty models are refused",
             )
     algorithm = serialization.hash_type
-    follow = target.is_file()  # the user named this path
+    follow = target.is_file() or serialization.allow_symlinks  # the user named this path
     if serialization.method == "files":
         digests = hashing.hash_files(
             root,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from ml_integrity.core import oms, sharded, streaming
 from ml_integrity.core.manifest import DEFAULT_IGNORES, Manifest
-from ml_integrity.core.signing import Signer, bundle_ignores, write_atomic
+from ml_integrity.core.signing import Signer, bundle_ignores, check_bundle_path, write_atomic
 from ml_integrity.errors import UsageError
 
 __all__ = ["StreamSignResult", "sign_folder"]
@@ -52,12 +53,21 @@ def sign_folder(
     shard_entries: int = sharded.DEFAULT_SHARD_ENTRIES,
     repository: str | None = None,
     version: int | None = None,
+    overwrite: bool = False,
+    allow_symlinks: bool = False,
 ) -> StreamSignResult:
-    """Hash ``target`` with ``engine`` and sign it; write the bundle (and shards) atomically."""
+    """Hash ``target`` with ``engine`` and sign it; write the bundle (and shards) atomically.
+
+    The bundle never replaces a file of the model; an existing bundle or shard
+    folder is replaced only with ``overwrite`` (see ``signing.check_bundle_path``).
+    ``allow_symlinks`` follows links inside the model and records it, as
+    ``signing.sign`` does; sharded manifests do not follow links.
+    """
     if not target.is_dir():
         raise UsageError("not a directory", path=target)
     if shard_entries < 1:
         raise UsageError("--shard-entries must be at least 1")
+    check_bundle_path(target, bundle_out, overwrite=overwrite, ignore_paths=ignore_paths)
     ignores = [*ignore_paths, *bundle_ignores(target, bundle_out)]
     final_dir = sharded.shard_dir_for(bundle_out)
     final_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -68,8 +78,8 @@ def sign_folder(
             rel = _inside(target, p)
             if rel is not None:
                 walk_ignores.append(rel)
-        files = streaming.walk(target, ignore=walk_ignores)
-        records = engine.hash_stream(target, files, follow_symlinks=False)
+        files = streaming.walk(target, allow_symlinks=allow_symlinks, ignore=walk_ignores)
+        records = engine.hash_stream(target, files, follow_symlinks=allow_symlinks)
         head = list(itertools.islice(records, shard_entries + 1))
         if not head:
             raise UsageError(
@@ -85,9 +95,25 @@ def sign_folder(
                 recorded.add(rel_dir)  # an older sharded signature's folder, left alone
             m = streaming.records_to_manifest(head)
             m = Manifest(m.entries, repository=repository, version=version)
-            statement = oms.build_statement(m, model_name=name, ignore_paths=sorted(recorded))
+            statement = oms.build_statement(
+                m, model_name=name, ignore_paths=sorted(recorded), allow_symlinks=allow_symlinks
+            )
             write_atomic(bundle_out, signer.sign_statement(statement).encode("utf-8"))
             return StreamSignResult(bundle_out, len(m.entries), m.total_size, signer.describe(), 0)
+        if allow_symlinks:
+            raise UsageError(
+                f"a folder of more than {shard_entries:,} files is signed as shards, and "
+                "sharded manifests do not follow symbolic links",
+                path=target,
+                hint="replace the links with the files, or raise --shard-entries to sign "
+                "one OMS bundle",
+            )
+        if os.path.lexists(final_dir) and not overwrite:
+            raise UsageError(
+                "the shard folder already exists",
+                path=final_dir,
+                hint="pass --overwrite to replace it, or choose another --bundle path",
+            )
         rel_dir = _inside(target, final_dir)
         in_order = sorted({*DEFAULT_IGNORES, *ignores, *([rel_dir] if rel_dir else [])})
         shards = sharded.write_shards(

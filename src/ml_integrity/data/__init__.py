@@ -8,9 +8,8 @@ in-toto predicate, the Merkle root and JSON-lines sidecar of :mod:`.merkle`,
 and :mod:`.journal_check`, which verifies a sealed journal), the ML-BOM
 writers (:mod:`.bom`: CycloneDX 1.6 and SPDX 3.0), the framework adapters
 (:mod:`.adapters`: a PyTorch map-style dataset, tar-style shards), the seam
-for encrypted datasets (:mod:`.decryption`) and the
-trust backends the library API builds from its keyword arguments
-(:mod:`.backends`).
+for encrypted datasets (:mod:`.decryption`) and the library API's trust
+keywords, resolved by the one trust resolver (:mod:`.trust`).
 
 May import: the standard library, :mod:`ml_integrity.core`,
 :mod:`ml_integrity.trust` and :mod:`ml_integrity.errors` (a use case beside

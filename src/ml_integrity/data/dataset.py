@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from ml_integrity.core import hashing, oms
 from ml_integrity.core.manifest import normalize_path
-from ml_integrity.data.backends import TrustOptions
 from ml_integrity.data.decryption import decryptor as _decryptor
 from ml_integrity.data.readahead import MAX_ITEM, ReadAhead
 from ml_integrity.data.reader import (
@@ -54,6 +53,7 @@ from ml_integrity.data.reader import (
     read_upto,
     stat_key,
 )
+from ml_integrity.data.trust import library_trust
 from ml_integrity.errors import (
     IntegrityError,
     ManifestDiff,
@@ -119,7 +119,7 @@ class VerifiedDataset:
         self.bundle = Path(bundle)
         self.split: Split | None = split
         self.journal = journal
-        self._trust = TrustOptions.of(
+        self._trust = library_trust(
             key=key,
             cert_chain=cert_chain,
             policy=policy,
@@ -138,21 +138,18 @@ class VerifiedDataset:
     # --- opening (once per process) ---------------------------------------------
 
     def _open_bundle(self) -> None:
-        from ml_integrity.data.backends import Backends, resolve_trust
         from ml_integrity.trust import verdict
 
         self._pid = os.getpid()
         if not self.root.is_dir():
             raise UsageError("the dataset is not a folder", path=self.root)
         self._decrypt = _decryptor(self._decryption_key)
-        policy = resolve_trust(self._trust)
-        factory = Backends(self._trust)
-        try:
-            checked = verdict.verify_signatures(
-                [self.bundle], policy, factory, target=self.root, check_denied=False
-            )
-        finally:
-            factory.close()
+        trust = self._trust.resolve()
+        policy = trust.policy
+        assert policy is not None  # the model purpose always resolves to a policy
+        checked = verdict.verify_signatures(
+            [self.bundle], policy, trust.backends(), target=self.root, check_denied=False
+        )
         signed = checked.signed
         if signed.is_single_file:
             raise IntegrityError(
