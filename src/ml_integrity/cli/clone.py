@@ -22,7 +22,11 @@ examples:
   ml-integrity clone ../models.git work --key release.pub --strict
   ml-integrity clone URL DIR --key release.pub -b v2 --git-arg=--depth=1
 
-exit codes: 0 cloned and verified; 1 something was refused; 2 usage; 3 git failed.
+Without trust (--key, --cert-chain or git config ml-integrity.publicKey /
+certChain, e.g. in the global config) nothing is cloned (exit 2).
+
+exit codes: 0 cloned and verified; 1 something was refused; 2 usage or no trust;
+3 git failed.
 """
 
 
@@ -81,6 +85,23 @@ def run(args: argparse.Namespace) -> int:
         ),
         "clone",
     )
+    probe = Git(Path.cwd())
+    # the new clone inherits the global and system config, not the local one of the cwd
+    if not trust.git_config() and not any(
+        probe.config_get(k, scope=scope)
+        for k in ("ml-integrity.publicKey", "ml-integrity.certChain")
+        for scope in ("global", "system")
+    ):
+        raise UsageError(
+            "no trust configured: the clone could verify nothing, so nothing was cloned",
+            hint="give the signer's public key (--key signer.pub) or a trusted root "
+            "certificate (--cert-chain root-ca.pem), or set it once for every repository: "
+            "git config --global ml-integrity.publicKey /path/to/signer.pub. Content signed "
+            "keylessly (a Sigstore identity: --identity/--identity-regex, --issuer, "
+            "--github-repository/--github-ref/--github-workflow) is not checked by the "
+            "checkout filter: clone with plain git, then run `ml-integrity verify` with "
+            "those identity options",
+        )
     directory = args.directory or Path(
         args.url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git")
     )
@@ -91,7 +112,6 @@ def run(args: argparse.Namespace) -> int:
     # download's sha256 itself), so its own parallel transfers stay in use.
     later = hooks.desired_config()
     config = {"filter.lfs.process": later.pop("filter.lfs.process")}
-    probe = Git(Path.cwd())
     later.update(hooks.xet_overrides(probe))
     config.update(
         {k: v for k, v in hooks._LFS_FILTER_DEFAULTS.items() if probe.config_get(k) is None}
