@@ -147,10 +147,16 @@ def run(args: argparse.Namespace) -> int:
             except Error as err:
                 failed("manifest", err)
         if "signed" in checks and trust is not None:
+            from ml_integrity.errors import IntegrityError
+            from ml_integrity.git.staged import without_trust
+
             try:
                 verdict = check_signatures(repo, trust, staged=True)
                 codes["signed"] = 0
                 report["signed"] = signatures_json(verdict, trust, staged=True)
+            except IntegrityError as err:
+                untrusted = trust.policy is None and not trust.git_config()
+                failed("signed", without_trust(err) if untrusted else err)
             except Error as err:
                 failed("signed", err)
     code = max(codes.values(), default=0)

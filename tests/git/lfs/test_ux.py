@@ -25,3 +25,48 @@ def test_clone_with_trust_in_the_global_config(world: World, tmp_path: Path) -> 
     r = mi("clone", world.remote, dest, cwd=tmp_path)
     assert r.returncode == 0, r.output
     assert (dest / "a.bin").read_bytes().startswith(b"model weights")
+
+
+def _consumer(world: World, tmp_path: Path) -> Path:
+    dest = tmp_path / "w"
+    r = mi("clone", world.remote, dest, "--key", world.pub, cwd=tmp_path)
+    assert r.returncode == 0, r.output
+    return dest
+
+
+def test_pre_push_refuses_a_stale_signature(world: World, tmp_path: Path) -> None:
+    repo = _consumer(world, tmp_path)
+    remote = tmp_path / "mirror.git"
+    git("init", "-q", "--bare", remote, cwd=tmp_path)
+    git("remote", "add", "mirror", remote, cwd=repo)
+    assert git("push", "-q", "mirror", "main", cwd=repo, check=False).returncode == 0
+    (repo / "a.bin").write_bytes(b"retrained weights\n")
+    git("add", "a.bin", cwd=repo)
+    r = git("commit", "-q", "-m", "retrain", cwd=repo, check=False)
+    assert "sign it before pushing" in r.stderr
+    head = git("rev-parse", "HEAD", cwd=repo).stdout.strip()
+    r = git("push", "mirror", "main", cwd=repo, check=False)
+    assert r.returncode != 0, r.output
+    assert "REFUSED a.bin" in r.stderr and "not pushing refs/heads/main" in r.stderr
+    assert "--no-verify" in r.stderr and "sign-repo --key KEY" in r.stderr
+    remote_head = git("rev-parse", "main", cwd=remote).stdout.strip()
+    assert remote_head != head
+    # signed: the push goes through
+    assert mi("sign-repo", "--key", world.key, cwd=repo).returncode == 0
+    git("commit", "-q", "-m", "sign", cwd=repo)
+    r = git("push", "mirror", "main", cwd=repo, check=False)
+    assert r.returncode == 0, r.output
+    # --no-verify skips the hook, as for git's own hooks
+    (repo / "b.bin").write_bytes(b"unsigned again\n")
+    git("commit", "-q", "-am", "unsigned", cwd=repo)
+    r = git("push", "--no-verify", "mirror", "main", cwd=repo, check=False)
+    assert r.returncode == 0, r.output
+
+
+def test_checkout_refusal_names_the_last_verified_commit(world: World, tmp_path: Path) -> None:
+    repo = _consumer(world, tmp_path)
+    good = git("rev-parse", "HEAD", cwd=repo).stdout.strip()
+    git("fetch", "-q", "origin", cwd=repo)
+    r = git("checkout", "-q", "-b", "t", "origin/tampered", cwd=repo, check=False)
+    assert r.returncode == 1, r.output
+    assert f"`git checkout {good[:12]}` (the last commit whose content verifies)" in r.stderr
