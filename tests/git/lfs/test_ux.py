@@ -70,3 +70,24 @@ def test_checkout_refusal_names_the_last_verified_commit(world: World, tmp_path:
     r = git("checkout", "-q", "-b", "t", "origin/tampered", cwd=repo, check=False)
     assert r.returncode == 1, r.output
     assert f"`git checkout {good[:12]}` (the last commit whose content verifies)" in r.stderr
+
+
+def test_pull_json_is_one_document_and_each_refusal_is_said_once(
+    world: World, tmp_path: Path
+) -> None:
+    repo = _consumer(world, tmp_path)
+    git("fetch", "-q", "origin", cwd=repo)
+    git("checkout", "-q", "-b", "t", "origin/tampered", cwd=repo, check=False)
+    r = mi("pull", "--json", cwd=repo)
+    assert r.returncode == 1, r.output
+    doc = json.loads(r.stdout)  # one document: a second one would not parse
+    assert doc["ok"] is False and "a.bin" in doc["refused"] and doc["exit_code"] == 1
+    assert r.stderr.count("a.bin") == 1, r.stderr
+    r = mi("pull", cwd=repo)
+    assert r.returncode == 1, r.output
+    assert r.stderr.count("a.bin") == 1, r.stderr
+    assert "the last commit whose content verifies" in r.stderr
+    git("checkout", "-q", "main", cwd=repo)
+    ok = mi("pull", "--json", cwd=repo)
+    assert ok.returncode == 0, ok.output
+    assert json.loads(ok.stdout)["ok"] is True
