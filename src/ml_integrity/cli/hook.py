@@ -133,7 +133,17 @@ def _check_head(repo: Any, name: str, hook_args: list[str]) -> int:
         problems[path] = "its local object was corrupt and is in .git/lfs/quarantine/"
     if not problems:
         return 0
+    import os
+
+    from ml_integrity.git.gates import take_reported
+
+    # the filter of this git command already said some of them: each refusal once
+    said = take_reported(repo, os.getpgrp(), since=_process_start(os.getppid()))
+    pointers = verdict.pointers
     for path, reason in sorted(problems.items()):
+        ptr = pointers.get(path)
+        if path in left and ptr is not None and (path, ptr.oid) in said:
+            continue
         state = "left as a pointer" if path in left else restored.get(path, "not verified")
         print(f"ml-integrity: REFUSED {path} ({state}): {reason}", file=sys.stderr)
     from ml_integrity.git.recovery import last_verified_commit
@@ -146,7 +156,7 @@ def _check_head(repo: Any, name: str, hook_args: list[str]) -> int:
     )
     print(
         f"ml-integrity: {name}: {len(problems)} path(s) of HEAD are not covered by a valid "
-        f"signature (see above); the refused files are LFS pointers, nothing was lost. "
+        f"signature (each said above); the refused files are LFS pointers, nothing was lost. "
         f"Recover with `{hint_command()} pull` once the content is signed, or {instead}.",
         file=sys.stderr,
     )
@@ -221,3 +231,18 @@ def hint_command() -> str:
         if Path(script).resolve().parent == here.resolve() or Path(script).parent == here:
             return "ml-integrity"
     return f"{shlex.quote(sys.executable)} -m ml_integrity"
+
+
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` (the git command running this hook) started, in seconds
+    since the epoch, where the system says it (Linux: ``/proc``); else None."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/stat", encoding="ascii", errors="replace") as f:
+            boot = next(int(x.split()[1]) for x in f if x.startswith("btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK") - 1.0
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None

@@ -91,3 +91,11 @@ def test_pull_json_is_one_document_and_each_refusal_is_said_once(
     ok = mi("pull", "--json", cwd=repo)
     assert ok.returncode == 0, ok.output
     assert json.loads(ok.stdout)["ok"] is True
+
+
+def test_lenient_git_pull_says_each_refusal_once(world: World, tmp_path: Path) -> None:
+    repo = _consumer(world, tmp_path)
+    r = git("pull", "-q", "--ff-only", "origin", "tampered", cwd=repo, check=False)
+    assert r.returncode == 0, r.output  # git ignores post-merge's exit code
+    assert r.stderr.count("REFUSED a.bin") == 1, r.stderr
+    assert "post-merge" in r.stderr
