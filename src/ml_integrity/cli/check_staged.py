@@ -117,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {}
 
     def failed(check: str, err: Error) -> None:
+        from ml_integrity.cli.hook import localize
+
+        # a hint names a command that works where the hook runs (pre-commit's own venv)
+        err.hint = localize(err.hint)
         codes[check] = int(err.exit_code)
         report[check] = {"ok": False, **err.to_json()}
         if not args.json:

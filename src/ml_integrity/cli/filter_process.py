@@ -24,8 +24,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ml_integrity.git.filter import FilterProxy
     from ml_integrity.cli.hook import hint_command
+    from ml_integrity.git.filter import FilterProxy
     from ml_integrity.git.gates import SmudgeVerifier, reported_file
     from ml_integrity.git.lfs import require_git_lfs
     from ml_integrity.git.repository import Repository

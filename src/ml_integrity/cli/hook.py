@@ -196,8 +196,7 @@ def _check_push(git: Git, updates: bytes) -> int:
                 if verdict.problem:
                     print(f"ml-integrity: REFUSED {ref}: {verdict.problem}", file=sys.stderr)
                 print(
-                    f"ml-integrity: pre-push: not pushing {ref} ({sha[:12]}): "
-                    f"{err.message}",
+                    f"ml-integrity: pre-push: not pushing {ref} ({sha[:12]}): {err.message}",
                     file=sys.stderr,
                 )
     except Error as err:
@@ -246,3 +245,13 @@ def _process_start(pid: int) -> float | None:
         return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK") - 1.0
     except (OSError, ValueError, IndexError, StopIteration):
         return None
+
+
+def localize(text: str | None) -> str | None:
+    """A hint with every `` `ml-integrity ...` `` command spelled as :func:`hint_command`."""
+    if text is None:
+        return None
+    command = hint_command()
+    if command == "ml-integrity":
+        return text
+    return text.replace("`ml-integrity ", f"`{command} ")

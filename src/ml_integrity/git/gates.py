@@ -12,7 +12,6 @@ signed for it (so pointers swapped between two signed paths fetch nothing).
 from __future__ import annotations
 
 import contextlib
-
 import os
 import sys
 import unicodedata
