@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ml_integrity.cli._common import add_command
+from ml_integrity.cli._common import add_command, add_json_flag, print_json
 
 ORDER = 55
 
@@ -62,6 +62,7 @@ def register(subparsers: Any) -> None:
         metavar="ARG",
         help="one more argument for git clone, e.g. --git-arg=--depth=1; repeatable",
     )
+    add_json_flag(parser)
     parser.set_defaults(handler=run)
 
 
@@ -135,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
         for key, value in config.items():
             argv += ["-c", f"{key}={value}"]
         argv += [*git_args, "--", args.url, str(directory)]
+        if args.json:
+            sys.stdout.flush()  # git writes on stderr; stdout carries the one JSON document
         rc = run_script(argv, cwd=Path.cwd(), env=clean_env())
     if not (directory / ".git").exists():
         raise ToolError(f"git clone failed (exit {rc})", hint="see git's message above")
@@ -171,11 +174,14 @@ def run(args: argparse.Namespace) -> int:
                 hint="see git-lfs's message above (an object missing on the server, a network "
                 "failure); then run `ml-integrity pull` in the clone",
             )
-        print(
-            f"ml-integrity: clone into {directory} is not fully verified (git exited {rc}); "
-            "see the lines above",
-            file=sys.stderr,
-        )
+        message = f"clone into {directory} is not fully verified (git exited {rc})"
+        if args.json:
+            doc = verdict.to_json() if verdict is not None else {}
+            print_json({**doc, "ok": False, "directory": str(directory), "message": message})
+        print(f"ml-integrity: {message}; see the lines above", file=sys.stderr)
         return 1
+    if args.json:
+        print_json({"ok": True, "directory": str(directory), "git_exit": rc})
+        return 0
     print(f"ml-integrity: cloned into {directory}: every LFS file verified")
     return 0

@@ -99,3 +99,37 @@ def test_lenient_git_pull_says_each_refusal_once(world: World, tmp_path: Path) -
     assert r.returncode == 0, r.output  # git ignores post-merge's exit code
     assert r.stderr.count("REFUSED a.bin") == 1, r.stderr
     assert "post-merge" in r.stderr
+
+
+def _one_document(stdout: str) -> dict[str, object]:
+    doc = json.loads(stdout)  # a second document (or any extra text) does not parse
+    assert isinstance(doc, dict)
+    return doc
+
+
+def test_every_json_command_prints_one_document(world: World, tmp_path: Path) -> None:
+    repo = _consumer(world, tmp_path)
+    evil = repo / "evil.pkl"
+    evil.write_bytes(b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x8c\x06system\x93.")
+    commands: list[tuple[str, ...]] = [
+        ("pull", "--json"),
+        ("install", "--json"),
+        ("verify", "--git-repo", "--json"),
+        ("check-staged", "--json"),
+        ("manifest", "--staged", "--check", "--json"),
+        ("scan", "--json", "a.bin"),
+        ("scan", "--json", "evil.pkl"),
+    ]
+    for state in ("good", "tampered"):
+        if state == "tampered":
+            git("fetch", "-q", "origin", cwd=repo)
+            git("checkout", "-q", "-b", "t", "origin/tampered", cwd=repo, check=False)
+            commands.append(("clone", "--json", str(world.remote), str(tmp_path / "x")))
+        codes = set()
+        for command in commands:
+            r = mi(*command, cwd=repo)
+            doc = _one_document(r.stdout)
+            assert doc.get("ok") is (r.returncode == 0), (command, r.output)
+            codes.add(r.returncode)
+        if state == "tampered":
+            assert 1 in codes  # failures were among them
