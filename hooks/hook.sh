@@ -5,8 +5,8 @@
 # then ml-integrity's own check. Exit codes and stdin are passed through.
 if [ ! -x @PYTHON@ ]; then
     echo >&2 "ml-integrity: this repository verifies Git LFS content with ml-integrity, but"
-    echo >&2 "  @PYTHON@ is gone. Reinstall it (pip install ml-integrity) or"
-    echo >&2 "  remove this hook with \`ml-integrity uninstall\`: $0"
+    echo >&2 "  @PYTHON@ is gone. Reinstall it (pip install ml-integrity, then"
+    echo >&2 "  \`ml-integrity install\` here), or remove this hook: rm $0"
     exit 2
 fi
 exec @COMMAND@ hook @HOOK@ "$0" "$@"

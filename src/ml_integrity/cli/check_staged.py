@@ -117,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {}
 
     def failed(check: str, err: Error) -> None:
+        from ml_integrity.cli.hook import localize
+
+        # a hint names a command that works where the hook runs (pre-commit's own venv)
+        err.hint = localize(err.hint)
         codes[check] = int(err.exit_code)
         report[check] = {"ok": False, **err.to_json()}
         if not args.json:
@@ -147,10 +151,16 @@ def run(args: argparse.Namespace) -> int:
             except Error as err:
                 failed("manifest", err)
         if "signed" in checks and trust is not None:
+            from ml_integrity.errors import IntegrityError
+            from ml_integrity.git.staged import without_trust
+
             try:
                 verdict = check_signatures(repo, trust, staged=True)
                 codes["signed"] = 0
                 report["signed"] = signatures_json(verdict, trust, staged=True)
+            except IntegrityError as err:
+                untrusted = trust.policy is None and not trust.git_config()
+                failed("signed", without_trust(err) if untrusted else err)
             except Error as err:
                 failed("signed", err)
     code = max(codes.values(), default=0)

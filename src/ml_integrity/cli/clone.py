@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ml_integrity.cli._common import add_command
+from ml_integrity.cli._common import add_command, add_json_flag, print_json
 
 ORDER = 55
 
@@ -22,7 +22,11 @@ examples:
   ml-integrity clone ../models.git work --key release.pub --strict
   ml-integrity clone URL DIR --key release.pub -b v2 --git-arg=--depth=1
 
-exit codes: 0 cloned and verified; 1 something was refused; 2 usage; 3 git failed.
+Without trust (--key, --cert-chain or git config ml-integrity.publicKey /
+certChain, e.g. in the global config) nothing is cloned (exit 2).
+
+exit codes: 0 cloned and verified; 1 something was refused; 2 usage or no trust;
+3 git failed.
 """
 
 
@@ -58,6 +62,7 @@ def register(subparsers: Any) -> None:
         metavar="ARG",
         help="one more argument for git clone, e.g. --git-arg=--depth=1; repeatable",
     )
+    add_json_flag(parser)
     parser.set_defaults(handler=run)
 
 
@@ -81,6 +86,23 @@ def run(args: argparse.Namespace) -> int:
         ),
         "clone",
     )
+    probe = Git(Path.cwd())
+    # the new clone inherits the global and system config, not the local one of the cwd
+    if not trust.git_config() and not any(
+        probe.config_get(k, scope=scope)
+        for k in ("ml-integrity.publicKey", "ml-integrity.certChain")
+        for scope in ("global", "system")
+    ):
+        raise UsageError(
+            "no trust configured: the clone could verify nothing, so nothing was cloned",
+            hint="give the signer's public key (--key signer.pub) or a trusted root "
+            "certificate (--cert-chain root-ca.pem), or set it once for every repository: "
+            "git config --global ml-integrity.publicKey /path/to/signer.pub. Content signed "
+            "keylessly (a Sigstore identity: --identity/--identity-regex, --issuer, "
+            "--github-repository/--github-ref/--github-workflow) is not checked by the "
+            "checkout filter: clone with plain git, then run `ml-integrity verify` with "
+            "those identity options",
+        )
     directory = args.directory or Path(
         args.url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git")
     )
@@ -91,7 +113,6 @@ def run(args: argparse.Namespace) -> int:
     # download's sha256 itself), so its own parallel transfers stay in use.
     later = hooks.desired_config()
     config = {"filter.lfs.process": later.pop("filter.lfs.process")}
-    probe = Git(Path.cwd())
     later.update(hooks.xet_overrides(probe))
     config.update(
         {k: v for k, v in hooks._LFS_FILTER_DEFAULTS.items() if probe.config_get(k) is None}
@@ -115,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
         for key, value in config.items():
             argv += ["-c", f"{key}={value}"]
         argv += [*git_args, "--", args.url, str(directory)]
+        if args.json:
+            sys.stdout.flush()  # git writes on stderr; stdout carries the one JSON document
         rc = run_script(argv, cwd=Path.cwd(), env=clean_env())
     if not (directory / ".git").exists():
         raise ToolError(f"git clone failed (exit {rc})", hint="see git's message above")
@@ -151,11 +174,14 @@ def run(args: argparse.Namespace) -> int:
                 hint="see git-lfs's message above (an object missing on the server, a network "
                 "failure); then run `ml-integrity pull` in the clone",
             )
-        print(
-            f"ml-integrity: clone into {directory} is not fully verified (git exited {rc}); "
-            "see the lines above",
-            file=sys.stderr,
-        )
+        message = f"clone into {directory} is not fully verified (git exited {rc})"
+        if args.json:
+            doc = verdict.to_json() if verdict is not None else {}
+            print_json({**doc, "ok": False, "directory": str(directory), "message": message})
+        print(f"ml-integrity: {message}; see the lines above", file=sys.stderr)
         return 1
+    if args.json:
+        print_json({"ok": True, "directory": str(directory), "git_exit": rc})
+        return 0
     print(f"ml-integrity: cloned into {directory}: every LFS file verified")
     return 0

@@ -24,8 +24,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ml_integrity.cli.hook import hint_command
     from ml_integrity.git.filter import FilterProxy
-    from ml_integrity.git.gates import SmudgeVerifier
+    from ml_integrity.git.gates import SmudgeVerifier, reported_file
     from ml_integrity.git.lfs import require_git_lfs
     from ml_integrity.git.repository import Repository
     from ml_integrity.git.runner import Git
@@ -39,7 +40,14 @@ def run(args: argparse.Namespace) -> int:
     os.close(fd)
     allow_file = Path(allow)
     try:
-        gate = SmudgeVerifier(repo, strict=repo.strict, allow_file=allow_file)
+        gate = SmudgeVerifier(
+            repo,
+            strict=repo.strict,
+            allow_file=allow_file,
+            recover_command=f"{hint_command()} pull",
+            # the post-checkout/post-merge hook of the same git command skips what we said
+            reported_file=reported_file(repo, os.getpgrp()),
+        )
         env = {**os.environ, "ML_INTEGRITY_ALLOW_FILE": str(allow_file)}
         proxy = FilterProxy(
             gate,

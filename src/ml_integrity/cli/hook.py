@@ -9,7 +9,11 @@ or git-lfs's hook (``git lfs NAME``), then ml-integrity's own check:
   code is ignored by git, but the lines are shown).
 - pre-commit: rebuild ``.ml-integrity/manifest.json`` from every staged
   path and stage it (repositories with a ``.ml-integrity/`` folder).
-- pre-push: nothing more than the chained hooks (git-lfs uploads the objects).
+- pre-push: first, every commit pushed (each ref's new tip) against its
+  signed manifest under the configured trust, as a consumer's checkout will
+  check it; a stale or missing signature refuses the push (exit 1) before
+  anything is uploaded. Then the chained hooks (git-lfs uploads the objects).
+  ``git push --no-verify`` skips the hook, as for every git hook.
 
 The exit code is the first non-zero one.
 """
@@ -46,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
     stdin = sys.stdin.buffer.read() if name == "pre-push" else None
     git = Git.discover(keep_index=True)
     codes: list[int] = []
+    if name == "pre-push":
+        refused = _check_push(git, stdin or b"")
+        if refused:
+            return refused  # nothing is uploaded for a push that is refused
     previous = hooks_dir / (name + hooks.PREVIOUS_SUFFIX)
     prev_text = ""
     if previous.is_file():
@@ -88,13 +96,13 @@ def _own_check(name: str, hook_args: list[str], git: Git) -> int:
                 if (repo.root / META_DIR).is_dir() and update_manifest(repo):
                     print(
                         f"ml-integrity: updated {META_DIR}/manifest.json from the staged "
-                        "files; sign it before pushing (ml-integrity sign-repo --key KEY)",
+                        f"files; sign it before pushing ({hint_command()} sign-repo --key KEY)",
                         file=sys.stderr,
                     )
                 return 0
             if name in ("post-checkout", "post-merge"):
                 return _check_head(repo, name, hook_args)
-            return 0
+            return 0  # pre-push: checked before the chained hooks (_check_push)
     except Error as err:
         print(f"ml-integrity: {name} hook: {err.diagnostics()}", file=sys.stderr)
         return int(err.exit_code)
@@ -125,15 +133,125 @@ def _check_head(repo: Any, name: str, hook_args: list[str]) -> int:
         problems[path] = "its local object was corrupt and is in .git/lfs/quarantine/"
     if not problems:
         return 0
+    import os
+
+    from ml_integrity.git.gates import take_reported
+
+    # the filter of this git command already said some of them: each refusal once
+    said = take_reported(repo, os.getpgrp(), since=_process_start(os.getppid()))
+    pointers = verdict.pointers
     for path, reason in sorted(problems.items()):
+        ptr = pointers.get(path)
+        if path in left and ptr is not None and (path, ptr.oid) in said:
+            continue
         state = "left as a pointer" if path in left else restored.get(path, "not verified")
         print(f"ml-integrity: REFUSED {path} ({state}): {reason}", file=sys.stderr)
-    from ml_integrity.git.repository import RECOVER_COMMAND
+    from ml_integrity.git.recovery import last_verified_commit
 
+    good = last_verified_commit(repo)
+    instead = (
+        f"`git checkout {good[:12]}` (the last commit whose content verifies)"
+        if good
+        else "check out a signed commit"
+    )
     print(
         f"ml-integrity: {name}: {len(problems)} path(s) of HEAD are not covered by a valid "
-        f"signature (see above). Recover with `{RECOVER_COMMAND}` once the "
-        "content is signed, or check out a signed commit.",
+        f"signature (each said above); the refused files are LFS pointers, nothing was lost. "
+        f"Recover with `{hint_command()} pull` once the content is signed, or {instead}.",
         file=sys.stderr,
     )
     return 1
+
+
+_ZERO = "0" * 40
+
+
+def _check_push(git: Git, updates: bytes) -> int:
+    """git's pre-push stdin: ``<local ref> <local sha> <remote ref> <remote sha>`` per
+    line. Each new tip must verify under the configured trust (deletions pass)."""
+    from ml_integrity.errors import Error
+    from ml_integrity.git.repository import Repository
+    from ml_integrity.git.verification import check_tree
+    from ml_integrity.trust.resolver import TrustRequest, resolve_trust
+
+    tips: dict[str, str] = {}
+    for line in updates.decode("utf-8", "replace").splitlines():
+        fields = line.split()
+        if len(fields) == 4 and fields[1].strip("0"):
+            tips.setdefault(fields[1], fields[0])
+    if not tips:
+        return 0
+    try:
+        trust = resolve_trust(TrustRequest(), "checkout", repo=git)
+        with Repository(git, trust=trust) as repo:
+            failed = 0
+            for sha, ref in tips.items():
+                verdict = check_tree(repo, sha, worktree=False)
+                if not verdict.signed or verdict.ok:
+                    continue
+                failed += 1
+                err = verdict.error()
+                for path, reason in sorted(verdict.refused.items()):
+                    print(f"ml-integrity: REFUSED {path}: {reason}", file=sys.stderr)
+                if verdict.problem:
+                    print(f"ml-integrity: REFUSED {ref}: {verdict.problem}", file=sys.stderr)
+                print(
+                    f"ml-integrity: pre-push: not pushing {ref} ({sha[:12]}): {err.message}",
+                    file=sys.stderr,
+                )
+    except Error as err:
+        print(f"ml-integrity: pre-push hook: {err.diagnostics()}", file=sys.stderr)
+        return int(err.exit_code)
+    if not failed:
+        return 0
+    command = hint_command()
+    print(
+        "hint: sign the content and commit the signature, then push again: "
+        f"`{command} sign-repo --key KEY` and `git commit`; with no trust configured, "
+        "`git config ml-integrity.publicKey /path/to/signer.pub` first; to push unsigned "
+        "content anyway: `git push --no-verify`",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def hint_command() -> str:
+    """The command a hint printed by a hook should name: ``ml-integrity`` when that is
+    what the user's shell runs, else this interpreter (``python -m ml_integrity``).
+    Inside the pre-commit framework (``PRE_COMMIT`` set) the console script is on
+    the hook's PATH only, never on the user's."""
+    import os
+    import shlex
+    import shutil
+
+    script = shutil.which("ml-integrity")
+    if script is not None and not os.environ.get("PRE_COMMIT"):
+        here = Path(sys.executable).parent
+        if Path(script).resolve().parent == here.resolve() or Path(script).parent == here:
+            return "ml-integrity"
+    return f"{shlex.quote(sys.executable)} -m ml_integrity"
+
+
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` (the git command running this hook) started, in seconds
+    since the epoch, where the system says it (Linux: ``/proc``); else None."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/stat", encoding="ascii", errors="replace") as f:
+            boot = next(int(x.split()[1]) for x in f if x.startswith("btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK") - 1.0
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def localize(text: str | None) -> str | None:
+    """A hint with every `` `ml-integrity ...` `` command spelled as :func:`hint_command`."""
+    if text is None:
+        return None
+    command = hint_command()
+    if command == "ml-integrity":
+        return text
+    return text.replace("`ml-integrity ", f"`{command} ")

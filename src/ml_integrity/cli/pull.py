@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ml_integrity.cli._common import Progress, add_command, add_json_flag, print_json
+
+if TYPE_CHECKING:
+    from ml_integrity.errors import Error
 
 ORDER = 50
 
@@ -52,7 +55,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ml_integrity.errors import IntegrityError, ToolError
+    from ml_integrity.errors import IntegrityError
     from ml_integrity.git.lfs import require_git_lfs, run_git_lfs
     from ml_integrity.git.recovery import prepare_store, restore_refused
     from ml_integrity.git.repository import RECOVER_HINT, Repository
@@ -74,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
             )
         moved_back = prepare_store(repo, before)
         previous = "ORIG_HEAD" if repo.git.rev_parse("ORIG_HEAD^{tree}") else None
-        for fixed in restore_refused(repo, before, previous):
-            print(f"ml-integrity: REFUSED {fixed.path}: {fixed.action}", file=sys.stderr)
+        restored = list(restore_refused(repo, before, previous))
         for path in moved_back:
             print(
                 f"ml-integrity: {path}: signed now, object moved back from quarantine",
@@ -86,40 +88,71 @@ def run(args: argparse.Namespace) -> int:
     with Repository(Git.discover(), trust=trust) as repo, Progress("rehashing") as progress:
         after = check_tree(repo, "HEAD", rehash=args.rehash, progress=progress)
     missing = [p for p in after.left_as_pointer if p not in after.refused]
-    if args.json:
-        print_json(
-            {**after.to_json(), "ok": after.ok and not missing and rc == 0, "git_lfs_exit": rc}
-        )
-    for path, reason in sorted({**after.refused, **after.rehash_failed}.items()):
-        print(f"ml-integrity: REFUSED {path}: {reason}", file=sys.stderr)
-    if after.problem:
-        print(f"ml-integrity: REFUSED HEAD: {after.problem}", file=sys.stderr)
+    error = _failure(after, missing, rc, RECOVER_HINT)
+    refused = {**after.refused, **after.rehash_failed}
+    if error is not None and error.hint == RECOVER_HINT:
+        error.hint = f"{RECOVER_HINT}; or {_instead(trust)}"
+    # one line per refusal: the error lists the refused paths (each with its reason)
+    for fixed in restored:
+        if fixed.path not in refused:
+            print(f"ml-integrity: {fixed.path}: {fixed.action}", file=sys.stderr)
     for note in after.notes:
         print(f"ml-integrity: note: {note}", file=sys.stderr)
     for path in missing:
         print(
             f"ml-integrity: MISSING {path}: still an LFS pointer (not downloaded)", file=sys.stderr
         )
-    if not after.ok:
-        raise after.error()
-    if missing and rc != 0:
-        # every path is signed: git-lfs could not fetch (an object missing on the server,
-        # the network), which is operational, not a refusal
-        raise ToolError(
-            f"git lfs pull failed (exit {rc}); {len(missing)} signed LFS file(s) of HEAD "
-            "are not checked out",
-            hint="see git-lfs's message above; the files stay LFS pointers, nothing was lost",
-        )
-    if missing:
-        raise IntegrityError(
-            f"{len(missing)} LFS file(s) of HEAD could not be checked out",
-            hint=RECOVER_HINT,
-        )
-    if rc != 0:
-        raise ToolError(f"git lfs pull failed (exit {rc})", hint="see git-lfs's message above")
+    if args.json:
+        # exactly one JSON document, on success and on failure
+        doc: dict[str, object] = {**after.to_json(), "git_lfs_exit": rc}
+        if error is not None:
+            doc.update(error.to_json())
+        doc["ok"] = error is None
+        print_json(doc)
+    if error is not None:
+        from ml_integrity.cli.main import report_error
+
+        return report_error(error, as_json=False)
     if not args.json:
         print(
             f"OK: {after.describe()} of HEAD verified ({after.verified.source}, "
             f"signed by {', '.join(after.signers) or 'nobody: nothing is signed here'})"
         )
     return 0
+
+
+def _failure(after: Any, missing: list[str], rc: int, recover_hint: str) -> Error | None:
+    """The one failure of a pull (None when everything is verified and checked out)."""
+    from ml_integrity.errors import IntegrityError, ToolError
+
+    if not after.ok:
+        err: Error = after.error()
+        return err
+    if missing and rc != 0:
+        # every path is signed: git-lfs could not fetch (an object missing on the server,
+        # the network), which is operational, not a refusal
+        return ToolError(
+            f"git lfs pull failed (exit {rc}); {len(missing)} signed LFS file(s) of HEAD "
+            "are not checked out",
+            hint="see git-lfs's message above; the files stay LFS pointers, nothing was lost",
+        )
+    if missing:
+        return IntegrityError(
+            f"{len(missing)} LFS file(s) of HEAD could not be checked out", hint=recover_hint
+        )
+    if rc != 0:
+        return ToolError(f"git lfs pull failed (exit {rc})", hint="see git-lfs's message above")
+    return None
+
+
+def _instead(trust: Any) -> str:
+    """Which commit to check out instead: the last one whose content verifies."""
+    from ml_integrity.git.recovery import last_verified_commit
+    from ml_integrity.git.repository import Repository
+    from ml_integrity.git.runner import Git
+
+    with Repository(Git.discover(), trust=trust) as repo:
+        good = last_verified_commit(repo)
+    if good is None:
+        return "check out a signed commit"
+    return f"`git checkout {good[:12]}` (the last commit whose content verifies)"

@@ -11,6 +11,7 @@ signed for it (so pointers swapped between two signed paths fetch nothing).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import unicodedata
@@ -22,7 +23,32 @@ from ml_integrity.git.filter import Refusal
 from ml_integrity.git.repository import INDEX, RECOVER_COMMAND, Repository
 from ml_integrity.git.verification import TreeVerdict, check_tree
 
-__all__ = ["DownloadGate", "SmudgeVerifier"]
+__all__ = ["DownloadGate", "SmudgeVerifier", "reported_file", "take_reported"]
+
+
+def reported_file(repo: Repository, group: int) -> Path:
+    """The refusals the filter said in one process group (a git command and its
+    children); the hook that git runs after the checkout reads them."""
+    return repo.git.common_dir / "ml-integrity" / f"reported-{group}"
+
+
+def take_reported(repo: Repository, group: int, *, since: float | None) -> set[tuple[str, str]]:
+    """(path, oid) pairs the filter already said in process group ``group``, written
+    after ``since`` (when the git command started, if known); every record is removed."""
+    mine = reported_file(repo, group)
+    said: set[tuple[str, str]] = set()
+    try:
+        if since is not None and mine.stat().st_mtime < since:
+            raise FileNotFoundError(mine)  # left by an earlier command: say everything
+        for line in mine.read_text(encoding="utf-8").splitlines():
+            oid, _, path = line.partition(" ")
+            said.add((path, oid))
+    except OSError:
+        pass
+    for old in mine.parent.glob("reported-*"):
+        with contextlib.suppress(OSError):
+            old.unlink()
+    return said
 
 
 class SmudgeVerifier:
@@ -35,9 +61,15 @@ class SmudgeVerifier:
         strict: bool,
         allow_file: Path | None = None,
         stderr: TextIO | None = None,
+        recover_command: str = RECOVER_COMMAND,
+        reported_file: Path | None = None,
     ) -> None:
         self.repo = repo
         self.strict = strict
+        self.recover_command = recover_command
+        self.reported_file = reported_file
+        """Where the refused paths are listed for the hook that git runs next, so that
+        each refusal is said once per command (:func:`take_reported`)."""
         self.allow_file = allow_file
         self.stderr = stderr or sys.stderr
         self._index_source: str | None = None
@@ -116,9 +148,13 @@ class SmudgeVerifier:
         action = "checkout aborted (ml-integrity.strict)" if self.strict else "kept the LFS pointer"
         self.stderr.write(
             f"ml-integrity: REFUSED {path}: {refusal.reason}; {action}{where}; "
-            f"to recover: `{RECOVER_COMMAND}` once the content is signed\n"
+            f"to recover: `{self.recover_command}` once the content is signed\n"
         )
         self.stderr.flush()
+        if self.reported_file is not None:
+            self.reported_file.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.reported_file, "a", encoding="utf-8") as out:
+                out.write(f"{oid} {path}\n")
 
 
 # --- the transfer agent's decisions -------------------------------------------------

@@ -27,7 +27,10 @@ from ml_integrity.git.listing import BLOB, LFS, LINK, TreeFile
 from ml_integrity.git.repository import Repository
 from ml_integrity.git.verification import TreeVerdict
 
-__all__ = ["Restored", "prepare_store", "restore_refused"]
+__all__ = ["Restored", "last_verified_commit", "prepare_store", "restore_refused"]
+
+_LOOK_BACK = 20
+"""How many ancestors :func:`last_verified_commit` checks before it gives up."""
 
 
 @dataclass(frozen=True)
@@ -219,3 +222,20 @@ def prepare_store(repo: Repository, before: TreeVerdict) -> list[str]:
         if held.is_file() and sha256_file(held) == oid and repo.store.release(oid):
             moved_back.append(path)
     return moved_back
+
+
+def last_verified_commit(repo: Repository, start: str = "HEAD") -> str | None:
+    """The newest ancestor of ``start`` (itself excluded; first parents, at most
+    ``_LOOK_BACK``) whose every path verifies: what to check out instead."""
+    from ml_integrity.git.verification import check_tree
+
+    out = repo.git.run(
+        ["rev-list", "--first-parent", f"--max-count={_LOOK_BACK}", f"{start}~1"], check=False
+    )
+    if out.returncode != 0:
+        return None
+    for sha in out.stdout.decode().split():
+        verdict = check_tree(repo, sha, worktree=False)
+        if verdict.signed and verdict.ok:
+            return sha
+    return None

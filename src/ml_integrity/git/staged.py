@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FIX_MANIFEST",
+    "NO_TRUST_HINT",
     "ManifestStatus",
     "check_trust_files",
     "manifest_status",
@@ -50,6 +51,7 @@ __all__ = [
     "signature_error",
     "signature_verdict",
     "staged_entries",
+    "without_trust",
 ]
 
 FIX_MANIFEST = "ml-integrity manifest --staged --write"
@@ -421,6 +423,23 @@ def signature_verdict(repo: Repository, policy: Policy | None = None) -> TreeVer
             )
             verdict.kinds[path] = "changed"
     return verdict
+
+
+NO_TRUST_HINT = (
+    "no trust is configured, so no signature can count: name the signer's public key once, "
+    "`git config ml-integrity.publicKey /path/to/signer.pub` (or ml-integrity.certChain "
+    "/path/to/root-ca.pem, or a policy: git config ml-integrity.policy FILE); if nothing "
+    "is signed yet, sign what is staged with `ml-integrity sign-repo --key KEY` too"
+)
+"""The fix when a staged check fails and no trust root is configured at all."""
+
+
+def without_trust(err: IntegrityError) -> IntegrityError:
+    """``err`` (a staged signature failure) when no trust is configured: the fix is the
+    git config setting, not signing again."""
+    err.message = f"no trust configured; {err.message}"
+    err.hint = NO_TRUST_HINT
+    return err
 
 
 def signature_error(verdict: TreeVerdict) -> IntegrityError:

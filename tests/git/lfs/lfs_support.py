@@ -139,12 +139,16 @@ def build_world(
     git("checkout", "-q", "-b", "tampered", cwd=author, env=env)
     (author / "a.bin").write_bytes(EVIL)
     git("commit", "-q", "-am", "swap a.bin", cwd=author, env=env)
-    git("push", "-q", "origin", "tampered", cwd=author, env=env)
+    # an attacker's push: no ml-integrity pre-push hook, git-lfs uploads the objects
+    git("lfs", "push", "origin", "tampered", cwd=author, env=env)
+    git("push", "-q", "--no-verify", "origin", "tampered", cwd=author, env=env)
     # unsigned: no signature at all
     git("checkout", "-q", "-b", "unsigned", "main", cwd=author, env=env)
     git("rm", "-q", ".ml-integrity/manifest.sig", cwd=author, env=env)
     git("commit", "-q", "-m", "drop the signature", cwd=author, env=env)
-    git("push", "-q", "origin", "unsigned", cwd=author, env=env)
+    # an attacker's push: no ml-integrity pre-push hook, git-lfs uploads the objects
+    git("lfs", "push", "origin", "unsigned", cwd=author, env=env)
+    git("push", "-q", "--no-verify", "origin", "unsigned", cwd=author, env=env)
     git("checkout", "-q", "main", cwd=author, env=env)
     return World(root, remote, key, pub, author, env)
 

@@ -274,6 +274,7 @@ def test_recovery_after_signing(world: World, tmp_path: Path) -> None:
     author = tmp_path / "author"
     git("clone", "-q", "-b", "tampered", remote, author, cwd=tmp_path)
     mi("install", cwd=author, check=True)
+    git("config", "ml-integrity.publicKey", world.pub, cwd=author)  # the pre-push hook checks
     mi("sign-repo", "--key", world.key, cwd=author, check=True)
     git("commit", "-q", "-m", "sign v2", cwd=author)
     git("push", "-q", "origin", "HEAD:refs/heads/signed-v2", cwd=author)

@@ -97,8 +97,10 @@ def test_pre_push_still_uploads_lfs_objects(world: World, tmp_path: Path) -> Non
     repo = tmp_path / "w"
     git("clone", "-q", world.remote, repo, cwd=tmp_path)
     assert mi("install", cwd=repo).returncode == 0
+    git("config", "ml-integrity.publicKey", world.pub, cwd=repo)
     (repo / "new.bin").write_bytes(b"brand new weights\n")
     git("add", "new.bin", cwd=repo)
+    assert mi("sign-repo", "--key", world.key, cwd=repo).returncode == 0  # pre-push checks it
     git("commit", "-q", "-m", "new", cwd=repo)
     git("remote", "add", "mirror", remote, cwd=repo)
     r = git("push", "mirror", "main", cwd=repo, check=False)
