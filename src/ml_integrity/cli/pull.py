@@ -53,6 +53,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ml_integrity.errors import IntegrityError, ToolError
+    from ml_integrity.git.gates import download_refusals, forget_download_refusals
     from ml_integrity.git.lfs import require_git_lfs, run_git_lfs
     from ml_integrity.git.recovery import prepare_store, restore_refused
     from ml_integrity.git.repository import RECOVER_HINT, Repository
@@ -82,9 +83,11 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         sys.stdout.flush()
+        forget_download_refusals(repo)
         rc = run_git_lfs(["pull", *lfs_args], cwd=repo.root).returncode
     with Repository(Git.discover(), trust=trust) as repo, Progress("rehashing") as progress:
         after = check_tree(repo, "HEAD", rehash=args.rehash, progress=progress)
+        refused = download_refusals(repo)  # the transfer agent's: exit 1, not 3
     missing = [p for p in after.left_as_pointer if p not in after.refused]
     if args.json:
         print_json(
@@ -102,6 +105,11 @@ def run(args: argparse.Namespace) -> int:
         )
     if not after.ok:
         raise after.error()
+    if rc != 0 and refused:
+        raise IntegrityError(
+            f"the transfer agent refused {len(refused)} LFS object(s); see the reasons above",
+            hint="nothing refused was written (the files stay as they were), nothing was lost",
+        )
     if missing and rc != 0:
         # every path is signed: git-lfs could not fetch (an object missing on the server,
         # the network), which is operational, not a refusal
