@@ -158,15 +158,21 @@ def run(args: argparse.Namespace) -> int:
     if rc != 0:
         # git clone exits non-zero when post-checkout refused files (or strict aborted),
         # or when git-lfs could not download an object (operational: exit 3)
+        from ml_integrity.git.lfs_crypto import refused_downloads
         from ml_integrity.git.repository import Repository
         from ml_integrity.git.verification import check_tree
 
+        refused: dict[str, str] = {}
         try:
             with Repository(git) as repo:
                 verdict = check_tree(repo, "HEAD", worktree=False)
+                if verdict.signed and verdict.ok:  # the transfer agent's refusals: exit 1
+                    refused = refused_downloads(repo, verdict.pointers)
         except Error:
             verdict = None
-        if verdict is not None and verdict.signed and verdict.ok:
+        for path, reason in sorted(refused.items()):
+            print(f"ml-integrity: REFUSED {path}: {reason}; kept the LFS pointer", file=sys.stderr)
+        if verdict is not None and verdict.signed and verdict.ok and not refused:
             raise ToolError(
                 f"git clone exited {rc}: every file of HEAD is signed, but not every one could "
                 "be checked out",

@@ -56,6 +56,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ml_integrity.errors import IntegrityError
+    from ml_integrity.git.gates import download_refusals, forget_download_refusals
     from ml_integrity.git.lfs import require_git_lfs, run_git_lfs
     from ml_integrity.git.recovery import prepare_store, restore_refused
     from ml_integrity.git.repository import RECOVER_HINT, Repository
@@ -84,11 +85,13 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         sys.stdout.flush()
+        forget_download_refusals(repo)
         rc = run_git_lfs(["pull", *lfs_args], cwd=repo.root).returncode
     with Repository(Git.discover(), trust=trust) as repo, Progress("rehashing") as progress:
         after = check_tree(repo, "HEAD", rehash=args.rehash, progress=progress)
+        agent_refused = download_refusals(repo)  # the transfer agent's: exit 1, not 3
     missing = [p for p in after.left_as_pointer if p not in after.refused]
-    error = _failure(after, missing, rc, RECOVER_HINT)
+    error = _failure(after, missing, rc, RECOVER_HINT, agent_refused)
     refused = {**after.refused, **after.rehash_failed}
     if error is not None and error.hint == RECOVER_HINT:
         error.hint = f"{RECOVER_HINT}; or {_instead(trust)}"
@@ -121,13 +124,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _failure(after: Any, missing: list[str], rc: int, recover_hint: str) -> Error | None:
+def _failure(
+    after: Any, missing: list[str], rc: int, recover_hint: str, agent_refused: Any
+) -> Error | None:
     """The one failure of a pull (None when everything is verified and checked out)."""
     from ml_integrity.errors import IntegrityError, ToolError
 
     if not after.ok:
         err: Error = after.error()
         return err
+    if rc != 0 and agent_refused:
+        return IntegrityError(
+            f"the transfer agent refused {len(agent_refused)} LFS object(s); see the reasons above",
+            hint="nothing refused was written (the files stay as they were), nothing was lost",
+        )
     if missing and rc != 0:
         # every path is signed: git-lfs could not fetch (an object missing on the server,
         # the network), which is operational, not a refusal

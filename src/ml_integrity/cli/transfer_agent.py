@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         store=repo.store,
         credentials=lambda url: git_credential_fill(url, cwd=repo.root, env=clean_env()),
         log=log,
+        on_refusal=gate.refused,  # so clone and pull exit 1, not 3 (git-lfs says "failed")
     )
     try:
         return agent.serve()

@@ -83,7 +83,11 @@ class TransferAgent:
         stdin: IO[str] | None = None,
         stdout: IO[str] | None = None,
         log: Callable[[str], None] | None = None,
+        on_refusal: Callable[[str, str], None] | None = None,
+        cwd: Path | None = None,
     ) -> None:
+        """``on_refusal(oid, reason)`` is told of every download refused for integrity
+        (not of git-lfs's own failures, such as an object missing on the server)."""
         self.gate = gate
         self.resolve_endpoint = resolve_endpoint
         self.store = store
@@ -91,6 +95,9 @@ class TransferAgent:
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
         self.log = log or (lambda _m: None)
+        self.on_refusal = on_refusal or (lambda _o, _r: None)
+        self.cwd = cwd
+        """Where ``git-lfs standalone-file`` runs (default: ours, as git-lfs starts us)."""
         self.operation = "download"
         self.endpoint: Endpoint | None = None
         self._child: Child | None = None
@@ -125,7 +132,9 @@ class TransferAgent:
         self.operation = str(msg.get("operation", "download"))
         self.endpoint = self.resolve_endpoint(str(msg.get("remote", "origin")))
         if self.endpoint.is_local:
-            self._child = Child.start([require_git_lfs(), "standalone-file"], text=True)
+            self._child = Child.start(
+                [require_git_lfs(), "standalone-file"], text=True, cwd=self.cwd
+            )
             init = dict(msg)
             self._child_send(init)
             reply = self._child_recv()
@@ -157,6 +166,7 @@ class TransferAgent:
             if reason is not None:
                 self.refused.append(oid)
                 self.log(f"refused to download LFS object {oid}: {reason}")
+                self.on_refusal(oid, reason)
                 self._send(
                     {
                         "event": "complete",

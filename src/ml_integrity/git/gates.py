@@ -7,11 +7,15 @@ allows that oid at that path. :class:`DownloadGate` is the transfer agent's,
 which git-lfs tells only the oid: a download is allowed when a verified tree
 of HEAD, FETCH_HEAD or a remote-tracking ref holds that oid at a path that is
 signed for it (so pointers swapped between two signed paths fetch nothing).
+The agent's refusals are recorded (:meth:`DownloadGate.refused`) so that
+``clone`` and ``pull`` can tell them (exit 1) from git-lfs's own failures, such
+as an object missing on the server (exit 3): git-lfs reports both alike.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import unicodedata
@@ -23,7 +27,18 @@ from ml_integrity.git.filter import Refusal
 from ml_integrity.git.repository import INDEX, RECOVER_COMMAND, Repository
 from ml_integrity.git.verification import TreeVerdict, check_tree
 
-__all__ = ["DownloadGate", "SmudgeVerifier", "reported_file", "take_reported"]
+__all__ = [
+    "DownloadGate",
+    "SmudgeVerifier",
+    "download_refusals",
+    "forget_download_refusals",
+    "reported_file",
+    "take_reported",
+]
+
+REFUSALS = "download-refusals"
+"""In the state dir: one JSON line per download the transfer agent refused."""
+_MAX_REFUSALS = 1 << 20
 
 
 def reported_file(repo: Repository, group: int) -> Path:
@@ -248,3 +263,40 @@ class DownloadGate:
             "no verified tree (HEAD, FETCH_HEAD, remote-tracking refs) holds it at a path "
             "signed for it"
         )
+
+    def refused(self, oid: str, reason: str) -> None:
+        """Record that the transfer agent refused ``oid`` (an integrity failure: the
+        gate, or lfs_crypto's checks), for :func:`download_refusals`."""
+        path = self.repo.state_dir / REFUSALS
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"oid": oid, "reason": reason}) + "\n")
+        except OSError:
+            pass  # the refusal stands; only clone's and pull's exit code would be 3, not 1
+
+
+def download_refusals(repo: Repository) -> dict[str, str]:
+    """oid -> reason of the downloads the transfer agent refused since
+    :func:`forget_download_refusals` (a fresh clone has none)."""
+    try:
+        with open(repo.state_dir / REFUSALS, "rb") as f:
+            data = f.read(_MAX_REFUSALS)
+    except OSError:
+        return {}
+    out: dict[str, str] = {}
+    for line in data.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue  # a line cut short
+        if isinstance(doc, dict) and isinstance(doc.get("oid"), str):
+            out[doc["oid"]] = str(doc.get("reason", "refused"))
+    return out
+
+
+def forget_download_refusals(repo: Repository) -> None:
+    try:
+        (repo.state_dir / REFUSALS).unlink()
+    except OSError:
+        pass

@@ -54,6 +54,7 @@ class Child:
         *,
         env: Mapping[str, str] | None = None,
         text: bool = False,
+        cwd: Path | None = None,
     ) -> Child:
         """Start ``argv``; a ToolError (exit 3) when it cannot be started."""
         try:
@@ -64,6 +65,7 @@ class Child:
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     env=None if env is None else dict(env),
+                    cwd=cwd,
                     text=True,
                     bufsize=1,
                 )
@@ -73,6 +75,7 @@ class Child:
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     env=None if env is None else dict(env),
+                    cwd=cwd,
                 )
         except OSError as exc:
             raise ToolError(f"cannot start {argv[0]}: {exc}", hint=INSTALL_HINT) from exc

@@ -21,17 +21,22 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ml_integrity.crypto import message, stream
 from ml_integrity.crypto.providers import KeyProvider
 from ml_integrity.errors import Error, IntegrityError, ToolError, UsageError
 from ml_integrity.git.agent import TransferAgent
 from ml_integrity.git.runner import Git
+
+if TYPE_CHECKING:
+    from ml_integrity.core.lfs import Pointer
+    from ml_integrity.git.repository import Repository
 
 RECIPIENT = "ml-integrity.recipient"
 DECRYPTION_KEY = "ml-integrity.decryptionKey"
@@ -143,8 +148,11 @@ class EncryptingTransferAgent(TransferAgent):
                 return
             self._plain_then_encrypted(msg, oid, size)
         except Error as exc:
+            said = exc.message + (f"; {exc.hint}" if exc.hint else "")
             self.log(f"{oid}: {exc.message}" + (f" (hint: {exc.hint})" if exc.hint else ""))
-            self._complete(oid, exc.message + (f"; {exc.hint}" if exc.hint else ""))
+            if isinstance(exc, IntegrityError):  # refused, not failed: clone/pull exit 1
+                self.on_refusal(oid, said)
+            self._complete(oid, said)
 
     def _plain_then_encrypted(self, msg: Mapping[str, Any], oid: str, size: int) -> None:
         """Without a key: the plaintext copy as always; when there is none, say whether an
@@ -304,6 +312,72 @@ def make_agent(git: Git, *args: Any, **kwargs: Any) -> TransferAgent:
     return EncryptingTransferAgent(
         *args, recipients=recipients, decryption_keys=decryption, **kwargs
     )
+
+
+def refused_downloads(
+    repo: Repository, pointers: Mapping[str, Pointer], remote: str = "origin"
+) -> dict[str, str]:
+    """path -> why its object was refused rather than downloaded, for the pointers whose
+    object is not in the local store: git-lfs reports an agent's refusal as a failed
+    transfer, and ``clone`` and ``pull`` must tell a refusal (exit 1) from an object
+    missing on the server (exit 3).
+
+    Refusals come from the transfer agent's record (:func:`.gates.download_refusals`)
+    and, with no decryption key configured, from the remote itself: ``clone`` runs
+    git-lfs's own transfers, which call an encrypted object "missing", so each absent
+    object is looked up at its ciphertext's size (nothing is kept)."""
+    from ml_integrity.git.gates import download_refusals
+
+    recorded = download_refusals(repo)
+    out: dict[str, str] = {}
+    absent: dict[str, Pointer] = {}
+    for path, pointer in pointers.items():
+        if pointer.oid in recorded:
+            out[path] = recorded[pointer.oid]
+        elif not repo.store.has(pointer.oid):
+            absent[path] = pointer
+    if absent and not _config_all(repo.git, DECRYPTION_KEY):
+        out.update(_encrypted_on_remote(repo, absent, remote))
+    return out
+
+
+class _Everything:
+    def allow_download(self, oid: str, size: int) -> str | None:
+        return None  # a lookup only: nothing it finds enters the store
+
+
+def _encrypted_on_remote(
+    repo: Repository, pointers: Mapping[str, Pointer], remote: str
+) -> dict[str, str]:
+    from ml_integrity.git.lfs import git_credential_fill
+    from ml_integrity.git.runner import clean_env
+
+    agent = EncryptingTransferAgent(
+        _Everything(),
+        repo.lfs_endpoint,
+        store=repo.store,
+        credentials=lambda url: git_credential_fill(url, cwd=repo.root, env=clean_env()),
+        stdin=io.StringIO(),
+        stdout=io.StringIO(),
+        cwd=repo.root,
+    )
+    out: dict[str, str] = {}
+    try:
+        agent._init({"event": "init", "operation": "download", "remote": remote})
+        for path, pointer in pointers.items():
+            ct = agent._fetch(pointer.oid, lfs_ciphertext_size(pointer.size))
+            if ct is not None:
+                with contextlib.suppress(OSError):
+                    ct.unlink()
+                out[path] = (
+                    f"LFS object {pointer.oid} is encrypted and no decryption key is "
+                    f"configured; {KEY_HINT}"
+                )
+    except Error:
+        pass  # cannot tell: git-lfs's own message stands (exit 3)
+    finally:
+        agent._stop()
+    return out
 
 
 class _Misconfigured(TransferAgent):

@@ -121,13 +121,15 @@ def test_clone_with_the_key_checks_out_verified_plaintext(world: EncWorld, tmp_p
 def test_clone_without_the_key_loses_nothing_and_says_how(world: EncWorld, tmp_path: Path) -> None:
     dest = tmp_path / "c"
     r = mi(*world.clone_args(dest), cwd=tmp_path)
-    assert r.returncode == 1, r.output
+    assert r.returncode == 1, r.output  # refused (encrypted), not "missing on the server" (3)
+    assert "is encrypted and no decryption key is configured" in r.stderr, r.output
+    assert "git config ml-integrity.decryptionKey" in r.stderr, r.output
     for data in FILES.values():
         assert not lfs_object(dest / ".git", sha256(data)).exists()
     for name in FILES:  # no plaintext, no ciphertext, no 0-byte file: nothing written
         assert not (dest / name).exists() or is_pointer(dest / name)
     r = mi("pull", cwd=dest)
-    assert r.returncode != 0
+    assert r.returncode == 1, r.output  # the transfer agent refused it: not exit 3
     assert "is encrypted and no decryption key is configured" in r.output
     assert "git config ml-integrity.decryptionKey" in r.output
     # nothing lost: with the key, a checkout brings the verified plaintext
