@@ -9,7 +9,7 @@ key (not timed). Timed, page cache warm, alternating runs:
   signed path stat'ed) before the clock starts, and that one-time cost is
   reported on its own line. In the order the files were made (``d{i % 100}/f{i}``,
   a step of 100 through the signed order, which the read-ahead predicts), with
-  the default read-ahead (threads only with a core to spare), forced
+  read-ahead with readahead=None (threads only with a core to spare), forced
   (``readahead=2``) and off (``readahead=0``); and in a shuffled order, default
   and off (random access: nothing to predict, must not be slower);
 - second epoch: the default dataset again, served from the stat cache.
@@ -236,7 +236,7 @@ def main() -> None:
     print("| --- | ---: | ---: | --- |")
     print(f"| plain open().read() | {b:.3f} | 1.00x | |")
     rows = [
-        ("default", "read_bytes, first epoch (default: read-ahead if a core is spare)", "<= 1.5x"),
+        ("default", "read_bytes, first epoch, readahead=None (if a core is spare)", "<= 1.5x"),
         ("forced", "read_bytes, first epoch, readahead=2 (threads whatever the load)", ""),
         ("off", "read_bytes, first epoch, readahead=0 (caller's thread only)", ""),
         ("shuffled-default", "read_bytes, first epoch, shuffled order, default", ""),

@@ -85,7 +85,7 @@ class VerifiedDataset:
     ``deny`` and ``allow`` lists apply item by item). ``journal`` records every
     item read, under ``split``. ``decryption_key`` reads encrypted items
     (needs :mod:`ml_integrity.crypto`). ``readahead`` threads (default
-    None: 2, while the machine has a core to spare; 0: none) read and hash
+    0: none; None: 2 while the machine has a core to spare; N: N) read and hash
     small items ahead, keeping at most ``readahead_memory`` bytes and
     ``readahead_items`` items (:mod:`.readahead`).
 
@@ -109,7 +109,7 @@ class VerifiedDataset:
         trusted_root: str | Path | None = None,
         offline: bool = False,
         use_cache: bool = True,
-        readahead: int | None = None,
+        readahead: int | None = 0,
         readahead_memory: int = 64 << 20,
         readahead_items: int = 256,
     ) -> None:
