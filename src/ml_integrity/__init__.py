@@ -32,6 +32,6 @@ Example::
     print(result.signer, result.files)
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["__version__"]
