@@ -13,6 +13,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -146,6 +147,11 @@ def _configure_logging(verbosity: int) -> None:
 
 def report_error(err: Error, *, as_json: bool) -> int:
     """Print ``err`` the one way errors are printed, and return its exit code."""
+    if os.environ.get("PRE_COMMIT") and err.hint:
+        # a pre-commit hook: `ml-integrity` is on the hook's PATH, not on the user's
+        from ml_integrity.cli.hook import localize
+
+        err.hint = localize(err.hint)
     if as_json:
         print(json.dumps({"ok": False, **err.to_json()}, indent=2, sort_keys=True))
     label = "FAILED" if err.exit_code == ExitCode.FAILURE else "error"

@@ -139,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_repository(args: argparse.Namespace) -> int:
     from ml_integrity.cli._trust import trust_request
+    from ml_integrity.errors import IntegrityError
     from ml_integrity.git.repository import Repository
     from ml_integrity.git.runner import Git
     from ml_integrity.trust.resolver import resolve_trust
@@ -151,9 +152,16 @@ def run_repository(args: argparse.Namespace) -> int:
         if staged:
             trust = trust.offline()  # a commit hook never waits for the network (TUF refresh)
         with Repository(git, trust=trust) as repo:
-            verdict = check_signatures(
-                repo, trust, staged=staged, rehash=args.rehash, progress=progress
-            )
+            try:
+                verdict = check_signatures(
+                    repo, trust, staged=staged, rehash=args.rehash, progress=progress
+                )
+            except IntegrityError as err:
+                if staged and trust.policy is None and not trust.git_config():
+                    from ml_integrity.git.staged import without_trust
+
+                    raise without_trust(err) from None  # the fix is the trust, not a signature
+                raise
     print_signatures(args, verdict, trust, staged=staged)
     return 0
 

@@ -45,3 +45,26 @@ def test_no_trust_configured_says_git_config(tmp_path: Path) -> None:
     assert r.returncode == 1, r.output
     assert "no trust configured" in r.stderr
     assert "git config ml-integrity.publicKey" in r.stderr
+
+
+def test_the_single_signed_hook_says_git_config_too(tmp_path: Path) -> None:
+    # the ml-integrity-signed hook is `verify --staged`: the same fix as check-staged
+    repo = lfs_repo(tmp_path / "r")
+    assert mi("init", cwd=repo).returncode == 0
+    write(repo, {"data.bin": SAFE})
+    git("add", ".", cwd=repo)
+    r = mi("verify", "--staged", cwd=repo)
+    assert r.returncode == 1, r.output
+    assert "no trust configured" in r.stderr
+    assert "git config ml-integrity.publicKey" in r.stderr
+
+
+def test_single_hooks_hints_name_the_hook_interpreter_under_pre_commit(tmp_path: Path) -> None:
+    repo = lfs_repo(tmp_path / "r")
+    assert mi("init", cwd=repo).returncode == 0
+    write(repo, {"data.bin": SAFE})
+    git("add", ".", cwd=repo)
+    r = mi("verify", "--staged", cwd=repo, env={"PRE_COMMIT": "1"})
+    assert r.returncode == 1, r.output
+    assert f"`{sys.executable} -m ml_integrity sign-repo" in r.stderr, r.stderr
+    assert "`ml-integrity sign-repo" not in r.stderr
