@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from ml_integrity.core.streaming import Engine
 
 
-def _workers(value: str) -> int:
+def positive_int(value: str) -> int:
+    """An argparse ``type``: an integer of at least 1."""
     try:
         n = int(value)
     except ValueError:
@@ -50,7 +51,7 @@ def add_walk_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--workers",
-        type=_workers,
+        type=positive_int,
         default=_env.workers(),
         metavar="N",
         help="hashing threads, and helper processes for many small files (default: number "

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ml_integrity.cli._common import Progress, add_command, add_json_flag, print_json
-from ml_integrity.cli._options import add_engine_options, add_walk_options
+from ml_integrity.cli._options import add_engine_options, add_walk_options, positive_int
 from ml_integrity.cli._trust import SIGN_EPILOG, add_sign_options
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def register(subparsers: Any) -> None:
     add_engine_options(parser)
     parser.add_argument(
         "--shard-entries",
-        type=_positive,
+        type=positive_int,
         default=None,
         metavar="N",
         help="a folder of more than N files (default 100,000) is signed as shards under one "
@@ -107,16 +107,6 @@ def _shard_size(value: str) -> int:
         raise argparse.ArgumentTypeError(f"not a number of bytes: {value!r}") from None
     if n < 4096:
         raise argparse.ArgumentTypeError("must be at least 4096 bytes")
-    return n
-
-
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
     return n
 
 
