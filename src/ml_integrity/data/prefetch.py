@@ -1,0 +1,436 @@
+"""Read-ahead for ``read_bytes``: a helper process reads, the caller hashes.
+
+Hashing a 10 KB item costs the caller about as much as opening and reading
+it, so the first epoch over small items is twice a plain read in one thread.
+Threads cannot take the reads off the caller: their system calls and hashes
+release the GIL for a few microseconds each, less than it takes to wake a
+waiting thread, so the threads take turns instead of running side by side
+(measured: two threads hashing 10 KB buffers take as long as one,
+``docs/benchmarks.md``, "Data loader"). :class:`Prefetcher` therefore
+starts one helper *process* (:mod:`.prefetch_child`, the standard library
+only) that opens, stats and reads the items the caller is expected to read
+next into shared memory, on the other core. The caller copies an item's
+bytes out of that memory into its own ``bytes``, hashes *that* object and
+returns it only when the digest is the signed one: every byte returned was
+hashed by the caller, after the copy, and nothing is read again after the
+check. The helper decides nothing; whatever it gives that does not match
+(or gives nothing for) is read again on the caller's own path, which raises
+the ``IntegrityError`` naming the item.
+
+The plan, the items expected next, in order: an explicit one
+(:meth:`Prefetcher.plan` from ``VerifiedDataset.prefetch``, ``iter_bytes``,
+the torch adapter's ``__getitems__``), or, after two consecutive items of
+the signed order read on the caller's path, the rest of the signed order.
+The caller never waits for the helper: an item not there yet is read on the
+caller's own path, and the helper skips what the caller went past. A read
+that leaves a predicted plan ends it; one outside an explicit plan is served
+on the caller's path and the plan stays.
+
+Bounded: ``slots`` slots of ``slot_size`` bytes of shared memory (the
+helper waits for a free slot); the jobs sent stay at most ``window`` plan
+positions ahead of the caller. Only items that fit a slot are read ahead.
+Linux only (``os.memfd_create``); elsewhere, or when the helper cannot be
+started, nothing is read ahead. The helper ends when the caller closes its
+pipes (:meth:`Prefetcher.close`, also at garbage collection and at exit) or
+dies; a forked child never uses its parent's helper (its copies of the
+pipes are closed at fork) and makes its own when it needs one.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import subprocess
+import sys
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ml_integrity.data.prefetch_child import (
+    CONTROL,
+    CONTROL_SIZE,
+    ENTRY,
+    JOB,
+    RECORD,
+    SLOT_HEAD,
+)
+
+if TYPE_CHECKING:
+    from ml_integrity.data.dataset import VerifiedDataset
+
+__all__ = ["MAX_ITEM", "Fetched", "Prefetcher", "available"]
+
+MAX_ITEM = 1 << 20
+"""Items larger than this (1 MiB) are never read ahead; ``read_bytes`` streams them."""
+PER_SLOT = 16
+"""Items per slot, and per job."""
+_SLOT_DATA = SLOT_HEAD.size + PER_SLOT * RECORD.size
+_POS = struct.Struct(ENTRY.format[:2])  # an entry is its position, then this tail:
+_TAIL = struct.Struct("<" + ENTRY.format[2:])  # size, path length (then the path)
+_F_SETPIPE_SZ = 1031  # Linux fcntl
+
+Key = tuple[int, int, int, int, int]
+Fetched = tuple[bytes, Key, int]
+"""What the helper read: the bytes (copied), their stat key, the time before its stat."""
+
+_live: weakref.WeakSet[Prefetcher] = weakref.WeakSet()
+
+
+def available() -> bool:
+    """Can a helper be started here (shared memory by memfd, a Python to run it)?"""
+    return hasattr(os, "memfd_create") and bool(sys.executable)
+
+
+def _child_source() -> str | None:
+    try:
+        return Path(__file__).with_name("prefetch_child.py").read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+class Prefetcher:
+    """One helper process reading ahead in one dataset folder (see the module doc).
+
+    ``prefix`` is the folder with a trailing separator; ``wanted(rel)`` says
+    whether an item should be read ahead (signed, small enough, not already
+    verified), ``sizes`` gives signed sizes.
+    """
+
+    def __init__(
+        self,
+        prefix: str,
+        sizes: dict[str, int],
+        wanted: Callable[[str], bool],
+        *,
+        memory: int = 64 << 20,
+        window: int = 256,
+    ) -> None:
+        self._pid = os.getpid()
+        self._prefix = prefix
+        self._sizes = sizes
+        self._wanted = wanted
+        self.slot_size = _SLOT_DATA + MAX_ITEM
+        self.slots = max(2, min(64, memory // self.slot_size))
+        self.window = max(PER_SLOT, window)
+        self.max_item = MAX_ITEM
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._fds: list[int] = []
+        self._dead = False
+        # the plan
+        self._gen = 0
+        self._order: Sequence[str] = ()
+        self._explicit = False
+        self._pos = 0  # the caller's next position in the plan
+        self._sent = 0  # the next position to put in a job
+        self._pending = bytearray()  # job bytes the pipe did not take yet
+        self._tails: dict[str, bytes] = {}  # the job entry of each item, but its position
+        self._freed = bytearray()  # slots consumed, given back in batches
+        self._ready: list[int] = []  # slots the helper filled, in order
+        self._slot = -1  # the slot being consumed
+        self._base = 0
+        self._count = 0
+        self._k = 0
+        self._plan_ns = 0
+
+    @classmethod
+    def for_dataset(cls, ds: VerifiedDataset) -> Prefetcher | None:
+        """A prefetcher for ``ds``'s items, or None where its ``readahead`` option rules it out.
+
+        The default (``readahead=None``) wants a second CPU and stays out of
+        ``DataLoader`` worker processes (the workers already use the CPUs).
+        """
+        mode, memory, items = ds._readahead_options
+        if mode == 0 or not available() or (mode < 0 and not _worth_a_helper()):
+            return None
+        verified, sizes, resources = ds._verified, ds._sizes, ds._resources
+        cache = ds._cache if ds._cache_on_disk else None
+        root = ds._cache_root
+
+        def wanted(rel: str) -> bool:
+            return (
+                rel in resources
+                and sizes.get(rel, MAX_ITEM + 1) <= MAX_ITEM
+                and rel not in verified
+                and (cache is None or not cache.has_entry(root, rel))
+            )
+
+        return cls(ds._prefix, sizes, wanted, memory=memory, window=items)
+
+    # --- the helper process -----------------------------------------------------------
+
+    def _start(self) -> bool:
+        if self._proc is not None:
+            return True
+        source = _child_source() if available() else None
+        if source is None or self._dead:
+            self._dead = True
+            return False
+        mfd = jr = jw = nr = nw = br = bw = -1
+        try:
+            mfd = os.memfd_create("ml-integrity-prefetch", os.MFD_CLOEXEC)
+            size = CONTROL_SIZE + self.slots * self.slot_size
+            os.ftruncate(mfd, size)
+            self._mem = mmap.mmap(mfd, size)
+            jr, jw = os.pipe()
+            nr, nw = os.pipe()
+            br, bw = os.pipe()
+            try:
+                import fcntl
+
+                fcntl.fcntl(jw, _F_SETPIPE_SZ, 1 << 20)
+            except OSError:
+                pass
+            args = [str(fd) for fd in (mfd, jr, nw, br)]
+            args += [str(self.slots), str(self.slot_size), str(PER_SLOT), self._prefix]
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", source, *args],
+                pass_fds=(mfd, jr, nw, br),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                close_fds=True,
+            )
+        except (OSError, ValueError, subprocess.SubprocessError):
+            for fd in (jw, nr, bw):
+                if fd >= 0:
+                    os.close(fd)
+            self._dead = True
+            return False
+        finally:
+            for fd in (mfd, jr, nw, br):
+                if fd >= 0:
+                    os.close(fd)
+        os.set_blocking(jw, False)
+        os.set_blocking(nr, False)
+        self._jobs, self._notes, self._back = jw, nr, bw
+        self._fds = [jw, nr, bw]
+        self._view = memoryview(self._mem)
+        _live.add(self)
+        return True
+
+    def _stop(self) -> None:
+        """Let the helper end (its pipes closed) and reap it."""
+        self._dead = True
+        self._order = ()
+        fds, self._fds = self._fds, []
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            try:
+                proc.wait(timeout=2.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def close(self) -> None:
+        """End the helper process and drop what it read (a no-op in a forked child)."""
+        if self._pid != os.getpid():
+            return
+        self._stop()
+        view = getattr(self, "_view", None)
+        if view is not None:
+            view.release()
+            self._mem.close()
+            del self._view
+        self._dead = False  # usable again: a new helper on the next plan
+
+    def _forked(self) -> None:
+        """In a forked child: close the inherited pipe ends, never touch the helper."""
+        for fd in self._fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._fds = []
+
+    # --- the plan ---------------------------------------------------------------------
+
+    @property
+    def active(self) -> bool:
+        """True while a plan is being followed."""
+        return bool(self._order)
+
+    def plan(self, order: Sequence[str], start: int = 0, *, explicit: bool = True) -> None:
+        """Read ``order[start:]`` ahead, in that order, instead of any earlier plan."""
+        if self._pid != os.getpid() or start >= len(order) or not self._start():
+            return
+        self._plan_ns = time.time_ns()  # before any stat of this plan (the racy rule)
+        self._gen += 1
+        self._order = order
+        self._explicit = explicit
+        self._pos = self._sent = start
+        self._pending.clear()
+        if self._slot >= 0:  # what is left of the last plan's slot
+            self._give_back(self._slot)
+            self._slot = -1
+            self._count = self._k = 0
+        self._publish()
+        self._feed()
+
+    def _publish(self) -> None:
+        CONTROL.pack_into(self._mem, 0, self._gen, self._pos)
+
+    def _feed(self) -> None:
+        """Send jobs up to ``window`` positions ahead of the caller."""
+        order = self._order
+        end = min(len(order), self._pos + self.window)
+        wanted, tails, pack = self._wanted, self._tails, _POS.pack
+        while self._sent < end and not self._dead:
+            stop = min(end, self._sent + PER_SLOT)
+            parts: list[bytes] = []
+            n = 0
+            for pos in range(self._sent, stop):
+                rel = order[pos]
+                if wanted(rel):
+                    tail = tails.get(rel)
+                    if tail is None:
+                        path = os.fsencode(rel)
+                        tail = tails[rel] = _TAIL.pack(self._sizes[rel], len(path)) + path
+                    parts.append(pack(pos))
+                    parts.append(tail)
+                    n += 1
+            self._sent = stop
+            if n:
+                payload = b"".join(parts)
+                self._pending += JOB.pack(self._gen, n, len(payload))
+                self._pending += payload
+        self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending or self._dead:
+            return
+        try:
+            written = os.write(self._jobs, self._pending)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._stop()
+            return
+        del self._pending[:written]
+
+    # --- the caller's side ------------------------------------------------------------
+
+    def take(self, rel: str) -> Fetched | None:
+        """The helper's copy of ``rel`` if it has read it as the plan's next item.
+
+        None: read it on the caller's path (not read ahead, not there yet,
+        not what the plan expected, or the helper could not read it).
+        """
+        order = self._order
+        pos = self._pos
+        if pos >= len(order) or order[pos] != rel:
+            self._miss(rel)
+            return None
+        self._pos = pos + 1
+        if self._sent - pos < self.window // 4:
+            self._feed()
+        while True:
+            k = self._k
+            if k < self._count:
+                mem = self._mem
+                at = self._base + SLOT_HEAD.size + k * RECORD.size
+                rpos, size, dev, ino, mtime, ctime, offset = RECORD.unpack_from(mem, at)
+                if rpos < pos:
+                    self._k = k + 1
+                    continue
+                if rpos > pos:
+                    break  # the helper skipped it
+                self._k = k + 1
+                if size < 0:
+                    break  # it could not read it whole, as signed
+                start = self._base + offset
+                return mem[start : start + size], (dev, ino, size, mtime, ctime), self._plan_ns
+            if not self._next_slot():
+                break
+        CONTROL.pack_into(self._mem, 0, self._gen, pos + 1)  # the caller reads it itself
+        if pos + 1 >= len(order):
+            self._order = ()
+        return None
+
+    def _next_slot(self) -> bool:
+        """Give the consumed slot back and open the next filled one (never waits)."""
+        if self._slot >= 0:
+            self._give_back(self._slot)
+            self._slot = -1
+            self._count = self._k = 0
+        if self._pending:
+            self._flush()
+        if not self._ready:
+            try:
+                got = os.read(self._notes, 256)
+            except BlockingIOError:
+                return False
+            except OSError:
+                got = b""
+            if not got:
+                self._stop()  # the helper ended
+                return False
+            self._ready.extend(got)
+        while self._ready:
+            slot = self._ready.pop(0)
+            base = CONTROL_SIZE + slot * self.slot_size
+            gen, count = SLOT_HEAD.unpack_from(self._mem, base)
+            if gen != self._gen:
+                self._give_back(slot)
+                continue
+            self._slot, self._base, self._count, self._k = slot, base, count, 0
+            return True
+        return False
+
+    def _give_back(self, slot: int) -> None:
+        """Return ``slot`` to the helper: in batches (it rarely waits for one)."""
+        freed = self._freed
+        freed.append(slot)
+        if 2 * len(freed) >= self.slots:
+            try:
+                os.write(self._back, freed)
+            except OSError:
+                self._stop()
+            freed.clear()
+
+    def _miss(self, rel: str) -> None:
+        """A read that is not the plan's next item."""
+        order = self._order
+        if not order:
+            return None
+        if not self._explicit:
+            self._order = ()  # a prediction the caller left
+            self._gen += 1
+            self._publish()
+            return None
+        # an explicit plan: the caller may have skipped a few items
+        pos = self._pos
+        end = min(len(order), pos + PER_SLOT)
+        for j in range(pos + 1, end):
+            if order[j] == rel:
+                self._pos = j
+                self._publish()
+                return None  # served on the caller's path; the plan goes on after it
+        return None
+
+
+def _worth_a_helper() -> bool:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    if cpus < 2:
+        return False
+    torch_data = sys.modules.get("torch.utils.data")
+    return torch_data is None or torch_data.get_worker_info() is None
+
+
+def _after_fork_in_child() -> None:
+    for p in list(_live):
+        p._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
