@@ -134,6 +134,8 @@ class Prefetcher:
         self._count = 0
         self._k = 0
         self._plan_ns = 0
+        self.served = 0
+        """Items handed to the caller (who then hashed them)."""
 
     @classmethod
     def for_dataset(cls, ds: VerifiedDataset) -> Prefetcher | None:
@@ -346,6 +348,7 @@ class Prefetcher:
                 if size < 0:
                     break  # it could not read it whole, as signed
                 start = self._base + offset
+                self.served += 1
                 return mem[start : start + size], (dev, ino, size, mtime, ctime), self._plan_ns
             if not self._next_slot():
                 break
@@ -353,6 +356,28 @@ class Prefetcher:
         if pos + 1 >= len(order):
             self._order = ()
         return None
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        """Wait until the helper has filled a slot of the plan (for tests and benchmarks)."""
+        import select
+
+        deadline = time.monotonic() + timeout
+        while not self._dead and self._order and not self._ready and self._k >= self._count:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._notes], [], [], left)[0]:
+                return False
+            self._flush()
+            got = os.read(self._notes, 256)
+            if not got:
+                self._stop()
+                return False
+            self._ready.extend(got)
+        return bool(self._ready) or self._k < self._count
+
+    @property
+    def pid(self) -> int | None:
+        """The helper's process id while it runs."""
+        return None if self._proc is None else self._proc.pid
 
     def _next_slot(self) -> bool:
         """Give the consumed slot back and open the next filled one (never waits)."""

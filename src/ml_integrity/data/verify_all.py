@@ -26,18 +26,22 @@ def verify_all(ds: VerifiedDataset, workers: int | None) -> int:
     changed: list[str] = []
     missing: list[str] = []
     if ds._decrypt is not None or not ds._check.sha256_files:
-        for rel in resources:
-            try:
-                if ds._decrypt is None and ds._sizes.get(rel, MAX_ITEM + 1) <= MAX_ITEM:
-                    ds.read_bytes(rel)
-                else:
-                    with ds.open(rel) as f:
-                        while f.read(1 << 20):
-                            pass
-            except IntegrityError as exc:
-                if exc.path != rel:
-                    raise
-                (missing if exc.diff is not None and exc.diff.missing else changed).append(rel)
+        log, ds._log = ds._log, None  # a check, not a read for training: not journaled
+        try:
+            for rel in resources:
+                try:
+                    if ds._decrypt is None and ds._sizes.get(rel, MAX_ITEM + 1) <= MAX_ITEM:
+                        ds.read_bytes(rel)
+                    else:
+                        with ds.open(rel) as f:
+                            while f.read(1 << 20):
+                                pass
+                except IntegrityError as exc:
+                    if exc.path != rel:
+                        raise
+                    (missing if exc.diff.missing else changed).append(rel)
+        finally:
+            ds._log = log
         _raise(ds, changed, missing)
         return len(resources)
     root = ds._root_str
@@ -46,8 +50,8 @@ def verify_all(ds: VerifiedDataset, workers: int | None) -> int:
         for rel in resources
         if not os.path.isfile(os.path.join(root, rel)) or os.path.islink(os.path.join(root, rel))
     ]
-    gone = set(missing)
-    present = [rel for rel in resources if rel not in gone]
+    absent = set(missing)
+    present = [rel for rel in resources if rel not in absent]
     try:
         digests = hashing.hash_files(
             ds.root, present, workers=workers, cache=ds._cache, rehash=False
