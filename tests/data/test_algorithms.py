@@ -97,7 +97,7 @@ def test_read_ahead_items_are_checked_in_the_bundles_terms(
     ds = VerifiedDataset(root, bundle=bundle, key=pub, readahead=1)
     order = ["c.bin", "b.bin", "a.bin"]
     ds.prefetch(order)
-    assert ds._ahead is not None and ds._ahead.settle()
+    assert ds._ahead is not None and ds._ahead.settle(3)
     assert ds.read_bytes("c.bin") == (root / "c.bin").read_bytes()
     assert ds.read_bytes("b.bin") == (root / "b.bin").read_bytes()
     with pytest.raises(IntegrityError, match="tampered"):

@@ -128,6 +128,7 @@ class Prefetcher:
         self._pending = bytearray()  # job bytes the pipe did not take yet
         self._tails: dict[str, bytes] = {}  # the job entry of each item, but its position
         self._freed = bytearray()  # slots consumed, given back in batches
+        self._njobs = 0  # jobs sent for the current plan
         self._ready: list[int] = []  # slots the helper filled, in order
         self._slot = -1  # the slot being consumed
         self._base = 0
@@ -207,7 +208,7 @@ class Prefetcher:
                     os.close(fd)
         os.set_blocking(jw, False)
         os.set_blocking(nr, False)
-        self._jobs, self._notes, self._back = jw, nr, bw
+        self._job_fd, self._notes, self._back = jw, nr, bw
         self._fds = [jw, nr, bw]
         self._view = memoryview(self._mem)
         _live.add(self)
@@ -268,6 +269,7 @@ class Prefetcher:
         self._order = order
         self._explicit = explicit
         self._pos = self._sent = start
+        self._njobs = 0
         self._pending.clear()
         if self._slot >= 0:  # what is left of the last plan's slot
             self._give_back(self._slot)
@@ -285,7 +287,9 @@ class Prefetcher:
         end = min(len(order), self._pos + self.window)
         wanted, tails, pack = self._wanted, self._tails, _POS.pack
         while self._sent < end and not self._dead:
-            stop = min(end, self._sent + PER_SLOT)
+            # small first jobs: the helper's first items come back sooner
+            stop = min(end, self._sent + min(PER_SLOT, 4 << self._njobs))
+            self._njobs += 1
             parts: list[bytes] = []
             n = 0
             for pos in range(self._sent, stop):
@@ -309,7 +313,7 @@ class Prefetcher:
         if not self._pending or self._dead:
             return
         try:
-            written = os.write(self._jobs, self._pending)
+            written = os.write(self._job_fd, self._pending)
         except BlockingIOError:
             return
         except OSError:
@@ -357,12 +361,18 @@ class Prefetcher:
             self._order = ()
         return None
 
-    def settle(self, timeout: float = 10.0) -> bool:
-        """Wait until the helper has filled a slot of the plan (for tests and benchmarks)."""
+    def settle(self, items: int = 1, timeout: float = 10.0) -> bool:
+        """Wait until the helper has read ``items`` items of the plan (for tests and benchmarks)."""
         import select
 
         deadline = time.monotonic() + timeout
-        while not self._dead and self._order and not self._ready and self._k >= self._count:
+        while not self._dead and self._order:
+            ready = self._count - self._k
+            for slot in self._ready:
+                gen, count = SLOT_HEAD.unpack_from(self._mem, CONTROL_SIZE + slot * self.slot_size)
+                ready += count if gen == self._gen else 0
+            if ready >= items:
+                return True
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self._notes], [], [], left)[0]:
                 return False
@@ -372,7 +382,7 @@ class Prefetcher:
                 self._stop()
                 return False
             self._ready.extend(got)
-        return bool(self._ready) or self._k < self._count
+        return False
 
     @property
     def pid(self) -> int | None:
