@@ -88,6 +88,18 @@ _TYPE = 0o170000
 _SURELY_OLD = hashing.RACY_MARGIN_COARSE_NS  # older than this before a read: never racy
 
 
+_STATE = {  # what a spawned worker gets (pickled): it opens the bundle again
+    "root": "root",
+    "bundle": "bundle",
+    "split": "split",
+    "journal": "journal",
+    "trust": "_trust",
+    "decryption_key": "_decryption_key",
+    "use_cache": "_use_cache",
+    "readahead": "_readahead_options",
+}
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -103,12 +115,10 @@ class VerifiedDataset:
     (a :class:`~ml_integrity.trust.policy.Policy` or a policy file; its
     ``deny`` and ``allow`` lists apply item by item). ``journal`` records every
     item read, under ``split``. ``decryption_key`` reads encrypted items
-    (needs :mod:`ml_integrity.crypto`). ``readahead``: None (default) reads
-    small items ahead in a helper process where that can help (Linux, more
-    than one CPU, not inside a ``DataLoader`` worker), 0 never, a positive
-    number wherever it can (:mod:`.prefetch`); it keeps at most
-    ``readahead_memory`` bytes of shared memory and runs at most
-    ``readahead_items`` items ahead.
+    (needs :mod:`ml_integrity.crypto`). ``readahead`` (:mod:`.prefetch`): None
+    (default) where it can help (Linux, a second CPU, not in a ``DataLoader``
+    worker), 0 never, a positive number wherever it can; within
+    ``readahead_memory`` bytes and ``readahead_items`` items ahead.
 
     Raises :class:`~ml_integrity.errors.IntegrityError` (exit 1 in CLI terms)
     when the bundle does not verify, is for another folder, or a signed item
@@ -244,26 +254,11 @@ class VerifiedDataset:
             self._open_bundle()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {
-            "root": self.root,
-            "bundle": self.bundle,
-            "split": self.split,
-            "journal": self.journal,
-            "trust": self._trust,
-            "decryption_key": self._decryption_key,
-            "use_cache": self._use_cache,
-            "readahead": self._readahead_options,
-        }
+        return {key: getattr(self, attr) for key, attr in _STATE.items()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.root = state["root"]
-        self.bundle = state["bundle"]
-        self.split = state["split"]
-        self.journal = state["journal"]
-        self._trust = state["trust"]
-        self._decryption_key = state["decryption_key"]
-        self._use_cache = state["use_cache"]
-        self._readahead_options = state["readahead"]
+        for key, attr in _STATE.items():
+            setattr(self, attr, state[key])
         self._open_bundle()  # a spawned worker: verify again here
 
     # --- the API ----------------------------------------------------------------
@@ -394,11 +389,11 @@ class VerifiedDataset:
             ahead = self._ahead
             if ahead is not None and ahead._order:
                 got = ahead.take(rel)
-                if got is not None:
-                    data, key, ns = got  # copied out of the helper's memory: hash this copy
+                if got is not None:  # a copy of bytes the helper read, and their digest
+                    data, key, ns, digest = got
                     if (
-                        hashlib.sha256(data).hexdigest() == expected
-                        if self._fast
+                        digest == expected.encode()
+                        if digest is not None
                         else self._check.matches(rel, data)
                     ):
                         if self._remember and (
@@ -454,11 +449,14 @@ class VerifiedDataset:
             )
         # What was read is what was signed, whatever happened to the file meanwhile;
         # ``key`` is its stat before the read: a later change gives another key.
-        if self._remember and not hashing.is_racy(key[3], key[4], recorded_ns):
+        if self._remember and (
+            max(key[3], key[4]) < recorded_ns - _SURELY_OLD
+            or not hashing.is_racy(key[3], key[4], recorded_ns)
+        ):
             self._verified[rel] = (key, recorded_ns)
         if self._log is not None:
             self._log.read(rel, expected if self._fast else sha256_hex(data))
-        if self._readahead_options[0]:
+        if self._readahead_options[0] and (self._ahead is None or not self._ahead._order):
             self._observe(rel)
         return data
 
@@ -532,7 +530,7 @@ class VerifiedDataset:
         last, self._last = self._last, i
         if i == last + 1 and i + 1 < len(self._files):
             ahead = self._readahead()
-            if ahead is not None and not ahead._order:
+            if ahead is not None:
                 ahead.plan(self._files, i + 1, explicit=False)
 
     def prefetch(self, paths: Iterable[str | PurePath]) -> None:

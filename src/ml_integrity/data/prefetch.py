@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING
 from ml_integrity.data.prefetch_child import (
     CONTROL,
     CONTROL_SIZE,
+    DIGEST_SIZE,
     ENTRY,
     JOB,
     RECORD,
@@ -65,16 +66,20 @@ __all__ = ["MAX_ITEM", "Fetched", "Prefetcher", "available"]
 
 MAX_ITEM = 1 << 20
 """Items larger than this (1 MiB) are never read ahead; ``read_bytes`` streams them."""
-PER_SLOT = 16
+PER_SLOT = 8
 """Items per slot, and per job."""
-_SLOT_DATA = SLOT_HEAD.size + PER_SLOT * RECORD.size
+LEAD = 32
+"""Items the caller reads itself when the helper has not read the next one yet."""
+_DIGESTS = SLOT_HEAD.size + PER_SLOT * RECORD.size  # where a slot's digest fields start
+_SLOT_DATA = _DIGESTS + PER_SLOT * DIGEST_SIZE
 _POS = struct.Struct(ENTRY.format[:2])  # an entry is its position, then this tail:
 _TAIL = struct.Struct("<" + ENTRY.format[2:])  # size, path length (then the path)
 _F_SETPIPE_SZ = 1031  # Linux fcntl
 
 Key = tuple[int, int, int, int, int]
-Fetched = tuple[bytes, Key, int]
-"""What the helper read: the bytes (copied), their stat key, the time before its stat."""
+Fetched = tuple[bytes, Key, int, bytes | None]
+"""What the helper read: the bytes (copied), their stat key, the time before its stat,
+and the hex digest (ASCII) it computed of exactly those bytes, or None."""
 
 _live: weakref.WeakSet[Prefetcher] = weakref.WeakSet()
 
@@ -107,6 +112,7 @@ class Prefetcher:
         *,
         memory: int = 64 << 20,
         window: int = 256,
+        hash_name: str = "",
     ) -> None:
         self._pid = os.getpid()
         self._prefix = prefix
@@ -116,6 +122,9 @@ class Prefetcher:
         self.slots = max(2, min(64, memory // self.slot_size))
         self.window = max(PER_SLOT, window)
         self.max_item = MAX_ITEM
+        self.hash_name = hash_name if hash_name in ("sha256", "blake2b") else ""
+        """The hash the helper computes of each item (empty: none, the caller hashes)."""
+        self._digest_len = {"sha256": 64, "blake2b": 128}.get(self.hash_name, 0)
         self._proc: subprocess.Popen[bytes] | None = None
         self._fds: list[int] = []
         self._dead = False
@@ -129,6 +138,7 @@ class Prefetcher:
         self._tails: dict[str, bytes] = {}  # the job entry of each item, but its position
         self._freed = bytearray()  # slots consumed, given back in batches
         self._njobs = 0  # jobs sent for the current plan
+        self._mine = 0  # plan positions below this the caller reads itself
         self._ready: list[int] = []  # slots the helper filled, in order
         self._slot = -1  # the slot being consumed
         self._base = 0
@@ -160,7 +170,9 @@ class Prefetcher:
                 and (cache is None or not cache.has_entry(root, rel))
             )
 
-        return cls(ds._prefix, sizes, wanted, memory=memory, window=items)
+        check = ds._check
+        hash_name = check.algorithm if check.method == "files" else ""
+        return cls(ds._prefix, sizes, wanted, memory=memory, window=items, hash_name=hash_name)
 
     # --- the helper process -----------------------------------------------------------
 
@@ -188,6 +200,7 @@ class Prefetcher:
                 pass
             args = [str(fd) for fd in (mfd, jr, nw, br)]
             args += [str(self.slots), str(self.slot_size), str(PER_SLOT), self._prefix]
+            args.append(self.hash_name or "-")
             self._proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", "-c", source, *args],
                 pass_fds=(mfd, jr, nw, br),
@@ -270,6 +283,7 @@ class Prefetcher:
         self._explicit = explicit
         self._pos = self._sent = start
         self._njobs = 0
+        self._mine = start
         self._pending.clear()
         if self._slot >= 0:  # what is left of the last plan's slot
             self._give_back(self._slot)
@@ -279,7 +293,7 @@ class Prefetcher:
         self._feed()
 
     def _publish(self) -> None:
-        CONTROL.pack_into(self._mem, 0, self._gen, self._pos)
+        CONTROL.pack_into(self._mem, 0, self._gen, max(self._pos, self._mine))
 
     def _feed(self) -> None:
         """Send jobs up to ``window`` positions ahead of the caller."""
@@ -332,11 +346,14 @@ class Prefetcher:
         order = self._order
         pos = self._pos
         if pos >= len(order) or order[pos] != rel:
-            self._miss(rel)
-            return None
+            pos = self._miss(rel)
+            if pos < 0:
+                return None
         self._pos = pos + 1
         if self._sent - pos < self.window // 4:
             self._feed()
+        if pos < self._mine:
+            return None  # a stretch the caller reads itself
         while True:
             k = self._k
             if k < self._count:
@@ -347,18 +364,24 @@ class Prefetcher:
                     self._k = k + 1
                     continue
                 if rpos > pos:
-                    break  # the helper skipped it
+                    return None  # not one the helper was asked for (or it skipped it)
                 self._k = k + 1
                 if size < 0:
-                    break  # it could not read it whole, as signed
+                    return None  # it could not read it whole, as signed
                 start = self._base + offset
                 self.served += 1
-                return mem[start : start + size], (dev, ino, size, mtime, ctime), self._plan_ns
+                digest = None
+                if self._digest_len:
+                    at = self._base + _DIGESTS + k * DIGEST_SIZE
+                    digest = mem[at : at + self._digest_len]
+                data = mem[start : start + size]  # a copy: the bytes that digest is of
+                return data, (dev, ino, size, mtime, ctime), self._plan_ns, digest
             if not self._next_slot():
                 break
-        CONTROL.pack_into(self._mem, 0, self._gen, pos + 1)  # the caller reads it itself
-        if pos + 1 >= len(order):
-            self._order = ()
+        # Not there yet: the caller reads the next LEAD items itself, the helper goes on
+        # after them (never both on the same items, and the caller never waits).
+        self._mine = pos + LEAD
+        CONTROL.pack_into(self._mem, 0, self._gen, self._mine)
         return None
 
     def settle(self, items: int = 1, timeout: float = 10.0) -> bool:
@@ -430,25 +453,26 @@ class Prefetcher:
                 self._stop()
             freed.clear()
 
-    def _miss(self, rel: str) -> None:
-        """A read that is not the plan's next item."""
+    def _miss(self, rel: str) -> int:
+        """A read that is not the plan's next item: its position a little further, or -1.
+
+        A predicted plan the caller leaves ends. An explicit one goes on: a read
+        found a few items ahead skips to it (the caller left some out); any
+        other read is served on the caller's path and the plan stays.
+        """
         order = self._order
         if not order:
-            return None
-        if not self._explicit:
-            self._order = ()  # a prediction the caller left
+            return -1
+        if not self._explicit or self._pos >= len(order):  # left, or done
+            self._order = ()
             self._gen += 1
             self._publish()
-            return None
-        # an explicit plan: the caller may have skipped a few items
+            return -1
         pos = self._pos
-        end = min(len(order), pos + PER_SLOT)
-        for j in range(pos + 1, end):
+        for j in range(pos + 1, min(len(order), pos + PER_SLOT)):
             if order[j] == rel:
-                self._pos = j
-                self._publish()
-                return None  # served on the caller's path; the plan goes on after it
-        return None
+                return j
+        return -1
 
 
 def _worth_a_helper() -> bool:

@@ -1,18 +1,22 @@
-"""The read-ahead helper process: it opens and reads items into shared memory.
+"""The read-ahead helper process: it reads (and hashes) items into shared memory.
 
 Started by :mod:`.prefetch` as ``python -I -S -c <this file's source> ARGS``:
 it imports nothing but the standard library (no site, no ml_integrity), so it
-starts in a few milliseconds. It never hashes and decides nothing: the caller
-hashes the bytes it copies out of the shared memory, and returns only those.
+starts in a few milliseconds. It decides nothing: it reports what it read and,
+when asked, the digest of exactly those bytes in the shared memory; the
+caller compares that digest with the signed one (or hashes the bytes itself)
+and copies the bytes out only then.
 
 Arguments: the shared memory's descriptor (a memfd), the job pipe (read end),
 the notes pipe (write end), the free-slots pipe (read end), the number of
-slots, the size of a slot, the records a slot holds, and the dataset folder
-with a trailing separator.
+slots, the size of a slot, the records a slot holds, the dataset folder with
+a trailing separator, and the hash to report (``sha256``, ``blake2b``, or
+``-`` for none).
 
 The shared memory: a control block (:data:`CONTROL`: the caller's plan
 generation and position, written by the caller), then the slots. A slot is
-:data:`SLOT_HEAD` (generation, records), :data:`RECORD` per item, then the
+:data:`SLOT_HEAD` (generation, records), :data:`RECORD` per item, a digest
+field of :data:`DIGEST_SIZE` bytes per item (the hex digest, ASCII), then the
 items' bytes. A job (:data:`JOB`, then :data:`ENTRY` and the path per item)
 lists plan positions to read; each item is opened without following symbolic
 links and without blocking, must be a regular file of the signed size, and
@@ -26,6 +30,7 @@ process ends when the job pipe or the free-slots pipe reaches its end.
 
 from __future__ import annotations
 
+import hashlib
 import mmap
 import os
 import struct
@@ -43,6 +48,8 @@ CONTROL = struct.Struct("<qq")
 """The caller's current plan generation and position (at offset 0)."""
 CONTROL_SIZE = 64
 """Bytes reserved for the control block before the first slot."""
+DIGEST_SIZE = 128
+"""Bytes of an item's digest field in a slot (a hex SHA-256 or BLAKE2b digest)."""
 
 _FLAGS = (
     os.O_RDONLY
@@ -68,10 +75,12 @@ def _read_exactly(fd: int, n: int) -> bytes | None:
 def main(argv: list[str]) -> int:
     mfd, jobs, notes, back, slots, slot_size, per_slot = (int(a) for a in argv[1:8])
     prefix = os.fsencode(argv[8])
+    new_hash = getattr(hashlib, argv[9], None) if argv[9] in ("sha256", "blake2b") else None
     memory = mmap.mmap(mfd, CONTROL_SIZE + slots * slot_size)
     view = memoryview(memory)
     first_record = SLOT_HEAD.size
-    first_data = first_record + per_slot * RECORD.size
+    first_digest = first_record + per_slot * RECORD.size
+    first_data = first_digest + per_slot * DIGEST_SIZE
     free = list(range(slots - 1, -1, -1))
     control, record, head = CONTROL.unpack_from, RECORD.pack_into, SLOT_HEAD.pack_into
     open_, fstat, readv, close = os.open, os.fstat, os.readv, os.close
@@ -121,6 +130,10 @@ def main(argv: list[str]) -> int:
                         if got_n == want:
                             rec = (pos, want, st.st_dev, st.st_ino, st.st_mtime_ns,
                                    st.st_ctime_ns, offset)  # fmt: skip
+                            if new_hash is not None:  # of exactly these bytes, in place
+                                hexdigest = new_hash(view[start : start + want]).hexdigest()
+                                at_digest = base + first_digest + used * DIGEST_SIZE
+                                memory[at_digest : at_digest + len(hexdigest)] = hexdigest.encode()
                             offset += want
                 except OSError:
                     pass
