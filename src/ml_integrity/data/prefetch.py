@@ -1,39 +1,49 @@
-"""Read-ahead for ``read_bytes``: a helper process reads, the caller hashes.
+"""Read-ahead for ``read_bytes``: a helper process reads and hashes the next items.
 
-Hashing a 10 KB item costs the caller about as much as opening and reading
-it, so the first epoch over small items is twice a plain read in one thread.
-Threads cannot take the reads off the caller: their system calls and hashes
-release the GIL for a few microseconds each, less than it takes to wake a
-waiting thread, so the threads take turns instead of running side by side
-(measured: two threads hashing 10 KB buffers take as long as one,
-``docs/benchmarks.md``, "Data loader"). :class:`Prefetcher` therefore
-starts one helper *process* (:mod:`.prefetch_child`, the standard library
-only) that opens, stats and reads the items the caller is expected to read
-next into shared memory, on the other core. The caller copies an item's
-bytes out of that memory into its own ``bytes``, hashes *that* object and
-returns it only when the digest is the signed one: every byte returned was
-hashed by the caller, after the copy, and nothing is read again after the
-check. The helper decides nothing; whatever it gives that does not match
-(or gives nothing for) is read again on the caller's own path, which raises
-the ``IntegrityError`` naming the item.
+Hashing a 10 KB item costs about as much as opening and reading it, so one
+thread doing both takes about twice a plain read. Read-ahead threads do not
+help: each system call and each hash releases the GIL for a few
+microseconds, and the threads then mostly hand the GIL to each other
+instead of running side by side (``docs/benchmarks.md``, "Data loader":
+two threads opening, reading and hashing 10 KB files are slower than one).
+:class:`Prefetcher` therefore starts one helper *process*
+(:mod:`.prefetch_child`, the standard library only) that opens, stats and
+reads the items expected next into shared memory, on the other core, and
+hashes each there, in place.
+
+What ``read_bytes`` returns from it: the caller compares the digest the
+helper computed of those bytes with the *signed* digest, and copies exactly
+those bytes out of the shared memory into its own ``bytes``; the helper
+never writes a slot again before the caller gives it back, so the bytes
+returned are the bytes that were hashed, and nothing is read again after the
+check. The helper decides nothing: a digest that differs, an item it could
+not open as a regular file of the signed size, or one it has not reached,
+is read and checked on the caller's own path, which raises the
+``IntegrityError`` naming the item. For BLAKE3 and shard bundles the helper
+only reads, and the caller hashes the copy in the bundle's terms. What this
+trusts beyond the caller's own thread: that only the two processes can write
+the shared memory (an anonymous ``memfd``, passed to the helper only) and that
+the helper, our own code run by this interpreter, hashes what it reports.
 
 The plan, the items expected next, in order: an explicit one
 (:meth:`Prefetcher.plan` from ``VerifiedDataset.prefetch``, ``iter_bytes``,
 the torch adapter's ``__getitems__``), or, after two consecutive items of
 the signed order read on the caller's path, the rest of the signed order.
-The caller never waits for the helper: an item not there yet is read on the
-caller's own path, and the helper skips what the caller went past. A read
-that leaves a predicted plan ends it; one outside an explicit plan is served
-on the caller's path and the plan stays.
+The caller never waits for the helper: when the next item is not there yet,
+the caller reads the next :data:`LEAD` items itself and the helper goes on
+after them, so the two take turns instead of reading the same items. A
+read that leaves a predicted plan ends it; one outside an explicit plan is
+served on the caller's path and the plan stays (a read found a little ahead
+skips to it).
 
-Bounded: ``slots`` slots of ``slot_size`` bytes of shared memory (the
-helper waits for a free slot); the jobs sent stay at most ``window`` plan
-positions ahead of the caller. Only items that fit a slot are read ahead.
-Linux only (``os.memfd_create``); elsewhere, or when the helper cannot be
-started, nothing is read ahead. The helper ends when the caller closes its
-pipes (:meth:`Prefetcher.close`, also at garbage collection and at exit) or
-dies; a forked child never uses its parent's helper (its copies of the
-pipes are closed at fork) and makes its own when it needs one.
+Bounded: ``slots`` slots of ``slot_size`` bytes of shared memory (the helper
+waits for a free slot); jobs run at most ``window`` plan positions ahead of
+the caller; only items of at most :data:`MAX_ITEM` are read ahead. Linux
+only (``os.memfd_create``); elsewhere, or when the helper cannot be started,
+nothing is read ahead. The helper ends when the caller closes its pipes
+(:meth:`Prefetcher.close`, also at garbage collection and at exit) or dies; a
+forked child never uses its parent's helper (its copies of the pipes are
+closed at fork) and makes its own when it needs one.
 """
 
 from __future__ import annotations
@@ -70,6 +80,8 @@ PER_SLOT = 8
 """Items per slot, and per job."""
 LEAD = 32
 """Items the caller reads itself when the helper has not read the next one yet."""
+SKIP_AHEAD = 64
+"""How far ahead in an explicit plan a read is looked for (the caller skipped items)."""
 _DIGESTS = SLOT_HEAD.size + PER_SLOT * RECORD.size  # where a slot's digest fields start
 _SLOT_DATA = _DIGESTS + PER_SLOT * DIGEST_SIZE
 _POS = struct.Struct(ENTRY.format[:2])  # an entry is its position, then this tail:
@@ -469,7 +481,7 @@ class Prefetcher:
             self._publish()
             return -1
         pos = self._pos
-        for j in range(pos + 1, min(len(order), pos + PER_SLOT)):
+        for j in range(pos + 1, min(len(order), pos + SKIP_AHEAD)):
             if order[j] == rel:
                 return j
         return -1
