@@ -80,6 +80,8 @@ PER_SLOT = 8
 """Items per slot, and per job."""
 LEAD = 32
 """Items the caller reads itself when the helper has not read the next one yet."""
+MAX_LEAD = 4096
+"""The most items the caller reads itself before it looks at the helper again."""
 SKIP_AHEAD = 64
 """How far ahead in an explicit plan a read is looked for (the caller skipped items)."""
 _DIGESTS = SLOT_HEAD.size + PER_SLOT * RECORD.size  # where a slot's digest fields start
@@ -151,6 +153,8 @@ class Prefetcher:
         self._freed = bytearray()  # slots consumed, given back in batches
         self._njobs = 0  # jobs sent for the current plan
         self._mine = 0  # plan positions below this the caller reads itself
+        self._lead = LEAD
+        self._served_before = -1
         self._ready: list[int] = []  # slots the helper filled, in order
         self._slot = -1  # the slot being consumed
         self._base = 0
@@ -231,6 +235,7 @@ class Prefetcher:
             for fd in (mfd, jr, nw, br):
                 if fd >= 0:
                     os.close(fd)
+        _lower_priority(self._proc.pid)
         os.set_blocking(jw, False)
         os.set_blocking(nr, False)
         self._job_fd, self._notes, self._back = jw, nr, bw
@@ -296,6 +301,8 @@ class Prefetcher:
         self._pos = self._sent = start
         self._njobs = 0
         self._mine = start
+        self._lead = LEAD
+        self._served_before = -1
         self._pending.clear()
         if self._slot >= 0:  # what is left of the last plan's slot
             self._give_back(self._slot)
@@ -311,6 +318,8 @@ class Prefetcher:
         """Send jobs up to ``window`` positions ahead of the caller."""
         order = self._order
         end = min(len(order), self._pos + self.window)
+        if self._sent < self._mine:
+            self._sent = self._mine  # the caller reads those itself
         wanted, tails, pack = self._wanted, self._tails, _POS.pack
         while self._sent < end and not self._dead:
             # small first jobs: the helper's first items come back sooner
@@ -390,9 +399,15 @@ class Prefetcher:
                 return data, (dev, ino, size, mtime, ctime), self._plan_ns, digest
             if not self._next_slot():
                 break
-        # Not there yet: the caller reads the next LEAD items itself, the helper goes on
-        # after them (never both on the same items, and the caller never waits).
-        self._mine = pos + LEAD
+        # Not there yet: the caller reads the next items itself, the helper goes on after
+        # them (never both on the same items, and the caller never waits). A helper
+        # that served nothing since the last time gets twice as many (it has no core).
+        if self.served == self._served_before:
+            self._lead = min(2 * self._lead, MAX_LEAD)
+        else:
+            self._lead = LEAD
+        self._served_before = self.served
+        self._mine = pos + self._lead
         CONTROL.pack_into(self._mem, 0, self._gen, self._mine)
         return None
 
@@ -485,6 +500,18 @@ class Prefetcher:
             if order[j] == rel:
                 return j
         return -1
+
+
+NICER = 10
+"""How much lower the helper's priority is than the caller's: it runs on a core no one
+else wants, and yields to the caller and to other work when there is none to spare."""
+
+
+def _lower_priority(pid: int) -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + NICER))
+    except (AttributeError, OSError):
+        pass
 
 
 def _worth_a_helper() -> bool:
