@@ -3,9 +3,10 @@
 Hashing a 10 KB item costs about as much as opening and reading it, so one
 thread doing both takes about twice a plain read. Read-ahead threads do not
 help: each system call and each hash releases the GIL for a few
-microseconds, and the threads then mostly hand the GIL to each other
-instead of running side by side (``docs/benchmarks.md``, "Data loader":
-two threads opening, reading and hashing 10 KB files are slower than one).
+microseconds, and threads that open, read and hash small files mostly hand
+the GIL to each other instead of running side by side (``docs/benchmarks.md``,
+"Data loader": two such threads take longer than one; two threads that only
+hash 10 KB buffers do run side by side).
 :class:`Prefetcher` therefore starts one helper *process*
 (:mod:`.prefetch_child`, the standard library only) that opens, stats and
 reads the items expected next into shared memory, on the other core, and
