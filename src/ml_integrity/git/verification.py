@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ml_integrity.core.lfs import MAX_POINTER_SIZE, Pointer, parse_pointer, sha256_file
+from ml_integrity.core.lfs import (
+    MAX_POINTER_SIZE,
+    Pointer,
+    parse_pointer,
+    parse_refusal_stub,
+    sha256_file,
+)
 from ml_integrity.errors import IntegrityError, ManifestDiff
 from ml_integrity.git.listing import BLOB, LFS, LINK, SUBMODULE, TreeFile
 from ml_integrity.git.repository import RECOVER_HINT, Repository, SignedBundle, VerifiedDigests
@@ -427,7 +433,7 @@ def _requirement_problem(
 
 
 def pointer_files(repo: Repository, pointers: Mapping[str, Pointer]) -> list[str]:
-    """Work-tree files that hold pointer text instead of their content."""
+    """Work-tree files that hold pointer text (or a refusal stub) instead of their content."""
     out = []
     for path, pointer in pointers.items():
         if pointer.size == 0:
@@ -437,7 +443,8 @@ def pointer_files(repo: Repository, pointers: Mapping[str, Pointer]) -> list[str
             st = f.lstat()
             if st.st_size >= MAX_POINTER_SIZE or st.st_size == pointer.size:
                 continue
-            if parse_pointer(f.read_bytes()) is not None:
+            data = f.read_bytes()
+            if parse_pointer(data) is not None or parse_refusal_stub(data) is not None:
                 out.append(path)
         except OSError:
             continue

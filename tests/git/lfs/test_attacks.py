@@ -214,6 +214,47 @@ def test_pointers_swapped_between_signed_paths(hf: HfWorld, consumer: Path) -> N
     assert b in verified.stderr
 
 
+def test_pointer_to_an_object_signed_for_another_path(hf: HfWorld, consumer: Path) -> None:
+    """The object is signed (for another path) and local, so nothing is downloaded or
+    quarantined: `git lfs pull` still must not write it at the refused path."""
+    a, b = "model.safetensors", "weights/extra.safetensors"
+    pb = git("show", f"origin/main:{b}", cwd=hf.attacker, env=hf.env).stdout.encode()
+    hf.attack("dup", files={a: pb})
+    consumer_checks(consumer, "dup", a)
+    assert (consumer / a).read_bytes() != LFS_FILES[b], f"{b}'s bytes in {a}"
+    assert (consumer / b).read_bytes() == LFS_FILES[b]
+    again = git("lfs", "pull", cwd=consumer, check=False)
+    assert again.returncode == 0, again.output
+    assert (consumer / a).read_bytes() != LFS_FILES[b], f"`git lfs pull` wrote {b}'s bytes in {a}"
+    assert lfs_object(consumer / ".git", sha256(LFS_FILES[b])).is_file()  # kept for b
+    # the refusal stub is the pointer to git: nothing shows as modified, even when git
+    # has to clean the file again (its stat changed)
+    os.utime(consumer / a, (1, 1))
+    status = git("status", "--porcelain", cwd=consumer)
+    assert status.stdout.strip() == "", status.output
+
+
+def test_skipped_smudge_then_git_lfs_pull_fills_only_what_verifies(
+    hf: HfWorld, consumer: Path
+) -> None:
+    a, b = "model.safetensors", "weights/extra.safetensors"
+    pb = git("show", f"origin/main:{b}", cwd=hf.attacker, env=hf.env).stdout.encode()
+    hf.attack("dup-skip", files={a: pb})
+    env = {**os.environ, "GIT_LFS_SKIP_SMUDGE": "1"}
+    pulled = git("pull", "-q", "--no-rebase", "origin", "dup-skip", cwd=consumer, env=env)
+    assert "REFUSED" in pulled.output and a in pulled.output, pulled.output
+    (consumer / b).unlink()
+    git("checkout", "--", b, cwd=consumer, env=env, check=False)  # b: a plain pointer now
+    assert is_pointer(consumer / b)
+    again = git("lfs", "pull", cwd=consumer, check=False)
+    assert again.returncode == 0, again.output
+    assert (consumer / b).read_bytes() == LFS_FILES[b]  # (b, oid) verifies: filled
+    assert (consumer / a).read_bytes() != LFS_FILES[b]  # (a, oid) does not: left alone
+    ours = mi("pull", cwd=consumer)
+    assert ours.returncode == 1 and a in ours.stderr, ours.output
+    assert (consumer / a).read_bytes() != LFS_FILES[b]
+
+
 def test_submodule_is_refused(hf: HfWorld, consumer: Path) -> None:
     commit = git("rev-parse", "origin/main", cwd=hf.attacker, env=hf.env).stdout.strip()
     hf.attack(
