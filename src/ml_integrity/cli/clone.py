@@ -25,9 +25,11 @@ examples:
   ml-integrity clone https://example.com/org/models.git --key release.pub
   ml-integrity clone ../models.git work --key release.pub --strict
   ml-integrity clone URL DIR --key release.pub -b v2 --git-arg=--depth=1
+  ml-integrity clone URL --policy ~/trust/models.yaml   # k-of-n, rollback rules
 
-Without trust (--key, --cert-chain or git config ml-integrity.publicKey /
-certChain, e.g. in the global config) nothing is cloned (exit 2).
+Without trust (--key, --cert-chain, --policy or git config
+ml-integrity.publicKey / certChain / policy, e.g. in the global config)
+nothing is cloned (exit 2).
 
 exit codes: 0 cloned and verified; 1 something was refused; 2 usage or no trust;
 3 git failed.
@@ -47,6 +49,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--key", type=Path, metavar="PUB", help="trusted public key (PEM)")
     parser.add_argument(
         "--cert-chain", type=Path, metavar="CA", help="trusted root certificate(s) (PEM)"
+    )
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="a trust policy (YAML, outside the clone) for every checkout: its signers, "
+        "rollback and multi-signer rules (sets ml-integrity.policy)",
     )
     parser.add_argument(
         "--decryption-key",
@@ -87,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         TrustRequest(
             keys=(str(args.key),) if args.key is not None else (),
             cert_chain=(str(args.cert_chain),) if args.cert_chain is not None else (),
+            policy=str(args.policy) if args.policy is not None else None,
         ),
         "clone",
     )
@@ -94,24 +104,28 @@ def run(args: argparse.Namespace) -> int:
     # the new clone inherits the global and system config, not the local one of the cwd
     if not trust.git_config() and not any(
         probe.config_get(k, scope=scope)
-        for k in ("ml-integrity.publicKey", "ml-integrity.certChain")
+        for k in ("ml-integrity.publicKey", "ml-integrity.certChain", "ml-integrity.policy")
         for scope in ("global", "system")
     ):
         raise UsageError(
             "no trust configured: the clone could verify nothing, so nothing was cloned",
             hint="give the signer's public key (--key signer.pub) or a trusted root "
             "certificate (--cert-chain root-ca.pem), or set it once for every repository: "
-            "git config --global ml-integrity.publicKey /path/to/signer.pub. Content signed "
-            "keylessly (a Sigstore identity: --identity/--identity-regex, --issuer, "
-            "--github-repository/--github-ref/--github-workflow) is not checked by the "
-            "checkout filter: clone with plain git, then run `ml-integrity verify` with "
-            "those identity options",
+            "git config --global ml-integrity.publicKey /path/to/signer.pub. For content "
+            "signed keylessly (a Sigstore identity) or by several signers, give a policy "
+            "that names them (--policy FILE: docs/trust.md)",
         )
     directory = args.directory or Path(
         args.url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git")
     )
     if directory.exists() and any(directory.iterdir()):
         raise UsageError("destination exists and is not empty", path=directory)
+    if args.policy is not None and args.policy.resolve().is_relative_to(directory.resolve()):
+        raise UsageError(
+            "the policy would lie inside the clone, where a checkout can rewrite it",
+            path=args.policy,
+            hint="keep the policy outside the repository",
+        )
     # The transfer agent is configured after the clone: during the clone git-lfs
     # downloads only what the filter has just verified (and checks every
     # download's sha256 itself), so its own parallel transfers stay in use.

@@ -24,8 +24,8 @@ Where trust comes from, by ``purpose``:
   ``ml-integrity.publicKey`` and ``ml-integrity.certChain``. The
   in-repository policy is not read here: it needs a trusted base revision,
   which only the command line and the Action name.
-- ``clone``: the ``--key``/``--cert-chain`` given, as the settings the new
-  clone's git config will hold.
+- ``clone``: the ``--key``/``--cert-chain``/``--policy`` given, as the
+  settings the new clone's git config will hold.
 - ``policy`` (``policy check``): the policy that applies, by precedence.
 - ``action``: the Action's inputs, read through the Action's
   :class:`MaterialReader` (a pull request's trust files come from its base).
@@ -69,7 +69,11 @@ __all__ = [
 
 Purpose = Literal["model", "repository", "checkout", "clone", "policy", "action"]
 
-_SETTING_NAMES = {PUBLIC_KEY: "ml-integrity.publicKey", CERT_CHAIN: "ml-integrity.certChain"}
+_SETTING_NAMES = {
+    PUBLIC_KEY: "ml-integrity.publicKey",
+    CERT_CHAIN: "ml-integrity.certChain",
+    "ml-integrity.policy": "ml-integrity.policy",
+}
 _NO_TRUST_HINT = (
     "pass the signer's public key with --key PUB, a root CA with --cert-chain CA, "
     "a Sigstore identity with --identity SAN --issuer URL (or --github-repository), "
@@ -416,6 +420,13 @@ def _clone_trust(request: TrustRequest) -> Trust:
         if not path.is_file():
             raise UsageError("trust file not found", path=path, hint="give a PEM file")
         settings.append((setting, str(path.resolve())))
+    if request.policy is not None:
+        from ml_integrity.trust.policy import GIT_CONFIG_POLICY
+        from ml_integrity.trust.policy_source import load_policy
+
+        path = Path(request.policy).resolve()
+        load_policy(path, "command line")  # refused now, not at the first checkout
+        settings.append((GIT_CONFIG_POLICY, str(path)))
     return Trust(settings=tuple(settings), roots=request.roots)
 
 

@@ -613,3 +613,23 @@ def test_clone_recurse_submodules_smudges_through_the_filter(
         assert got.read_bytes() != weights and is_pointer(got)
     sub_filter = git("config", "filter.lfs.process", cwd=dest / "vendor" / "lib", env=env)
     assert "filter-process" in sub_filter.stdout  # later checkouts are verified too
+
+
+def test_clone_with_a_policy_applies_it_to_every_checkout(hf: HfWorld, tmp_path: Path) -> None:
+    policy = _policy(tmp_path, hf, "")
+    dest = tmp_path / "dest"
+    ok = mi("clone", hf.remote, dest, "--policy", policy, cwd=tmp_path, env=hf.env)
+    assert ok.returncode == 0, ok.output
+    for name, data in SIGNED.items():
+        assert (dest / name).read_bytes() == data, name
+    assert git("config", "ml-integrity.policy", cwd=dest).stdout.strip() == str(policy)
+    # the same policy with a rollback rule the signed version 1 fails
+    strict = _policy(tmp_path / "strict", hf, "rollback:\n  not-older-than: 2\n")
+    refused = mi("clone", hf.remote, tmp_path / "r", "--policy", strict, cwd=tmp_path, env=hf.env)
+    assert refused.returncode == 1 and "rollback" in refused.output, refused.output
+    assert is_pointer(tmp_path / "r" / "model.safetensors")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nsigners: [\n")
+    usage = mi("clone", hf.remote, tmp_path / "b", "--policy", bad, cwd=tmp_path, env=hf.env)
+    assert usage.returncode == 2 and str(bad) in usage.output, usage.output
+    assert not (tmp_path / "b").exists()  # refused before anything was cloned
