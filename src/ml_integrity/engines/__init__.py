@@ -27,9 +27,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ml_integrity.core.hashing_shards import ShardHasher
     from ml_integrity.core.streaming import Engine
 
-__all__ = ["ENGINES", "make_engine"]
+__all__ = ["ENGINES", "make_engine", "make_shard_hasher"]
 
 ENGINES = ("threads", "dask")
 
@@ -47,6 +48,23 @@ def make_engine(
         from ml_integrity.engines.threads import ThreadEngine
 
         return ThreadEngine(workers=workers, rehash=rehash, use_cache=use_cache)
+    if name == "dask":
+        from ml_integrity.engines.dask import DaskEngine
+
+        return DaskEngine(scheduler=scheduler, workers=workers)
+    from ml_integrity.errors import UsageError
+
+    raise UsageError(f"unknown engine {name!r}", hint=f"choose one of {', '.join(ENGINES)}")
+
+
+def make_shard_hasher(
+    name: str, *, workers: int | None = None, scheduler: str | None = None
+) -> ShardHasher | None:
+    """Who hashes ``sign --shard-size``'s shards: None for "threads" (the
+    in-process default, :func:`ml_integrity.core.hashing.hash_shards`), the
+    Dask engine for "dask"."""
+    if name == "threads":
+        return None
     if name == "dask":
         from ml_integrity.engines.dask import DaskEngine
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ml_integrity.core import hashing
+from ml_integrity.core.hashing_algorithms import new_hasher
 from ml_integrity.core.streaming import FileRecord, WalkedFile, sniff_head
 
 __all__ = ["SMALL_FILE", "WINDOW", "ThreadEngine", "hash_small"]
@@ -56,9 +57,17 @@ _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 def hash_small(
-    full: str, buf: memoryview, follow_symlinks: bool, *, dir_fd: int | None = None
+    full: str,
+    buf: memoryview,
+    follow_symlinks: bool,
+    *,
+    dir_fd: int | None = None,
+    algorithm: str = "sha256",
 ) -> tuple[int, str, str | None] | None:
-    """``(size, sha256, format)`` of a small, stable regular file; None otherwise.
+    """``(size, digest, format)`` of a small, stable regular file; None otherwise.
+
+    The digest is SHA-256 unless ``algorithm`` names another
+    (:mod:`ml_integrity.core.hashing_algorithms`).
 
     None means "take the careful path" (:func:`hashing.hash_files`): the file
     is large, not regular, unreadable or changed between the two ``fstat``
@@ -83,6 +92,8 @@ def hash_small(
             or after.st_ctime_ns != before.st_ctime_ns
         ):
             return None
+        if algorithm != "sha256":
+            return _other(algorithm, buf[:n])
         if not n:
             return 0, _EMPTY_SHA256, None
         data = buf[:n]
@@ -93,17 +104,25 @@ def hash_small(
         os.close(fd)
 
 
+def _other(algorithm: str, data: memoryview) -> tuple[int, str, str | None]:
+    """:func:`hash_small`'s result for an algorithm other than SHA-256."""
+    h = new_hasher(algorithm)
+    if len(data):
+        h.update(data)
+    return len(data), h.hexdigest(), sniff_head(bytes(data[:512])) if len(data) else None
+
+
 _child_buffer: memoryview | None = None
 
 
-def _hash_batch(job: tuple[list[str], bool]) -> list[tuple[int, str, str | None] | None]:
+def _hash_batch(job: tuple[list[str], bool, str]) -> list[tuple[int, str, str | None] | None]:
     """In a helper process: :func:`hash_small` over a batch of files."""
     global _child_buffer
     if _child_buffer is None:
         _child_buffer = memoryview(bytearray(SMALL_FILE))
-    fulls, follow = job
+    fulls, follow, algorithm = job
     buf = _child_buffer
-    return [hash_small(f, buf, follow) for f in fulls]
+    return [hash_small(f, buf, follow, algorithm=algorithm) for f in fulls]
 
 
 class _Helpers:
@@ -135,14 +154,20 @@ class ThreadEngine:
         self.use_cache = use_cache
 
     def hash_stream(
-        self, root: Path, files: Iterable[WalkedFile], *, follow_symlinks: bool
+        self,
+        root: Path,
+        files: Iterable[WalkedFile],
+        *,
+        follow_symlinks: bool,
+        algorithm: str = "sha256",
     ) -> Iterator[FileRecord]:
         self._cache: hashing.StatCache | None = None
         self._large_paths: list[str] = []
+        self._algorithm = algorithm
         buf = memoryview(bytearray(SMALL_FILE))
         it = iter(files)
         first = list(islice(it, WINDOW))
-        small = [hash_small(f.full, buf, follow_symlinks) for f in first]
+        small = [hash_small(f.full, buf, follow_symlinks, algorithm=algorithm) for f in first]
         yield from self._finish(root, first, small, follow_symlinks)
         processes = self.workers or os.cpu_count() or 1
         helpers = None
@@ -152,7 +177,10 @@ class ThreadEngine:
         try:
             if helpers is None:
                 while window := list(islice(it, WINDOW)):
-                    small = [hash_small(f.full, buf, follow_symlinks) for f in window]
+                    small = [
+                        hash_small(f.full, buf, follow_symlinks, algorithm=algorithm)
+                        for f in window
+                    ]
                     yield from self._finish(root, window, small, follow_symlinks)
             else:
                 yield from self._with_helpers(helpers, root, it, follow_symlinks)
@@ -169,6 +197,7 @@ class ThreadEngine:
 
         self._cache = None
         self._large_paths = []
+        self._algorithm = "sha256"
         runner = TreeRunner(
             root,
             list(ignore),
@@ -211,7 +240,7 @@ class ThreadEngine:
         (``statcache-stream.json``), so it only ever holds large files and a
         big cache written by the in-memory path is never loaded here.
         """
-        if self._cache is None and self.use_cache:
+        if self._cache is None and self.use_cache and self._algorithm == "sha256":
             path = hashing.default_cache_path(root)
             self._cache = hashing.StatCache.load(path.with_name(f"{path.stem}-stream.json"))
         return self._cache
@@ -234,7 +263,7 @@ class ThreadEngine:
                 window = list(islice(it, BATCH))
                 if not window:
                     break
-                job = ([f.full for f in window], follow_symlinks)
+                job = ([f.full for f in window], follow_symlinks, self._algorithm)
                 in_flight.append((window, helpers.pool.apply_async(_hash_batch, (job,))))
             if not in_flight:
                 return
@@ -262,10 +291,11 @@ class ThreadEngine:
                 cache=self._large_cache(root),
                 rehash=self.rehash,
                 follow_symlinks=follow_symlinks,
+                algorithm=self._algorithm,
             )
         for f, got in zip(window, small, strict=True):
             if got is not None:
                 yield FileRecord(f.rel, got[0], got[1], got[2])
             else:
                 d = digests[f.rel]
-                yield FileRecord(f.rel, d.size, d.sha256, sniff_file(Path(f.full)))
+                yield FileRecord(f.rel, d.size, d.hexdigest, sniff_file(Path(f.full)))
