@@ -24,12 +24,17 @@ examples:
       --bundle bert.sig
   ml-integrity sign models/llm --key key.pem --bundle llm.sig --hash blake3
   ml-integrity sign big.safetensors --key key.pem --bundle big.sig --shard-size 1000000000
+  ml-integrity sign big.safetensors --key key.pem --bundle big.sig --shard-size 268435456 \
+      --engine dask --scheduler tcp://head:8786
 
 The bundle is an OpenSSF Model Signing (OMS) v1.0 bundle: 'model_signing verify'
 accepts it (EC keys). Its CLI re-hashes with sha256 over files only: bundles made
 with --hash blake2/blake3 or --shard-size verify through model_signing's API
 (verifying.Config with the matching hashing config) and with 'ml-integrity verify'.
-A bundle written inside the folder is left out of what is signed. The bundle never
+A folder is hashed as a stream by --engine (threads or dask), with any --hash;
+--engine dask also hashes the shards of --shard-size (a single large file's shards
+on several workers); the key stays here and the bundle is the default engine's,
+byte for byte. A bundle written inside the folder is left out of what is signed. The bundle never
 replaces a file of the model, and replaces an existing bundle only with --overwrite
 (as sigstore-python does). An encrypted
 private key reads its password from ML_INTEGRITY_KEY_PASSWORD.
@@ -82,8 +87,8 @@ def register(subparsers: Any) -> None:
         type=_shard_size,
         metavar="BYTES",
         help="hash every file in shards of BYTES (OMS 'shards' serialization) so that one "
-        "large file uses every core; with sha256 or blake2. model_signing's default is "
-        "1000000000",
+        "large file uses every core (with --engine dask: every worker of the cluster); with "
+        "sha256 or blake2. model_signing's default is 1000000000",
     )
     add_sign_options(parser)
     add_walk_options(parser)
@@ -94,7 +99,8 @@ def register(subparsers: Any) -> None:
         default=None,
         metavar="N",
         help="a folder of more than N files (default 100,000) is signed as shards under one "
-        "small signed statement (docs/format.md, 'Sharded manifests'); up to N, one OMS bundle",
+        "small signed statement (docs/format.md, 'Sharded manifests'); up to N, one OMS bundle "
+        "(sha256 over files only)",
     )
     add_json_flag(parser)
     parser.set_defaults(handler=run)

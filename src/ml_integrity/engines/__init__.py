@@ -2,7 +2,8 @@
 
 An engine implements :class:`ml_integrity.core.streaming.Engine`: it takes the
 canonical-order stream of files that :func:`ml_integrity.core.streaming.walk`
-yields and returns the records (path, size, sha256, format) in the same order.
+yields and returns the records (path, size, digest, format) in the same order,
+the digest SHA-256 unless another algorithm is asked for.
 
 - :mod:`~ml_integrity.engines.threads` (the default): small files read and
   hashed with the fewest system calls, larger ones on a thread pool through
@@ -12,10 +13,14 @@ yields and returns the records (path, size, sha256, format) in the same order.
 - :mod:`~ml_integrity.engines.dask` (``--engine dask``): partitions of files,
   grouped by directory and size, hashed on a Dask distributed cluster (a
   ``LocalCluster`` of worker processes when no scheduler is given); the client
-  merges the workers' sorted partial lists. ``dask[distributed]`` is the
-  optional extra ``ml-integrity[dask]``, imported only by this module.
+  merges the workers' sorted partial lists. It also hashes the shards of
+  ``sign --shard-size`` (:mod:`~ml_integrity.engines.dask_shards`, a
+  :class:`~ml_integrity.core.hashing_shards.ShardHasher`). ``dask[distributed]``
+  is the optional extra ``ml-integrity[dask]``, imported only by these two
+  modules.
 
-:func:`make_engine` is the entry points' one way to get one. The signing key
+:func:`make_engine` is the entry points' one way to get one
+(:func:`make_shard_hasher` for shards). The signing key
 never reaches an engine: engines only hash.
 
 Layer: an adapter beside ``trust`` and ``scan``; it may import ``core`` and

@@ -6,7 +6,8 @@ ends at :data:`PARTITION_FILES` files or :data:`PARTITION_BYTES` bytes, and
 once it holds :data:`PARTITION_MIN_FILES` files, at the next change of
 directory, so a partition is usually one directory. Each partition is one
 task: a worker hashes its files (:func:`hash_partition`) and returns the
-sorted partial list ``(path, size, sha256, format)``. Partitions are
+sorted partial list ``(path, size, digest, format)`` (SHA-256, or the
+algorithm ``sign --hash`` asked for). Partitions are
 contiguous ranges of the canonical order, so the client merges the partial
 lists by concatenating them in partition order, and writes the same
 manifest the threaded engine writes, byte for byte. At most
@@ -20,6 +21,10 @@ replaced and its partitions run again (the scheduler's retries); a partition
 that kills every worker it runs on ends the run with an
 :class:`~ml_integrity.errors.OperationalError`. Nothing is written then: the
 caller writes the manifest to a temporary file and renames it on success.
+
+:meth:`DaskEngine.hash_shards` hashes the shards of ``sign --shard-size``
+instead (:mod:`ml_integrity.engines.dask_shards`): the byte ranges of large
+files on several workers.
 
 Workers only hash: they get paths, never a key, and the client signs.
 ``distributed`` is imported when this engine is constructed, never before.
