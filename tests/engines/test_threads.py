@@ -75,3 +75,17 @@ def test_streamed_signing_is_the_in_memory_statement(
     assert payloads[0] == payloads[1]
     algorithm = json.loads(payloads[0])["predicate"]["serialization"]["hash_type"]
     assert algorithm == {"blake2": "blake2b"}.get(hash_type, hash_type)
+
+
+def test_forked_helpers_ignore_ctrl_c() -> None:
+    """Ctrl-C interrupts only the main process, which waits for the helpers: a helper
+    killed by it while sending a result once left the parent waiting for ever."""
+    import signal
+
+    from ml_integrity.engines.forked import fork_pool, stop_pool
+
+    pool = fork_pool(1)
+    try:
+        assert pool.submit(signal.getsignal, signal.SIGINT).result() == signal.SIG_IGN
+    finally:
+        stop_pool(pool, ok=True)

@@ -130,17 +130,15 @@ class _Helpers:
     bounded window of batches in flight (the walk never runs ahead of them)."""
 
     def __init__(self, processes: int) -> None:
-        import multiprocessing
+        from ml_integrity.engines.forked import fork_pool
 
-        self.pool = multiprocessing.get_context("fork").Pool(processes)
+        self.pool = fork_pool(processes)
         self.limit = 2 * processes
 
     def close(self, *, ok: bool) -> None:
-        if ok:
-            self.pool.close()
-        else:
-            self.pool.terminate()
-        self.pool.join()
+        from ml_integrity.engines.forked import stop_pool
+
+        stop_pool(self.pool, ok=ok)
 
 
 class ThreadEngine:
@@ -264,11 +262,11 @@ class ThreadEngine:
                 if not window:
                     break
                 job = ([f.full for f in window], follow_symlinks, self._algorithm)
-                in_flight.append((window, helpers.pool.apply_async(_hash_batch, (job,))))
+                in_flight.append((window, helpers.pool.submit(_hash_batch, job)))
             if not in_flight:
                 return
             window, pending = in_flight.popleft()
-            yield from self._finish(root, window, pending.get(), follow_symlinks)
+            yield from self._finish(root, window, pending.result(), follow_symlinks)
 
     def _finish(
         self,
