@@ -24,7 +24,7 @@ examples:
       --bundle bert.sig
   ml-integrity sign models/llm --key key.pem --bundle llm.sig --hash blake3
   ml-integrity sign big.safetensors --key key.pem --bundle big.sig --shard-size 1000000000
-  ml-integrity sign big.safetensors --key key.pem --bundle big.sig --shard-size 268435456 \
+  ml-integrity sign big.safetensors --key key.pem --bundle big.sig --shard-size 268435456 \\
       --engine dask --scheduler tcp://head:8786
 
 The bundle is an OpenSSF Model Signing (OMS) v1.0 bundle: 'model_signing verify'
@@ -34,10 +34,10 @@ with --hash blake2/blake3 or --shard-size verify through model_signing's API
 A folder is hashed as a stream by --engine (threads or dask), with any --hash;
 --engine dask also hashes the shards of --shard-size (a single large file's shards
 on several workers); the key stays here and the bundle is the default engine's,
-byte for byte. A bundle written inside the folder is left out of what is signed. The bundle never
-replaces a file of the model, and replaces an existing bundle only with --overwrite
-(as sigstore-python does). An encrypted
-private key reads its password from ML_INTEGRITY_KEY_PASSWORD.
+byte for byte. A bundle written inside the folder is left out of what is signed.
+The bundle never replaces a file of the model, and replaces an existing bundle
+only with --overwrite (as sigstore-python does). An encrypted private key reads
+its password from ML_INTEGRITY_KEY_PASSWORD.
 
 """
     + SIGN_EPILOG
