@@ -16,6 +16,10 @@ The new repository is configured before anything is checked out (git clone
 -c ...): the filter wrapper, the LFS transfer agent, the hooks, and the
 trust you give. Every LFS file is verified against the signed manifest of
 the commit checked out; refused files stay LFS pointers and the command fails.
+With --git-arg=--recurse-submodules the submodules are cloned the same way
+(through the filter, with the same trust and hooks), and each is configured
+like the clone; the superproject accepts a submodule only when git config
+ml-integrity.submodule names it.
 
 examples:
   ml-integrity clone https://example.com/org/models.git --key release.pub
@@ -132,7 +136,13 @@ def run(args: argparse.Namespace) -> int:
         git_args += ["--branch", args.branch]
     with tempfile.TemporaryDirectory(prefix="ml-integrity-template-") as template:
         hooks.install_hooks(Path(template) / "hooks", {})
-        argv = ["git", "clone", f"--template={template}"]
+        # `git -c` reaches every git process of the clone, submodule clones included
+        # (--recurse-submodules): they check out through the filter, with this trust and
+        # these hooks. `git clone -c` writes the new repository's own config.
+        argv = ["git"]
+        for key, value in {**config, "init.templateDir": template}.items():
+            argv += ["-c", f"{key}={value}"]
+        argv += ["clone", f"--template={template}"]
         for key, value in config.items():
             argv += ["-c", f"{key}={value}"]
         argv += [*git_args, "--", args.url, str(directory)]
@@ -144,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
     git = Git(directory.resolve())
     for key, value in later.items():
         git.config_set(key, value)
+    _configure_submodules(git, {**config, **later})
     record = {
         "version": hooks.RECORD_VERSION,
         "scope": "local",
@@ -191,3 +202,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"ml-integrity: cloned into {directory}: every LFS file verified")
     return 0
+
+
+def _configure_submodules(git: Any, config: dict[str, str]) -> None:
+    """Give every checked-out submodule the clone's configuration (filter, agent,
+    trust), so that its later checkouts and pulls are verified as the clone's are."""
+    from ml_integrity.git.runner import Git
+
+    out = git.run(["submodule", "foreach", "--quiet", "--recursive", "pwd"], check=False)
+    if out.returncode != 0:
+        return
+    for line in out.stdout.decode("utf-8", "replace").splitlines():
+        if line.strip():
+            sub = Git(Path(line.strip()))
+            for key, value in config.items():
+                sub.config_set(key, value)
