@@ -17,8 +17,15 @@
    hashing): time(N machines of c workers) ~= max(bytes / (N * c * worker
    rate), files / client rate) + cluster start-up. It assumes storage that
    keeps up (a shared file system serving every machine at that rate).
+4. Dask shards: ``sign FILE --shard-size 256MiB --engine dask --workers 2``
+   (a LocalCluster of 2 processes, its start-up included) against the same
+   command on the threaded engine, on one random file of 2 GiB (warm page
+   cache, 8 shards). The signed statements must be identical. On 2 cores
+   this measures the overhead of going through Dask; a real cluster spreads
+   the shards over machines.
 
 Usage: .venv/bin/python bench/scale.py [--runs 3] [--big-files 2000000] [--skip-dask]
+           [--only-shards]
 Trees are made under --tmp (default: the system temp folder) and removed after.
 """
 
@@ -194,6 +201,89 @@ def dask_vs_threads(tmp: Path, runs: int, mi: list[str]) -> dict[str, float]:
     }
 
 
+SHARD_SIZE = 256 << 20
+
+
+def _payload(bundle: Path) -> bytes:
+    import base64
+    import json
+
+    return base64.b64decode(json.loads(bundle.read_text())["dsseEnvelope"]["payload"])
+
+
+def dask_shards(tmp: Path, runs: int, mi: list[str]) -> dict[str, float]:
+    """One 2 GiB file signed in shards: the threaded engine against --engine dask."""
+    big = tmp / "big.bin"
+    block = os.urandom(64 << 20)
+    with open(big, "wb") as f:
+        for i in range(32):
+            f.write(i.to_bytes(8, "little") + block[8:])
+    key = tmp / "key.pem"
+    timed([*mi, "keygen", "--out", str(key), "--type", "ec-p256"])
+    timed(f"cat {big} > /dev/null")  # warm page cache
+    sign = [*mi, "sign", str(big), "--key", str(key), "--shard-size", str(SHARD_SIZE)]
+    out_t, out_d = tmp / "threads.sig", tmp / "dask.sig"
+    out_s = tmp / "scheduler.sig"
+    rows: dict[str, list[float]] = {
+        k: [] for k in ("threads", "dask", "running", "threads_cpu", "dask_cpu", "running_cpu")
+    }
+    from distributed import Client, LocalCluster
+
+    def workers_cpu(client: Client) -> float:
+        return sum(client.run(time.process_time).values())
+
+    # a cluster that is already running (its start-up not counted): --scheduler;
+    # its CPU row adds the workers' process time to the client's
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        Client(cluster) as probe,
+    ):
+        running = ["--engine", "dask", "--scheduler", str(cluster.scheduler_address)]
+        local = ["--engine", "dask", "--workers", "2"]
+        for _ in range(runs):
+            rows["threads"].append(timed([*sign, "--bundle", str(out_t), "--overwrite"]))
+            rows["threads_cpu"].append(CPU[0])
+            rows["dask"].append(timed([*sign, "--bundle", str(out_d), "--overwrite", *local]))
+            rows["dask_cpu"].append(CPU[0])
+            before = workers_cpu(probe)
+            rows["running"].append(timed([*sign, "--bundle", str(out_s), "--overwrite", *running]))
+            rows["running_cpu"].append(CPU[0] + workers_cpu(probe) - before)
+    if not _payload(out_t) == _payload(out_d) == _payload(out_s):
+        raise SystemExit("the Dask shard statement differs from the threaded one")
+    size = big.stat().st_size
+    big.unlink()
+    out: dict[str, float] = {k: statistics.median(v) for k, v in rows.items()}
+    out["bytes"] = size
+    return out
+
+
+def print_shards(d: dict[str, float]) -> None:
+    print(
+        f"\n| one file of {d['bytes'] / 2**30:.0f} GiB, sign --shard-size {SHARD_SIZE} "
+        "(8 shards, warm cache) | wall seconds (median) | CPU seconds (median) |"
+    )
+    print("| --- | ---: | ---: |")
+    print(f"| threaded engine | {d['threads']:.2f} | {d['threads_cpu']:.2f} |")
+    print(
+        "| --engine dask --workers 2 (LocalCluster start-up included) | "
+        f"{d['dask']:.2f} | {d['dask_cpu']:.2f} |"
+    )
+    print(
+        f"| overhead on {os.cpu_count()} cores | {d['dask'] / d['threads']:.2f}x | "
+        f"{d['dask_cpu'] / d['threads_cpu']:.2f}x |"
+    )
+    print(
+        "| --engine dask --scheduler (a running LocalCluster of 2 workers; CPU: the client "
+        f"and the workers) | {d['running']:.2f} | {d['running_cpu']:.2f} |"
+    )
+    print(
+        f"| overhead on {os.cpu_count()} cores, cluster already running | "
+        f"{d['running'] / d['threads']:.2f}x | {d['running_cpu'] / d['threads_cpu']:.2f}x |"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -201,6 +291,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--big-files", type=int, default=2_000_000)
     ap.add_argument("--skip-dask", action="store_true")
+    ap.add_argument("--only-shards", action="store_true", help="only case 4 (Dask shards)")
     ap.add_argument("--tmp", type=Path, default=None)
     args = ap.parse_args()
     print(
@@ -210,6 +301,12 @@ def main() -> None:
     )
     mi = command()
     tmp = Path(tempfile.mkdtemp(prefix="ml-integrity-scale-", dir=args.tmp))
+    if args.only_shards:
+        try:
+            print_shards(dask_shards(tmp, args.runs, mi))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     try:
         ours, base, ours_cpu, base_cpu, tree = small_files(tmp, args.runs, mi)
         cores = os.cpu_count() or 1
@@ -252,6 +349,7 @@ def main() -> None:
                 est = max(hashing, feeding) + d["startup"]
                 one = one or est
                 print(f"| {n} | {est:.0f} | {one / est:.1f}x |")
+            print_shards(dask_shards(tmp, args.runs, mi))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

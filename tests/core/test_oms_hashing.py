@@ -490,12 +490,18 @@ def test_shard_hashing_notices_a_file_changed_since_it_was_listed(tmp_path: Path
     (tmp_path / "a.bin").write_bytes(b"a" * 50_000)
     key = hashing_read.stat_key(os.lstat(tmp_path / "a.bin"))
     buf = hashing_read.new_buffer(4096)
-    import threading
 
     (tmp_path / "a.bin").write_bytes(b"b" * 50_001)
-    task = ("a.bin", str(tmp_path / "a.bin"), key, 0, 50_000)
     with pytest.raises(OperationalError, match="changed while it was being hashed"):
-        hashing_shards._hash_range(task, buf, "sha256", False, threading.Event(), hashing_read.noop)
+        hashing_shards.hash_range(
+            str(tmp_path / "a.bin"),
+            0,
+            50_000,
+            lambda st: hashing_read.stat_key(st) == key,
+            buf=buf,
+            algorithm="sha256",
+            follow_symlinks=False,
+        )
 
 
 # --- --ignore-path --------------------------------------------------------------

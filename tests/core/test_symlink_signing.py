@@ -17,7 +17,12 @@ from tests.conftest import CLI
 from tests.core.test_interop import model_signing
 from tests.core.test_oms_hashing import ms_api
 
-HASHING = {"streamed": [], "in-memory": ["--hash", "blake2"]}
+# folders are streamed with every --hash; shards take the in-memory path
+HASHING = {
+    "streamed": [],
+    "streamed-blake2": ["--hash", "blake2"],
+    "in-memory": ["--shard-size", "4096"],
+}
 
 
 def _linked_model(root: Path) -> Path:

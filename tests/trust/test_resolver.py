@@ -91,9 +91,8 @@ def test_checkout_trust_is_the_git_config_and_immutable(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
     pub = public_key(tmp_path, "signer")
     git(repo, "config", "ml-integrity.publicKey", str(pub))
-    git(repo, "config", "ml-integrity.policy", str(tmp_path / "ignored.yaml"))
     trust = resolve_trust(TrustRequest(), "checkout", repo=Git(repo))
-    assert trust.policy is None  # the transparent checks use the key settings only
+    assert trust.policy is None  # no policy configured: the key settings
     assert trust.settings_map()["ml-integrity.publickey"] == str(pub)
     assert trust.files == (pub,)
     assert trust.describe() is None
@@ -101,6 +100,27 @@ def test_checkout_trust_is_the_git_config_and_immutable(tmp_path: Path) -> None:
         trust.policy = None  # type: ignore[misc]
     verifier = trust.verifier(repo)
     assert isinstance(verifier, _keys.KeyVerifier)
+
+
+def test_checkout_trust_honours_the_git_config_policy_outside_the_work_tree(
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    pub = public_key(tmp_path, "signer")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        f"version: 1\nsigners:\n  owner: {{key: {pub}}}\nrollback:\n  not-older-than: 3\n"
+    )
+    git(repo, "config", "ml-integrity.publicKey", str(pub))
+    git(repo, "config", "ml-integrity.policy", str(policy))
+    trust = resolve_trust(TrustRequest(), "checkout", repo=Git(repo))
+    assert trust.policy is not None and trust.policy.rollback.not_older_than == 3
+    assert policy in trust.files  # its change invalidates the verification cache
+    inside = repo / "policy.yaml"
+    inside.write_bytes(policy.read_bytes())
+    git(repo, "config", "ml-integrity.policy", "policy.yaml")
+    with pytest.raises(ConfigError, match="work tree"):
+        resolve_trust(TrustRequest(), "checkout", repo=Git(repo))
 
 
 def test_in_repo_policy_is_read_at_the_trusted_base_through_git(tmp_path: Path) -> None:

@@ -87,7 +87,8 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         choices=("threads", "dask"),
         default="threads",
         help="threads (default): this machine; dask: a Dask distributed cluster, a local one "
-        "of --workers processes unless --scheduler is given (pip install 'ml-integrity[dask]')",
+        "of --workers processes unless --scheduler is given (pip install 'ml-integrity[dask]'); "
+        "sign: folders with any --hash, and the shards of --shard-size",
     )
     group.add_argument(
         "--scheduler",

@@ -16,14 +16,20 @@ The new repository is configured before anything is checked out (git clone
 -c ...): the filter wrapper, the LFS transfer agent, the hooks, and the
 trust you give. Every LFS file is verified against the signed manifest of
 the commit checked out; refused files stay LFS pointers and the command fails.
+With --git-arg=--recurse-submodules the submodules are cloned the same way
+(through the filter, with the same trust and hooks), and each is configured
+like the clone; the superproject accepts a submodule only when git config
+ml-integrity.submodule names it.
 
 examples:
   ml-integrity clone https://example.com/org/models.git --key release.pub
   ml-integrity clone ../models.git work --key release.pub --strict
   ml-integrity clone URL DIR --key release.pub -b v2 --git-arg=--depth=1
+  ml-integrity clone URL --policy ~/trust/models.yaml   # k-of-n, rollback rules
 
-Without trust (--key, --cert-chain or git config ml-integrity.publicKey /
-certChain, e.g. in the global config) nothing is cloned (exit 2).
+Without trust (--key, --cert-chain, --policy or git config
+ml-integrity.publicKey / certChain / policy, e.g. in the global config)
+nothing is cloned (exit 2).
 
 exit codes: 0 cloned and verified; 1 something was refused; 2 usage or no trust;
 3 git failed.
@@ -43,6 +49,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--key", type=Path, metavar="PUB", help="trusted public key (PEM)")
     parser.add_argument(
         "--cert-chain", type=Path, metavar="CA", help="trusted root certificate(s) (PEM)"
+    )
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="a trust policy (YAML, outside the clone) for every checkout: its signers, "
+        "rollback and multi-signer rules (sets ml-integrity.policy)",
     )
     parser.add_argument(
         "--decryption-key",
@@ -83,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         TrustRequest(
             keys=(str(args.key),) if args.key is not None else (),
             cert_chain=(str(args.cert_chain),) if args.cert_chain is not None else (),
+            policy=str(args.policy) if args.policy is not None else None,
         ),
         "clone",
     )
@@ -90,24 +104,28 @@ def run(args: argparse.Namespace) -> int:
     # the new clone inherits the global and system config, not the local one of the cwd
     if not trust.git_config() and not any(
         probe.config_get(k, scope=scope)
-        for k in ("ml-integrity.publicKey", "ml-integrity.certChain")
+        for k in ("ml-integrity.publicKey", "ml-integrity.certChain", "ml-integrity.policy")
         for scope in ("global", "system")
     ):
         raise UsageError(
             "no trust configured: the clone could verify nothing, so nothing was cloned",
             hint="give the signer's public key (--key signer.pub) or a trusted root "
             "certificate (--cert-chain root-ca.pem), or set it once for every repository: "
-            "git config --global ml-integrity.publicKey /path/to/signer.pub. Content signed "
-            "keylessly (a Sigstore identity: --identity/--identity-regex, --issuer, "
-            "--github-repository/--github-ref/--github-workflow) is not checked by the "
-            "checkout filter: clone with plain git, then run `ml-integrity verify` with "
-            "those identity options",
+            "git config --global ml-integrity.publicKey /path/to/signer.pub. For content "
+            "signed keylessly (a Sigstore identity) or by several signers, give a policy "
+            "that names them (--policy FILE: docs/trust.md)",
         )
     directory = args.directory or Path(
         args.url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git")
     )
     if directory.exists() and any(directory.iterdir()):
         raise UsageError("destination exists and is not empty", path=directory)
+    if args.policy is not None and args.policy.resolve().is_relative_to(directory.resolve()):
+        raise UsageError(
+            "the policy would lie inside the clone, where a checkout can rewrite it",
+            path=args.policy,
+            hint="keep the policy outside the repository",
+        )
     # The transfer agent is configured after the clone: during the clone git-lfs
     # downloads only what the filter has just verified (and checks every
     # download's sha256 itself), so its own parallel transfers stay in use.
@@ -132,7 +150,13 @@ def run(args: argparse.Namespace) -> int:
         git_args += ["--branch", args.branch]
     with tempfile.TemporaryDirectory(prefix="ml-integrity-template-") as template:
         hooks.install_hooks(Path(template) / "hooks", {})
-        argv = ["git", "clone", f"--template={template}"]
+        # `git -c` reaches every git process of the clone, submodule clones included
+        # (--recurse-submodules): they check out through the filter, with this trust and
+        # these hooks. `git clone -c` writes the new repository's own config.
+        argv = ["git"]
+        for key, value in {**config, "init.templateDir": template}.items():
+            argv += ["-c", f"{key}={value}"]
+        argv += ["clone", f"--template={template}"]
         for key, value in config.items():
             argv += ["-c", f"{key}={value}"]
         argv += [*git_args, "--", args.url, str(directory)]
@@ -144,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
     git = Git(directory.resolve())
     for key, value in later.items():
         git.config_set(key, value)
+    _configure_submodules(git, {**config, **later})
     record = {
         "version": hooks.RECORD_VERSION,
         "scope": "local",
@@ -191,3 +216,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"ml-integrity: cloned into {directory}: every LFS file verified")
     return 0
+
+
+def _configure_submodules(git: Any, config: dict[str, str]) -> None:
+    """Give every checked-out submodule the clone's configuration (filter, agent,
+    trust), so that its later checkouts and pulls are verified as the clone's are."""
+    from ml_integrity.git.runner import Git
+
+    out = git.run(["submodule", "foreach", "--quiet", "--recursive", "pwd"], check=False)
+    if out.returncode != 0:
+        return
+    for line in out.stdout.decode("utf-8", "replace").splitlines():
+        if line.strip():
+            sub = Git(Path(line.strip()))
+            for key, value in config.items():
+                sub.config_set(key, value)

@@ -25,15 +25,25 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ml_integrity.cli.hook import hint_command
+    from ml_integrity.errors import Error
     from ml_integrity.git.filter import FilterProxy
-    from ml_integrity.git.gates import SmudgeVerifier, reported_file
+    from ml_integrity.git.gates import RefuseAll, SmudgeVerifier, reported_file
     from ml_integrity.git.lfs import require_git_lfs
     from ml_integrity.git.repository import Repository
     from ml_integrity.git.runner import Git
     from ml_integrity.trust.resolver import TrustRequest, resolve_trust
 
     git = Git.discover()
-    repo = Repository(git, trust=resolve_trust(TrustRequest(), "checkout", repo=git))
+    try:
+        trust = resolve_trust(TrustRequest(), "checkout", repo=git)
+    except Error as exc:
+        # Unusable trust settings refuse every file (its pointer stays); exiting
+        # here would leave git's checkout half-done.
+        where = f" ({exc.path})" if exc.path else ""
+        hint = f"; {exc.hint}" if exc.hint else ""
+        refuse_all = RefuseAll(f"the trust settings cannot be used: {exc.message}{where}{hint}")
+        return FilterProxy(refuse_all, child_argv=[require_git_lfs(), "filter-process"]).serve()
+    repo = Repository(git, trust=trust)
     store = repo.store
     store.tmp_dir.mkdir(parents=True, exist_ok=True)
     fd, allow = tempfile.mkstemp(dir=store.tmp_dir, prefix="ml-integrity-allow-")

@@ -112,7 +112,7 @@ def _check_head(repo: Any, name: str, hook_args: list[str]) -> int:
     from ml_integrity.git.recovery import restore_refused
     from ml_integrity.git.verification import check_tree
 
-    verdict = check_tree(repo, "HEAD", worktree=False)
+    verdict = check_tree(repo, "HEAD", worktree=False, during_checkout=True)
     if not verdict.signed:
         return 0
     previous: str | None = None

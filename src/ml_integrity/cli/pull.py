@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from ml_integrity.errors import IntegrityError
     from ml_integrity.git.gates import download_refusals, forget_download_refusals
     from ml_integrity.git.lfs import require_git_lfs, run_git_lfs
-    from ml_integrity.git.recovery import prepare_store, restore_refused
+    from ml_integrity.git.recovery import gate_pointers, prepare_store, restore_refused
     from ml_integrity.git.repository import RECOVER_HINT, Repository
     from ml_integrity.git.runner import Git
     from ml_integrity.git.verification import check_tree
@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         moved_back = prepare_store(repo, before)
         previous = "ORIG_HEAD" if repo.git.rev_parse("ORIG_HEAD^{tree}") else None
         restored = list(restore_refused(repo, before, previous))
+        gate_pointers(repo, before)  # git lfs pull fills only (path, oid) pairs that verify
         for path in moved_back:
             print(
                 f"ml-integrity: {path}: signed now, object moved back from quarantine",

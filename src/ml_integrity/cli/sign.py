@@ -24,15 +24,20 @@ examples:
       --bundle bert.sig
   ml-integrity sign models/llm --key key.pem --bundle llm.sig --hash blake3
   ml-integrity sign big.safetensors --key key.pem --bundle big.sig --shard-size 1000000000
+  ml-integrity sign big.safetensors --key key.pem --bundle big.sig --shard-size 268435456 \\
+      --engine dask --scheduler tcp://head:8786
 
 The bundle is an OpenSSF Model Signing (OMS) v1.0 bundle: 'model_signing verify'
 accepts it (EC keys). Its CLI re-hashes with sha256 over files only: bundles made
 with --hash blake2/blake3 or --shard-size verify through model_signing's API
 (verifying.Config with the matching hashing config) and with 'ml-integrity verify'.
-A bundle written inside the folder is left out of what is signed. The bundle never
-replaces a file of the model, and replaces an existing bundle only with --overwrite
-(as sigstore-python does). An encrypted
-private key reads its password from ML_INTEGRITY_KEY_PASSWORD.
+A folder is hashed as a stream by --engine (threads or dask), with any --hash;
+--engine dask also hashes the shards of --shard-size (a single large file's shards
+on several workers); the key stays here and the bundle is the default engine's,
+byte for byte. A bundle written inside the folder is left out of what is signed.
+The bundle never replaces a file of the model, and replaces an existing bundle
+only with --overwrite (as sigstore-python does). An encrypted private key reads
+its password from ML_INTEGRITY_KEY_PASSWORD.
 
 """
     + SIGN_EPILOG
@@ -82,8 +87,8 @@ def register(subparsers: Any) -> None:
         type=_shard_size,
         metavar="BYTES",
         help="hash every file in shards of BYTES (OMS 'shards' serialization) so that one "
-        "large file uses every core; with sha256 or blake2. model_signing's default is "
-        "1000000000",
+        "large file uses every core (with --engine dask: every worker of the cluster); with "
+        "sha256 or blake2. model_signing's default is 1000000000",
     )
     add_sign_options(parser)
     add_walk_options(parser)
@@ -94,7 +99,8 @@ def register(subparsers: Any) -> None:
         default=None,
         metavar="N",
         help="a folder of more than N files (default 100,000) is signed as shards under one "
-        "small signed statement (docs/format.md, 'Sharded manifests'); up to N, one OMS bundle",
+        "small signed statement (docs/format.md, 'Sharded manifests'); up to N, one OMS bundle "
+        "(sha256 over files only)",
     )
     add_json_flag(parser)
     parser.set_defaults(handler=run)
@@ -138,21 +144,18 @@ def run(args: argparse.Namespace) -> int:
             ignore_paths=signing.resolve_ignore_paths(args.path, args.ignore_path),
             ignore_git_paths=args.ignore_git_paths,
         )
+    folder = args.path.is_dir() and args.shard_size is None and args.ignore_git_paths
+    _check_engine_options(args, folder=folder)
     signer = make_signer(args)
-    # the streamed path signs sha256 over files; other hashing options (issue 12) take
-    # the in-memory path, which has them
-    other_hashing = (
-        getattr(args, "hash", "sha256") != "sha256"
-        or getattr(args, "shard_size", None) is not None
-        or getattr(args, "ignore_git_paths", True) is not True
-    )
-    if args.path.is_dir() and not other_hashing:
+    if folder:
+        # streamed by the engine: sha256 (sharded above --shard-entries), blake2, blake3
         return run_folder(args, signer)
-    if args.engine != "threads" or args.shard_entries is not None:
-        from ml_integrity.errors import UsageError
+    shard_hasher = None
+    if args.engine == "dask":  # shards on a Dask cluster (_check_engine_options)
+        from ml_integrity.engines import make_shard_hasher
 
-        raise UsageError(
-            "--engine and --shard-entries apply to folders signed with sha256 over files"
+        shard_hasher = make_shard_hasher(
+            args.engine, workers=args.workers, scheduler=args.scheduler
         )
     with Progress("hashing") as progress:
         result = signing.sign(
@@ -168,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
             overwrite=args.overwrite,
             allow_symlinks=args.allow_symlinks,
+            shard_hasher=shard_hasher,
         )
     files = result.files
     if args.json:
@@ -191,11 +195,33 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_engine_options(args: argparse.Namespace, *, folder: bool) -> None:
+    """Refuse what the chosen path cannot do, before anything is hashed or signed."""
+    from ml_integrity.errors import UsageError
+
+    if args.scheduler is not None and args.engine != "dask":
+        raise UsageError("--scheduler needs --engine dask")
+    if args.shard_entries is not None and not (folder and args.hash == "sha256"):
+        raise UsageError(
+            "--shard-entries applies to folders signed with sha256 over files",
+            hint="sharded manifests are sha256; drop --shard-entries, or --hash and --shard-size",
+        )
+    if args.engine == "dask" and not folder and args.shard_size is None:
+        what = "a single file" if not args.path.is_dir() else "--no-ignore-git-paths"
+        raise UsageError(
+            f"--engine dask does not sign {what} over whole files",
+            hint="pass --shard-size BYTES to hash it in shards on the cluster, or drop "
+            "--engine dask",
+        )
+
+
 def run_folder(args: argparse.Namespace, signer: Signer) -> int:
     """A folder: hashed as a stream by the chosen engine; shards above --shard-entries."""
     from ml_integrity.cli._options import make_engine
     from ml_integrity.core import sharded, signing, signing_stream
+    from ml_integrity.core.hashing_algorithms import oms_name
 
+    hashing = f"{oms_name(args.hash)} files"
     result = signing_stream.sign_folder(
         args.path,
         signer,
@@ -205,6 +231,7 @@ def run_folder(args: argparse.Namespace, signer: Signer) -> int:
         shard_entries=args.shard_entries or sharded.DEFAULT_SHARD_ENTRIES,
         overwrite=args.overwrite,
         allow_symlinks=args.allow_symlinks,
+        hash_type=args.hash,
     )
     if args.json:
         print_json(
@@ -215,15 +242,14 @@ def run_folder(args: argparse.Namespace, signer: Signer) -> int:
                 "signer": result.signer,
                 "files": result.files,
                 "bytes": result.bytes,
-                "hashing": "sha256 files",
+                "hashing": hashing,
                 "shards": result.shards,
             }
         )
     else:
         files = f"{result.files} file{'s' if result.files != 1 else ''}"
         print(
-            f"signed {args.path} ({files}, {result.bytes:,} bytes, sha256 files) "
-            f"with {result.signer}"
+            f"signed {args.path} ({files}, {result.bytes:,} bytes, {hashing}) with {result.signer}"
         )
         print(f"bundle: {result.bundle_path}")
         if result.shards:

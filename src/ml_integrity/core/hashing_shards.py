@@ -21,10 +21,11 @@ import os
 import queue
 import stat
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from ml_integrity.core.hashing_algorithms import new_hasher
 from ml_integrity.core.hashing_read import (
@@ -44,7 +45,18 @@ from ml_integrity.core.hashing_read import (
     stat_key,
 )
 
-__all__ = ["DEFAULT_SHARD_SIZE", "MIN_SHARD_SIZE", "ShardedDigest", "hash_shards", "shard_ranges"]
+__all__ = [
+    "DEFAULT_SHARD_SIZE",
+    "MIN_SHARD_SIZE",
+    "ShardHasher",
+    "ShardedDigest",
+    "assemble",
+    "check_shard_request",
+    "hash_range",
+    "hash_shards",
+    "plan_shards",
+    "shard_ranges",
+]
 
 DEFAULT_SHARD_SIZE = 1_000_000_000
 """model_signing's and the OMS spec's default shard size (1 GB)."""
@@ -73,6 +85,78 @@ def shard_ranges(size: int, shard_size: int) -> list[tuple[int, int]]:
 _Task = tuple[str, str, Key, int, int]  # rel, full path, listed stat key, start, end
 
 
+class ShardHasher(Protocol):
+    """Who hashes the shards of ``sign --shard-size``: this process's threads
+    (:func:`hash_shards`, the default) or an engine (``--engine dask``) that
+    returns what :func:`hash_shards` returns for the same files."""
+
+    def hash_shards(
+        self,
+        root: Path,
+        paths: Sequence[str],
+        *,
+        shard_size: int,
+        algorithm: str,
+        follow_symlinks: bool,
+        progress: ProgressCallback | None,
+    ) -> dict[str, ShardedDigest]: ...
+
+
+def check_shard_request(shard_size: int, algorithm: str) -> None:
+    """Refuse a shard size below :data:`MIN_SHARD_SIZE` and BLAKE3 (ValueError)."""
+    if shard_size < MIN_SHARD_SIZE:
+        raise ValueError(f"shard size must be at least {MIN_SHARD_SIZE} bytes, not {shard_size}")
+    if algorithm == "blake3":
+        # BLAKE3 already uses every core within a file; model_signing ignores
+        # the shard size for it too. Refused rather than silently changed.
+        raise ValueError("BLAKE3 is not hashed in shards")
+
+
+def plan_shards(
+    root: Path, paths: Sequence[str], *, shard_size: int, follow_symlinks: bool
+) -> tuple[dict[str, int], list[_Task]]:
+    """Stat every file once: its size, and its shards ``(rel, full, key, start, end)``
+    in file and offset order. Raises :class:`OperationalError` for a missing,
+    unreadable or non-regular file."""
+    root_str = os.fspath(root)
+    stat_path = os.stat if follow_symlinks else os.lstat
+    sizes: dict[str, int] = {}
+    tasks: list[_Task] = []
+    for rel in dict.fromkeys(paths):
+        full = os.path.join(root_str, rel)
+        try:
+            st = stat_path(full)
+        except OSError as exc:
+            raise error_for(exc, full) from exc
+        if not stat.S_ISREG(st.st_mode):
+            raise not_regular(full, describe_mode(st.st_mode))
+        sizes[rel] = st.st_size
+        key = stat_key(st)
+        tasks.extend((rel, full, key, a, b) for a, b in shard_ranges(st.st_size, shard_size))
+    return sizes, tasks
+
+
+def assemble(
+    sizes: dict[str, int],
+    done: Iterable[tuple[str, int, int, str]],
+    *,
+    algorithm: str,
+    shard_size: int,
+) -> dict[str, ShardedDigest]:
+    """The result of :func:`hash_shards` from the hashed shards ``(rel, start, end,
+    hexdigest)``, in any order; one :class:`ShardedDigest` per file of ``sizes``."""
+    shards: dict[str, list[tuple[int, int, str]]] = {rel: [] for rel in sizes}
+    for rel, start, end, hexdigest in done:
+        shards[rel].append((start, end, hexdigest))
+    out = {}
+    for rel, size in sizes.items():
+        got = tuple(sorted(shards[rel]))
+        if [(a, b) for a, b, _ in got] != shard_ranges(size, shard_size):
+            raise AssertionError(f"the shards of {rel!r} do not cover it")  # a bug, not input
+        out[rel] = ShardedDigest(size, algorithm, shard_size, got)
+    return out
+
+
 def hash_shards(
     root: Path,
     paths: Sequence[str],
@@ -91,28 +175,9 @@ def hash_shards(
     for a missing, unreadable, non-regular or changing file.
     """
     check_chunk_size(chunk_size)
-    if shard_size < MIN_SHARD_SIZE:
-        raise ValueError(f"shard size must be at least {MIN_SHARD_SIZE} bytes, not {shard_size}")
-    if algorithm == "blake3":
-        # BLAKE3 already uses every core within a file; model_signing ignores
-        # the shard size for it too. Refused rather than silently changed.
-        raise ValueError("BLAKE3 is not hashed in shards")
+    check_shard_request(shard_size, algorithm)
     workers = workers or os.cpu_count() or 1
-    root_str = os.fspath(root)
-    stat_path = os.stat if follow_symlinks else os.lstat
-    sizes: dict[str, int] = {}
-    tasks: list[_Task] = []
-    for rel in dict.fromkeys(paths):
-        full = os.path.join(root_str, rel)
-        try:
-            st = stat_path(full)
-        except OSError as exc:
-            raise error_for(exc, full) from exc
-        if not stat.S_ISREG(st.st_mode):
-            raise not_regular(full, describe_mode(st.st_mode))
-        sizes[rel] = st.st_size
-        key = stat_key(st)
-        tasks.extend((rel, full, key, a, b) for a, b in shard_ranges(st.st_size, shard_size))
+    sizes, tasks = plan_shards(root, paths, shard_size=shard_size, follow_symlinks=follow_symlinks)
     tasks.sort(key=lambda t: (t[3] - t[4], t[0], t[3]))  # biggest shards first
     counter = Counter(sum(t[4] - t[3] for t in tasks), progress) if progress else None
     on_bytes = counter.add if counter else noop
@@ -125,7 +190,18 @@ def hash_shards(
         except queue.Empty:
             buf = new_buffer(chunk_size)
         try:
-            return task, _hash_range(task, buf, algorithm, follow_symlinks, stop, on_bytes)
+            _rel, full, listed, start, end = task
+            return task, hash_range(
+                full,
+                start,
+                end,
+                lambda st: stat_key(st) == listed,
+                buf=buf,
+                algorithm=algorithm,
+                follow_symlinks=follow_symlinks,
+                stop=stop,
+                on_bytes=on_bytes,
+            )
         finally:
             buffers.put(buf)
 
@@ -138,34 +214,43 @@ def hash_shards(
         counter.finish()
     elif progress:
         progress(0, 0)
-    shards: dict[str, list[tuple[int, int, str]]] = {rel: [] for rel in sizes}
-    for (rel, _full, _key, start, end), hexdigest in done:
-        shards[rel].append((start, end, hexdigest))
-    return {
-        rel: ShardedDigest(sizes[rel], algorithm, shard_size, tuple(sorted(shards[rel])))
-        for rel in sizes
-    }
+    return assemble(
+        sizes,
+        ((rel, start, end, digest) for (rel, _f, _k, start, end), digest in done),
+        algorithm=algorithm,
+        shard_size=shard_size,
+    )
 
 
-def _hash_range(
-    task: _Task,
+def hash_range(
+    full: str,
+    start: int,
+    end: int,
+    listed: Callable[[os.stat_result], bool],
+    *,
     buf: memoryview,
     algorithm: str,
     follow_symlinks: bool,
-    stop: threading.Event,
-    on_bytes: Callable[[int], None],
+    stop: threading.Event | None = None,
+    on_bytes: Callable[[int], None] = noop,
 ) -> str:
-    _rel, full, listed, start, end = task
+    """The digest of the bytes ``[start, end)`` of ``full``, read with ``pread``.
+
+    ``listed(st)`` must hold for the file's ``fstat`` when it is opened and
+    after the last byte was hashed (it is the stat the file was listed
+    with), or the file "changed while it was being hashed"; so must its
+    length. This is what a Dask worker runs per shard, too.
+    """
     fd, before = open_regular(full, full, follow_symlinks)
     try:
-        if stat_key(before) != listed:
+        if not listed(before):
             raise changed_error(full)
         h = new_hasher(algorithm)
         pos = start
         full_len = len(buf)
         try:
             while pos < end:
-                if stop.is_set():
+                if stop is not None and stop.is_set():
                     raise Cancelled
                 want = min(full_len, end - pos)
                 n = os.preadv(fd, [buf[:want] if want < full_len else buf], pos)
@@ -179,7 +264,7 @@ def _hash_range(
             raise error_for(exc, full) from exc
     finally:
         os.close(fd)
-    if stat_key(after) != listed:
+    if not listed(after):
         raise changed_error(full)
     return h.hexdigest()
 

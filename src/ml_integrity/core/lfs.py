@@ -21,7 +21,15 @@ from typing import NamedTuple
 
 from ml_integrity.core.fileio import write_atomic
 
-__all__ = ["MAX_POINTER_SIZE", "LfsStore", "Pointer", "parse_pointer", "sha256_file"]
+__all__ = [
+    "MAX_POINTER_SIZE",
+    "REFUSAL_LINE",
+    "LfsStore",
+    "Pointer",
+    "parse_pointer",
+    "parse_refusal_stub",
+    "sha256_file",
+]
 
 MAX_POINTER_SIZE = 1024
 """git-lfs treats only blobs smaller than this as pointer candidates."""
@@ -57,6 +65,31 @@ class Pointer(NamedTuple):
         lines += [f"ext-{p}-{n} sha256:{o}" for p, n, o in self.extensions]
         lines += [f"oid sha256:{self.oid}", f"size {self.size}"]
         return ("\n".join(lines) + "\n").encode()
+
+    def refusal_stub(self) -> bytes:
+        """What the work tree holds at a path whose content was refused: this pointer,
+        then :data:`REFUSAL_LINE`.
+
+        git-lfs reads a line after ``size`` as "not a pointer" and leaves such a
+        file alone (``git lfs pull`` and ``git lfs checkout`` write only files
+        that are missing or still hold the pointer of the oid they fill), so no
+        git-lfs command can write an object at a path that was refused for it,
+        not even an object signed for another path. The filter cleans a stub
+        back to the pointer (``git status`` stays clean); ``ml-integrity pull``
+        turns it back into the pointer once the path verifies.
+        """
+        return self.text() + REFUSAL_LINE
+
+
+REFUSAL_LINE = b"ml-integrity-refused see `ml-integrity verify --git-repo` for why\n"
+"""The line that turns a pointer into a refusal stub (:meth:`Pointer.refusal_stub`)."""
+
+
+def parse_refusal_stub(data: bytes) -> Pointer | None:
+    """The pointer of a refusal stub (:meth:`Pointer.refusal_stub`), else ``None``."""
+    if not data.endswith(REFUSAL_LINE) or len(data) >= MAX_POINTER_SIZE:
+        return None
+    return parse_pointer(data[: -len(REFUSAL_LINE)])
 
 
 def parse_pointer(data: bytes) -> Pointer | None:

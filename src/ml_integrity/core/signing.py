@@ -201,6 +201,7 @@ def sign(
     repository: str | None = None,
     version: int | None = None,
     overwrite: bool = False,
+    shard_hasher: hashing_shards.ShardHasher | None = None,
 ) -> SignResult:
     """Sign ``target`` (a folder or one file); write the bundle atomically.
 
@@ -212,7 +213,9 @@ def sign(
     it, or a cycle, is still refused) and records ``allow_symlinks: true``,
     as model_signing does, so that verifiers follow them too. The bundle
     never replaces a file of the model, and replaces another existing file
-    only with ``overwrite`` (:func:`check_bundle_path`).
+    only with ``overwrite`` (:func:`check_bundle_path`). ``shard_hasher``
+    hashes the shards instead of this process's threads (``--engine dask``);
+    the statement is the same, byte for byte.
     """
     algorithm = oms_name(hash_type)
     if shard_size is not None:
@@ -273,7 +276,7 @@ def sign(
             allow_symlinks=allow_symlinks,
         )
         resources, files, total = _hash_resources(
-            target, serialization, ignores, defaults, workers, progress
+            target, serialization, ignores, defaults, workers, progress, shard_hasher
         )
         statement = oms.statement_bytes(
             resources,
@@ -301,6 +304,7 @@ def _hash_resources(
     defaults: Sequence[str],
     workers: int | None,
     progress: Callable[[int, int], None] | None,
+    shard_hasher: hashing_shards.ShardHasher | None = None,
 ) -> tuple[list[oms.Resource], int, int]:
     """The resources of ``target`` hashed as ``serialization`` says, in model_signing's order."""
     if not target.exists():
@@ -339,15 +343,25 @@ def _hash_resources(
         ]
         return resources, len(paths), sum(d.size for d in digests.values())
     assert serialization.shard_size is not None
-    sharded = hashing.hash_shards(
-        root,
-        paths,
-        shard_size=serialization.shard_size,
-        algorithm=algorithm,
-        workers=workers,
-        progress=progress,
-        follow_symlinks=follow,
-    )
+    if shard_hasher is None:
+        sharded = hashing.hash_shards(
+            root,
+            paths,
+            shard_size=serialization.shard_size,
+            algorithm=algorithm,
+            workers=workers,
+            progress=progress,
+            follow_symlinks=follow,
+        )
+    else:
+        sharded = shard_hasher.hash_shards(
+            root,
+            paths,
+            shard_size=serialization.shard_size,
+            algorithm=algorithm,
+            follow_symlinks=follow,
+            progress=progress,
+        )
     empty = [p for p in paths if sharded[p].size == 0]
     if empty:
         raise UsageError(

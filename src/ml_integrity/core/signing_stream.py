@@ -14,12 +14,14 @@ import contextlib
 import itertools
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ml_integrity.core import oms, sharded, streaming
+from ml_integrity.core.hashing_algorithms import oms_name
 from ml_integrity.core.manifest import DEFAULT_IGNORES, Manifest
 from ml_integrity.core.signing import Signer, bundle_ignores, check_bundle_path, write_atomic
 from ml_integrity.errors import UsageError
@@ -55,6 +57,7 @@ def sign_folder(
     version: int | None = None,
     overwrite: bool = False,
     allow_symlinks: bool = False,
+    hash_type: str = "sha256",
 ) -> StreamSignResult:
     """Hash ``target`` with ``engine`` and sign it; write the bundle (and shards) atomically.
 
@@ -62,7 +65,11 @@ def sign_folder(
     folder is replaced only with ``overwrite`` (see ``signing.check_bundle_path``).
     ``allow_symlinks`` follows links inside the model and records it, as
     ``signing.sign`` does; sharded manifests do not follow links.
+    ``hash_type`` other than ``sha256`` (``blake2``/``blake2b``, ``blake3``)
+    signs one OMS bundle of that algorithm over files whatever the number of
+    files (sharded manifests are SHA-256), the bytes ``signing.sign`` writes.
     """
+    algorithm = oms_name(hash_type)
     if not target.is_dir():
         raise UsageError("not a directory", path=target)
     if shard_entries < 1:
@@ -79,7 +86,11 @@ def sign_folder(
             if rel is not None:
                 walk_ignores.append(rel)
         files = streaming.walk(target, allow_symlinks=allow_symlinks, ignore=walk_ignores)
-        records = engine.hash_stream(target, files, follow_symlinks=allow_symlinks)
+        records = engine.hash_stream(
+            target, files, follow_symlinks=allow_symlinks, algorithm=algorithm
+        )
+        if algorithm != "sha256":
+            shard_entries = sys.maxsize - 1  # one bundle: sharded manifests are SHA-256
         head = list(itertools.islice(records, shard_entries + 1))
         if not head:
             raise UsageError(
@@ -93,13 +104,25 @@ def sign_folder(
             rel_dir = _inside(target, final_dir)
             if rel_dir is not None and final_dir.exists():
                 recorded.add(rel_dir)  # an older sharded signature's folder, left alone
-            m = streaming.records_to_manifest(head)
-            m = Manifest(m.entries, repository=repository, version=version)
-            statement = oms.build_statement(
-                m, model_name=name, ignore_paths=sorted(recorded), allow_symlinks=allow_symlinks
-            )
+            if algorithm == "sha256":
+                m = streaming.records_to_manifest(head)
+                m = Manifest(m.entries, repository=repository, version=version)
+                statement = oms.build_statement(
+                    m, model_name=name, ignore_paths=sorted(recorded), allow_symlinks=allow_symlinks
+                )
+            else:
+                statement = _statement(
+                    head,
+                    algorithm,
+                    name=name,
+                    ignore_paths=sorted(recorded),
+                    allow_symlinks=allow_symlinks,
+                    repository=repository,
+                    version=version,
+                )
             write_atomic(bundle_out, signer.sign_statement(statement).encode("utf-8"))
-            return StreamSignResult(bundle_out, len(m.entries), m.total_size, signer.describe(), 0)
+            size = sum(r.size for r in head)
+            return StreamSignResult(bundle_out, len(head), size, signer.describe(), 0)
         if allow_symlinks:
             raise UsageError(
                 f"a folder of more than {shard_entries:,} files is signed as shards, and "
@@ -143,6 +166,30 @@ def sign_folder(
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _statement(
+    records: Sequence[streaming.FileRecord],
+    algorithm: str,
+    *,
+    name: str,
+    ignore_paths: Sequence[str],
+    allow_symlinks: bool,
+    repository: str | None,
+    version: int | None,
+) -> bytes:
+    """The statement of files hashed with ``algorithm`` (not SHA-256), as
+    ``signing.sign`` makes it: a resource per file with its size, no format."""
+    resources = [oms.Resource(r.path, algorithm, r.sha256, {"size": r.size}) for r in records]
+    serialization = oms.Serialization(
+        method="files",
+        hash_type=algorithm,
+        ignore_paths=tuple(ignore_paths),
+        allow_symlinks=allow_symlinks,
+    )
+    return oms.statement_bytes(
+        resources, serialization, model_name=name, repository=repository, version=version
+    )
 
 
 def _replace_dir(new: Path, final: Path) -> None:

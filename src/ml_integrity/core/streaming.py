@@ -70,7 +70,12 @@ class WalkedFile(NamedTuple):
 
 
 class FileRecord(NamedTuple):
-    """One manifest entry as an engine returns it."""
+    """One manifest entry as an engine returns it.
+
+    ``sha256`` is the digest of the algorithm the engine was asked for: SHA-256
+    (the manifest's) unless ``hash_stream`` got another ``algorithm``; only
+    SHA-256 records are ever written as a manifest.
+    """
 
     path: str
     size: int
@@ -83,13 +88,20 @@ class Engine(Protocol):
 
     ``files`` arrive in canonical order and the records must come back in the
     same order, one per file, with nothing held beyond a bounded window.
+    ``algorithm`` (an OMS name: ``sha256``, ``blake2b``, ``blake3``) is what
+    the records' digests are.
     Failures raise :class:`~ml_integrity.errors.OperationalError` naming the
     file (missing, unreadable, not regular, changed while it was hashed);
     then no record after the failing file is yielded.
     """
 
     def hash_stream(
-        self, root: Path, files: Iterable[WalkedFile], *, follow_symlinks: bool
+        self,
+        root: Path,
+        files: Iterable[WalkedFile],
+        *,
+        follow_symlinks: bool,
+        algorithm: str = "sha256",
     ) -> Iterator[FileRecord]: ...
 
 

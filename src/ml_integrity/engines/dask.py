@@ -6,7 +6,8 @@ ends at :data:`PARTITION_FILES` files or :data:`PARTITION_BYTES` bytes, and
 once it holds :data:`PARTITION_MIN_FILES` files, at the next change of
 directory, so a partition is usually one directory. Each partition is one
 task: a worker hashes its files (:func:`hash_partition`) and returns the
-sorted partial list ``(path, size, sha256, format)``. Partitions are
+sorted partial list ``(path, size, digest, format)`` (SHA-256, or the
+algorithm ``sign --hash`` asked for). Partitions are
 contiguous ranges of the canonical order, so the client merges the partial
 lists by concatenating them in partition order, and writes the same
 manifest the threaded engine writes, byte for byte. At most
@@ -21,6 +22,10 @@ that kills every worker it runs on ends the run with an
 :class:`~ml_integrity.errors.OperationalError`. Nothing is written then: the
 caller writes the manifest to a temporary file and renames it on success.
 
+:meth:`DaskEngine.hash_shards` hashes the shards of ``sign --shard-size``
+instead (:mod:`ml_integrity.engines.dask_shards`): the byte ranges of large
+files on several workers.
+
 Workers only hash: they get paths, never a key, and the client signs.
 ``distributed`` is imported when this engine is constructed, never before.
 Workers need ``ml-integrity`` installed and the files at the same path
@@ -33,13 +38,16 @@ import collections
 import importlib
 import os
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from ml_integrity.core import hashing
+from ml_integrity.core.hashing_read import ProgressCallback
+from ml_integrity.core.hashing_shards import ShardedDigest
 from ml_integrity.core.manifest import path_sort_key
 from ml_integrity.core.streaming import FileRecord, WalkedFile, sniff_head
+from ml_integrity.engines.dask_shards import Range, hash_ranges, run_shards
 from ml_integrity.errors import OperationalError, UsageError
 
 __all__ = [
@@ -65,9 +73,12 @@ def _listed_key(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def hash_partition(root: str, part: Partition, follow_symlinks: bool) -> Outcome:
-    """Run on a worker: hash one partition. Errors come back as values (they
-    name the file and carry a hint), so no exception has to cross the wire."""
+def hash_partition(
+    root: str, part: Partition, follow_symlinks: bool, algorithm: str = "sha256"
+) -> Outcome:
+    """Run on a worker: hash one partition (``algorithm``: SHA-256 unless told).
+    Errors come back as values (they name the file and carry a hint), so no
+    exception has to cross the wire."""
     from ml_integrity.engines.threads import SMALL_FILE, hash_small
 
     buf = memoryview(bytearray(SMALL_FILE))
@@ -76,18 +87,18 @@ def hash_partition(root: str, part: Partition, follow_symlinks: bool) -> Outcome
         for rel, full, size, mtime_ns, ctime_ns in part:
             listed = (size, mtime_ns, ctime_ns)
             stat_path = os.stat if follow_symlinks else os.lstat
-            got = hash_small(full, buf, follow_symlinks)
+            got = hash_small(full, buf, follow_symlinks, algorithm=algorithm)
             if got is not None:
                 after = stat_path(full)
                 if _listed_key(after) != listed:
                     raise hashing_changed(full)
                 out.append((rel, got[0], got[1], got[2]))
                 continue
-            d = hashing.hash_file(Path(full), follow_symlinks=follow_symlinks)
+            d = hashing.hash_file(Path(full), follow_symlinks=follow_symlinks, algorithm=algorithm)
             after = stat_path(full)
             if _listed_key(after) != listed or d.size != size:
                 raise hashing_changed(full)
-            out.append((rel, d.size, d.sha256, _sniff_path(full)))
+            out.append((rel, d.size, d.hexdigest, _sniff_path(full)))
     except OperationalError as exc:
         return ("error", (exc.message, exc.path, exc.hint))
     except OSError as exc:
@@ -151,7 +162,8 @@ class DaskEngine:
         *,
         scheduler: str | None = None,
         workers: int | None = None,
-        task: Callable[[str, Partition, bool], Outcome] = hash_partition,
+        task: Callable[[str, Partition, bool, str], Outcome] = hash_partition,
+        shard_task: Callable[[list[Range], str, bool], Outcome] = hash_ranges,
     ) -> None:
         try:
             import distributed  # noqa: F401
@@ -163,6 +175,7 @@ class DaskEngine:
         self.scheduler = scheduler
         self.workers = workers
         self.task = task
+        self.shard_task = shard_task
 
     def _client(self) -> tuple[Any, Any]:
         distributed: Any = importlib.import_module("distributed")  # untyped: kept as Any
@@ -186,18 +199,58 @@ class DaskEngine:
         return Client(cluster), cluster
 
     def hash_stream(
-        self, root: Path, files: Iterable[WalkedFile], *, follow_symlinks: bool
+        self,
+        root: Path,
+        files: Iterable[WalkedFile],
+        *,
+        follow_symlinks: bool,
+        algorithm: str = "sha256",
     ) -> Iterator[FileRecord]:
         client, cluster = self._client()
         try:
-            yield from self._run(client, root, files, follow_symlinks)
+            yield from self._run(client, root, files, follow_symlinks, algorithm)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+    def hash_shards(
+        self,
+        root: Path,
+        paths: Sequence[str],
+        *,
+        shard_size: int,
+        algorithm: str,
+        follow_symlinks: bool,
+        progress: ProgressCallback | None,
+    ) -> dict[str, ShardedDigest]:
+        """``sign --shard-size``: the shards of ``paths`` hashed on the cluster
+        (:mod:`ml_integrity.engines.dask_shards`); the same result as
+        :func:`ml_integrity.core.hashing.hash_shards`."""
+        client, cluster = self._client()
+        try:
+            return run_shards(
+                client,
+                self.shard_task,
+                root,
+                paths,
+                shard_size=shard_size,
+                algorithm=algorithm,
+                follow_symlinks=follow_symlinks,
+                progress=progress,
+            )
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
 
     def _run(
-        self, client: Any, root: Path, files: Iterable[WalkedFile], follow_symlinks: bool
+        self,
+        client: Any,
+        root: Path,
+        files: Iterable[WalkedFile],
+        follow_symlinks: bool,
+        algorithm: str,
     ) -> Iterator[FileRecord]:
         from distributed import KilledWorker
 
@@ -208,7 +261,9 @@ class DaskEngine:
         parts = partitions(files, follow_symlinks=follow_symlinks)
         try:
             for part in parts:
-                in_flight.append(client.submit(self.task, root_str, part, follow_symlinks))
+                in_flight.append(
+                    client.submit(self.task, root_str, part, follow_symlinks, algorithm)
+                )
                 while len(in_flight) >= limit:
                     yield from _records(in_flight.popleft().result())
             while in_flight:

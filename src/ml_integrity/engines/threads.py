@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ml_integrity.core import hashing
+from ml_integrity.core.hashing_algorithms import new_hasher
 from ml_integrity.core.streaming import FileRecord, WalkedFile, sniff_head
 
 __all__ = ["SMALL_FILE", "WINDOW", "ThreadEngine", "hash_small"]
@@ -56,9 +57,17 @@ _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 def hash_small(
-    full: str, buf: memoryview, follow_symlinks: bool, *, dir_fd: int | None = None
+    full: str,
+    buf: memoryview,
+    follow_symlinks: bool,
+    *,
+    dir_fd: int | None = None,
+    algorithm: str = "sha256",
 ) -> tuple[int, str, str | None] | None:
-    """``(size, sha256, format)`` of a small, stable regular file; None otherwise.
+    """``(size, digest, format)`` of a small, stable regular file; None otherwise.
+
+    The digest is SHA-256 unless ``algorithm`` names another
+    (:mod:`ml_integrity.core.hashing_algorithms`).
 
     None means "take the careful path" (:func:`hashing.hash_files`): the file
     is large, not regular, unreadable or changed between the two ``fstat``
@@ -83,6 +92,8 @@ def hash_small(
             or after.st_ctime_ns != before.st_ctime_ns
         ):
             return None
+        if algorithm != "sha256":
+            return _other(algorithm, buf[:n])
         if not n:
             return 0, _EMPTY_SHA256, None
         data = buf[:n]
@@ -93,17 +104,25 @@ def hash_small(
         os.close(fd)
 
 
+def _other(algorithm: str, data: memoryview) -> tuple[int, str, str | None]:
+    """:func:`hash_small`'s result for an algorithm other than SHA-256."""
+    h = new_hasher(algorithm)
+    if len(data):
+        h.update(data)
+    return len(data), h.hexdigest(), sniff_head(bytes(data[:512])) if len(data) else None
+
+
 _child_buffer: memoryview | None = None
 
 
-def _hash_batch(job: tuple[list[str], bool]) -> list[tuple[int, str, str | None] | None]:
+def _hash_batch(job: tuple[list[str], bool, str]) -> list[tuple[int, str, str | None] | None]:
     """In a helper process: :func:`hash_small` over a batch of files."""
     global _child_buffer
     if _child_buffer is None:
         _child_buffer = memoryview(bytearray(SMALL_FILE))
-    fulls, follow = job
+    fulls, follow, algorithm = job
     buf = _child_buffer
-    return [hash_small(f, buf, follow) for f in fulls]
+    return [hash_small(f, buf, follow, algorithm=algorithm) for f in fulls]
 
 
 class _Helpers:
@@ -111,17 +130,15 @@ class _Helpers:
     bounded window of batches in flight (the walk never runs ahead of them)."""
 
     def __init__(self, processes: int) -> None:
-        import multiprocessing
+        from ml_integrity.engines.forked import fork_pool
 
-        self.pool = multiprocessing.get_context("fork").Pool(processes)
+        self.pool = fork_pool(processes)
         self.limit = 2 * processes
 
     def close(self, *, ok: bool) -> None:
-        if ok:
-            self.pool.close()
-        else:
-            self.pool.terminate()
-        self.pool.join()
+        from ml_integrity.engines.forked import stop_pool
+
+        stop_pool(self.pool, ok=ok)
 
 
 class ThreadEngine:
@@ -135,14 +152,20 @@ class ThreadEngine:
         self.use_cache = use_cache
 
     def hash_stream(
-        self, root: Path, files: Iterable[WalkedFile], *, follow_symlinks: bool
+        self,
+        root: Path,
+        files: Iterable[WalkedFile],
+        *,
+        follow_symlinks: bool,
+        algorithm: str = "sha256",
     ) -> Iterator[FileRecord]:
         self._cache: hashing.StatCache | None = None
         self._large_paths: list[str] = []
+        self._algorithm = algorithm
         buf = memoryview(bytearray(SMALL_FILE))
         it = iter(files)
         first = list(islice(it, WINDOW))
-        small = [hash_small(f.full, buf, follow_symlinks) for f in first]
+        small = [hash_small(f.full, buf, follow_symlinks, algorithm=algorithm) for f in first]
         yield from self._finish(root, first, small, follow_symlinks)
         processes = self.workers or os.cpu_count() or 1
         helpers = None
@@ -152,7 +175,10 @@ class ThreadEngine:
         try:
             if helpers is None:
                 while window := list(islice(it, WINDOW)):
-                    small = [hash_small(f.full, buf, follow_symlinks) for f in window]
+                    small = [
+                        hash_small(f.full, buf, follow_symlinks, algorithm=algorithm)
+                        for f in window
+                    ]
                     yield from self._finish(root, window, small, follow_symlinks)
             else:
                 yield from self._with_helpers(helpers, root, it, follow_symlinks)
@@ -169,6 +195,7 @@ class ThreadEngine:
 
         self._cache = None
         self._large_paths = []
+        self._algorithm = "sha256"
         runner = TreeRunner(
             root,
             list(ignore),
@@ -211,7 +238,7 @@ class ThreadEngine:
         (``statcache-stream.json``), so it only ever holds large files and a
         big cache written by the in-memory path is never loaded here.
         """
-        if self._cache is None and self.use_cache:
+        if self._cache is None and self.use_cache and self._algorithm == "sha256":
             path = hashing.default_cache_path(root)
             self._cache = hashing.StatCache.load(path.with_name(f"{path.stem}-stream.json"))
         return self._cache
@@ -234,12 +261,12 @@ class ThreadEngine:
                 window = list(islice(it, BATCH))
                 if not window:
                     break
-                job = ([f.full for f in window], follow_symlinks)
-                in_flight.append((window, helpers.pool.apply_async(_hash_batch, (job,))))
+                job = ([f.full for f in window], follow_symlinks, self._algorithm)
+                in_flight.append((window, helpers.pool.submit(_hash_batch, job)))
             if not in_flight:
                 return
             window, pending = in_flight.popleft()
-            yield from self._finish(root, window, pending.get(), follow_symlinks)
+            yield from self._finish(root, window, pending.result(), follow_symlinks)
 
     def _finish(
         self,
@@ -262,10 +289,11 @@ class ThreadEngine:
                 cache=self._large_cache(root),
                 rehash=self.rehash,
                 follow_symlinks=follow_symlinks,
+                algorithm=self._algorithm,
             )
         for f, got in zip(window, small, strict=True):
             if got is not None:
                 yield FileRecord(f.rel, got[0], got[1], got[2])
             else:
                 d = digests[f.rel]
-                yield FileRecord(f.rel, d.size, d.sha256, sniff_file(Path(f.full)))
+                yield FileRecord(f.rel, d.size, d.hexdigest, sniff_file(Path(f.full)))

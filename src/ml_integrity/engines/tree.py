@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ml_integrity.core import streaming
+from ml_integrity.engines.forked import fork_pool, stop_pool
 from ml_integrity.errors import Error, ManifestError, OperationalError, UsageError
 
 __all__ = ["FORK_AFTER_FILES", "JOB_MAX_FILES", "TreeRunner", "dir_job"]
@@ -104,12 +105,12 @@ def dir_job(job: tuple[str, str, frozenset[str], str]) -> list[Item]:
 
 
 class _Done:
-    """A job run in this process, with the interface of an ``AsyncResult``."""
+    """A job run in this process, with the interface of a ``Future``."""
 
     def __init__(self, value: list[Item]) -> None:
         self.value = value
 
-    def get(self) -> list[Item]:
+    def result(self) -> list[Item]:
         return self.value
 
 
@@ -137,15 +138,13 @@ class TreeRunner:
     def _submit(self, directory: str, prefix: str) -> Any:
         job = (directory, prefix, self.ignored, self.root_real)
         if self.pool is None and self.files >= FORK_AFTER_FILES and self.processes > 1:
-            import multiprocessing
-
-            self.pool = multiprocessing.get_context("fork").Pool(self.processes)
+            self.pool = fork_pool(self.processes)
         if self.pool is None:
             items = dir_job(job)
             self.files += sum(i[2] if i[0] == "t" else 1 for i in items if i[0] in "tl")
             return _Done(items)
         self.in_flight += 1
-        return self.pool.apply_async(dir_job, (job,))
+        return self.pool.submit(dir_job, job)
 
     def chunks(self) -> Iterator[Chunk]:
         ok = False
@@ -155,14 +154,10 @@ class TreeRunner:
             ok = True
         finally:
             if self.pool is not None:
-                if ok:
-                    self.pool.close()
-                else:
-                    self.pool.terminate()
-                self.pool.join()
+                stop_pool(self.pool, ok=ok)
 
     def _slots(self, future: Any, directory: str, prefix: str) -> Iterator[Item]:
-        items = future.get()
+        items = future.result()
         if not isinstance(future, _Done):
             self.in_flight -= 1
         if items == [("big",)]:

@@ -6,7 +6,9 @@ are shown to a :class:`SmudgeGate` first (the path and its pointer against
 the signed manifest), then the produced content is hashed against the
 pointer oid. The ``delay`` capability is passed through (git-lfs downloads
 in parallel only when it may delay); a delayed re-request comes with empty
-content, so the pointer of every delayed path is remembered.
+content, so the pointer of every delayed path is remembered. A refused file
+keeps its pointer as a refusal stub (the pointer and one more line), which
+git-lfs leaves alone and which this proxy cleans back to the pointer.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
-from ml_integrity.core.lfs import MAX_POINTER_SIZE, Pointer, parse_pointer
+from ml_integrity.core.lfs import MAX_POINTER_SIZE, Pointer, parse_pointer, parse_refusal_stub
 from ml_integrity.errors import ToolError
 from ml_integrity.git.lfs import Child, require_git_lfs
 from ml_integrity.git.pktline import (
@@ -158,8 +160,8 @@ class FilterProxy:
         cmd = meta.get("command")
         if cmd == "smudge":
             self._smudge(lines, meta)
-        elif cmd in ("clean",):
-            self._passthrough(lines, with_content=True)
+        elif cmd == "clean":
+            self._clean(lines)
         elif cmd == "list_available_blobs":
             self._list_available(lines)
         else:
@@ -241,6 +243,38 @@ class FilterProxy:
             write_pkt(self.gout, pkt)
         self.gout.write(FLUSH)
         write_list(self.gout, read_list(cout))
+
+    def _clean(self, lines: list[str]) -> None:
+        """Clean streams through git-lfs, except a refusal stub (see
+        :meth:`~ml_integrity.core.lfs.Pointer.refusal_stub`): that is cleaned back to
+        the pointer it stands for, so a refused path never shows as modified and is
+        never committed as a new object."""
+        head: list[bytes] = []
+        size = 0
+        ended = False
+        while size < MAX_POINTER_SIZE:
+            pkt = read_pkt(self.gin)
+            if pkt is None:
+                ended = True
+                break
+            head.append(pkt)
+            size += len(pkt)
+        if ended and (stub := parse_refusal_stub(b"".join(head))) is not None:
+            write_list(self.gout, ["status=success"])
+            write_pkt(self.gout, stub.text())
+            self.gout.write(FLUSH)
+            write_list(self.gout, [])
+            return
+        cin, cout = self._pipes()
+        write_list(cin, lines)
+        for pkt in head:
+            write_pkt(cin, pkt)
+        if not ended:
+            while (pkt := read_pkt(self.gin)) is not None:
+                write_pkt(cin, pkt)
+        cin.write(FLUSH)
+        cin.flush()
+        self._copy_response(cout)
 
     def _list_available(self, lines: list[str]) -> None:
         cin, cout = self._pipes()
@@ -402,9 +436,11 @@ class FilterProxy:
         if self.gate.strict and not refusal.internal:
             write_list(self.gout, ["status=error"])
             return
-        # Lenient: the work tree keeps the pointer text (git status stays clean).
+        # Lenient: the work tree keeps the pointer as a refusal stub, which git-lfs
+        # leaves alone (`git lfs pull` cannot fill it) and our clean turns back into
+        # the pointer (git status stays clean).
         write_list(self.gout, ["status=success"])
-        write_pkt(self.gout, pointer_text(pointer))
+        write_pkt(self.gout, pointer.refusal_stub())
         self.gout.write(FLUSH)
         write_list(self.gout, [])
 
@@ -413,10 +449,6 @@ def _same_pointer(buf: _Buffer, pointer: Pointer) -> bool:
     """Is the buffered content the pointer itself (an unfetched file)?"""
     got = parse_pointer(b"".join(buf.packets()))
     return got is not None and got.oid == pointer.oid and got.size == pointer.size
-
-
-def pointer_text(pointer: Pointer) -> bytes:
-    return pointer.text()
 
 
 def _is_content_response(status: list[str]) -> bool:

@@ -29,6 +29,7 @@ from ml_integrity.git.verification import TreeVerdict, check_tree
 
 __all__ = [
     "DownloadGate",
+    "RefuseAll",
     "SmudgeVerifier",
     "download_refusals",
     "forget_download_refusals",
@@ -170,6 +171,27 @@ class SmudgeVerifier:
             self.reported_file.parent.mkdir(parents=True, exist_ok=True)
             with open(self.reported_file, "a", encoding="utf-8") as out:
                 out.write(f"{oid} {path}\n")
+
+
+class RefuseAll:
+    """The gate when the trust settings themselves cannot be used (a policy that does
+    not parse, a key file that is gone): every file is refused with that reason and
+    keeps its pointer, in strict mode too; the checkout is never left half-done."""
+
+    strict = False
+
+    def __init__(self, reason: str, stderr: TextIO | None = None) -> None:
+        self.reason = reason
+        self.stderr = stderr or sys.stderr
+
+    def check(self, path: str, oid: str, size: int, meta: Mapping[str, str]) -> Refusal | None:
+        return Refusal(self.reason, quarantine=False, internal=True)
+
+    def refused(
+        self, path: str, oid: str, size: int, refusal: Refusal, meta: Mapping[str, str]
+    ) -> None:
+        self.stderr.write(f"ml-integrity: REFUSED {path}: {refusal.reason}; kept the LFS pointer\n")
+        self.stderr.flush()
 
 
 # --- the transfer agent's decisions -------------------------------------------------

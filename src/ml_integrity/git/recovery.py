@@ -22,12 +22,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ml_integrity.core.fileio import write_atomic
-from ml_integrity.core.lfs import Pointer, sha256_file
+from ml_integrity.core.lfs import (
+    MAX_POINTER_SIZE,
+    Pointer,
+    parse_pointer,
+    parse_refusal_stub,
+    sha256_file,
+)
 from ml_integrity.git.listing import BLOB, LFS, LINK, TreeFile
 from ml_integrity.git.repository import Repository
 from ml_integrity.git.verification import TreeVerdict
 
-__all__ = ["Restored", "last_verified_commit", "prepare_store", "restore_refused"]
+__all__ = [
+    "Restored",
+    "gate_pointers",
+    "last_verified_commit",
+    "prepare_store",
+    "restore_refused",
+]
 
 _LOOK_BACK = 20
 """How many ancestors :func:`last_verified_commit` checks before it gives up."""
@@ -222,6 +234,44 @@ def prepare_store(repo: Repository, before: TreeVerdict) -> list[str]:
         if held.is_file() and sha256_file(held) == oid and repo.store.release(oid):
             moved_back.append(path)
     return moved_back
+
+
+def gate_pointers(repo: Repository, before: TreeVerdict) -> list[str]:
+    """Make ``git lfs pull`` fill exactly the LFS paths that verify, by (path, oid).
+
+    git-lfs fills a work-tree file only when it is missing or holds the pointer
+    of the oid it would write. A refused path that holds its pointer, or is
+    missing, gets a refusal stub (git-lfs leaves it alone, whatever the oid and
+    wherever else that oid is signed); a path that verifies now and holds the
+    stub of the same oid gets its pointer back. Returns the paths given back.
+    """
+    given_back = []
+    for name, f in before.files.items():
+        if f.kind != LFS:
+            continue
+        target = repo.root / f.path
+        try:
+            st = target.lstat()
+            data = target.read_bytes() if stat.S_ISREG(st.st_mode) else None
+        except FileNotFoundError:
+            st, data = None, b""
+        except OSError:
+            continue
+        if data is None or len(data) >= MAX_POINTER_SIZE:
+            continue  # content or a link: not git-lfs's to fill
+        pointer = Pointer(f.digest, f.size)
+        if name in before.refused or before.problem is not None:
+            held = parse_pointer(data) if data else None
+            if st is None or (held is not None and held.oid == f.digest):
+                mode = None if st is None else stat.S_IMODE(st.st_mode)
+                write_atomic(target, pointer.refusal_stub(), mode=mode)
+            continue
+        stub = parse_refusal_stub(data)
+        if stub is not None and stub.oid == f.digest:
+            assert st is not None
+            write_atomic(target, pointer.text(), mode=stat.S_IMODE(st.st_mode))
+            given_back.append(f.path)
+    return given_back
 
 
 def last_verified_commit(repo: Repository, start: str = "HEAD") -> str | None:

@@ -47,6 +47,7 @@ from ml_integrity.git.scope import (
 if TYPE_CHECKING:
     from ml_integrity.core.verifying import BundleVerifier
     from ml_integrity.git.verification import TreeVerdict
+    from ml_integrity.trust.policy import Policy
     from ml_integrity.trust.resolver import Trust
 
 __all__ = [
@@ -190,6 +191,9 @@ class Repository:
                 trust_settings = trust.settings_map()
         self.git = git
         self.root = git.root
+        self.policy: Policy | None = None if trust is None else trust.policy
+        """The entry point's policy: every check of a tree applies it (rollback,
+        requirements across signers, deny and allow lists), the filter's too."""
         self._cat = git.cat_file()
         self._verified: dict[str, VerifiedDigests] = {}
         self._verifier_factory = verifier_factory
@@ -257,6 +261,7 @@ class Repository:
         if not (root / ".git").exists():
             return None
         sub = Repository(Git(root), verifier_factory=self._verifier_factory)
+        sub.policy = self.policy
         if self._verifier_factory is None:
             sub._settings = dict(self.trust_settings())  # the same trust, not the submodule's
         return sub

@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ml_integrity.core.lfs import MAX_POINTER_SIZE, Pointer, parse_pointer, sha256_file
+from ml_integrity.core.lfs import (
+    MAX_POINTER_SIZE,
+    Pointer,
+    parse_pointer,
+    parse_refusal_stub,
+    sha256_file,
+)
 from ml_integrity.errors import IntegrityError, ManifestDiff
 from ml_integrity.git.listing import BLOB, LFS, LINK, SUBMODULE, TreeFile
 from ml_integrity.git.repository import RECOVER_HINT, Repository, SignedBundle, VerifiedDigests
@@ -168,6 +174,7 @@ def check_tree(
     policy: Policy | None = None,
     rules: TreeRules | None = None,
     require_signature: bool = False,
+    during_checkout: bool = False,
     _depth: int = 0,
 ) -> TreeVerdict:
     """Check every path of ``source`` against its signatures (no download).
@@ -177,10 +184,13 @@ def check_tree(
     (catches a corrupted local store, and symbolic links or missing files in
     the work tree). A tree with no LFS file and no signature is not under
     ml-integrity (``signed`` is False, and it passes) unless
-    ``require_signature``.
+    ``require_signature``. ``during_checkout`` (the hooks): a named submodule not
+    yet checked out is a note, not a refusal.
     """
     if rules is None:
         rules = repo.rules
+    if policy is None:
+        policy = repo.policy
     all_files = repo.tree_files(source)
     has_lfs = any(f.kind == LFS for f in all_files)
     has_sigs = bool(repo.signature_blobs(source))
@@ -189,7 +199,7 @@ def check_tree(
     verified = repo.verified_digests(source)
     verdict = TreeVerdict(source, verified, {}, rules, all_files)
     _evaluate(verdict, policy)
-    _check_submodules(repo, verdict, policy, _depth)
+    _check_submodules(repo, verdict, policy, _depth, during_checkout)
     if worktree or rehash:
         verdict.left_as_pointer = pointer_files(repo, verdict.pointers)
     if rehash:
@@ -201,10 +211,13 @@ _MAX_SUBMODULE_DEPTH = 8
 
 
 def _check_submodules(
-    repo: Repository, verdict: TreeVerdict, policy: Policy | None, depth: int
+    repo: Repository, verdict: TreeVerdict, policy: Policy | None, depth: int, checkout: bool
 ) -> None:
     """Named submodules: their own tree, at the pinned commit, against their own
-    signatures with the same trust (and the same rules), recursively."""
+    signatures with the same trust (and the same rules), recursively. During a
+    checkout (the hooks) a named submodule that is not checked out yet is a note:
+    nothing of it is in the work tree, and its own checkout (``git submodule
+    update``, ``clone --recurse-submodules``) goes through the filter and hooks."""
     for name, f in sorted(verdict.files.items()):
         if f.kind != SUBMODULE or name in verdict.refused or name not in verdict.rules.submodules:
             continue
@@ -213,6 +226,11 @@ def _check_submodules(
             reason = f"submodules nest deeper than {_MAX_SUBMODULE_DEPTH}"
         else:
             sub = repo.submodule(f.path)
+            if sub is None and checkout:
+                verdict.notes.append(
+                    f"{f.path}: the submodule is not checked out yet; its own checkout is verified"
+                )
+                continue
             if sub is None:
                 reason = "the submodule is not checked out, so it cannot be verified"
             else:
@@ -427,7 +445,7 @@ def _requirement_problem(
 
 
 def pointer_files(repo: Repository, pointers: Mapping[str, Pointer]) -> list[str]:
-    """Work-tree files that hold pointer text instead of their content."""
+    """Work-tree files that hold pointer text (or a refusal stub) instead of their content."""
     out = []
     for path, pointer in pointers.items():
         if pointer.size == 0:
@@ -437,7 +455,8 @@ def pointer_files(repo: Repository, pointers: Mapping[str, Pointer]) -> list[str
             st = f.lstat()
             if st.st_size >= MAX_POINTER_SIZE or st.st_size == pointer.size:
                 continue
-            if parse_pointer(f.read_bytes()) is not None:
+            data = f.read_bytes()
+            if parse_pointer(data) is not None or parse_refusal_stub(data) is not None:
                 out.append(path)
         except OSError:
             continue

@@ -17,10 +17,15 @@ Where trust comes from, by ``purpose``:
   ``ml-integrity.certChain`` (a single ``--key`` or ``--cert-chain`` is
   used the same way, without building a policy).
 - ``checkout`` (filter, transfer agent, hooks, ``pull``): the git config
-  keys only, which an attacker with write access to the repository cannot
-  change.
-- ``clone``: the ``--key``/``--cert-chain`` given, as the settings the new
-  clone's git config will hold.
+  only, which an attacker with write access to the repository cannot change:
+  ``ml-integrity.policy`` when set (its rules, rollback and requirements
+  across signers included, apply to every checkout; the file must lie outside
+  the work tree, which a checkout rewrites), else the keys
+  ``ml-integrity.publicKey`` and ``ml-integrity.certChain``. The
+  in-repository policy is not read here: it needs a trusted base revision,
+  which only the command line and the Action name.
+- ``clone``: the ``--key``/``--cert-chain``/``--policy`` given, as the
+  settings the new clone's git config will hold.
 - ``policy`` (``policy check``): the policy that applies, by precedence.
 - ``action``: the Action's inputs, read through the Action's
   :class:`MaterialReader` (a pull request's trust files come from its base).
@@ -64,7 +69,11 @@ __all__ = [
 
 Purpose = Literal["model", "repository", "checkout", "clone", "policy", "action"]
 
-_SETTING_NAMES = {PUBLIC_KEY: "ml-integrity.publicKey", CERT_CHAIN: "ml-integrity.certChain"}
+_SETTING_NAMES = {
+    PUBLIC_KEY: "ml-integrity.publicKey",
+    CERT_CHAIN: "ml-integrity.certChain",
+    "ml-integrity.policy": "ml-integrity.policy",
+}
 _NO_TRUST_HINT = (
     "pass the signer's public key with --key PUB, a root CA with --cert-chain CA, "
     "a Sigstore identity with --identity SAN --issuer URL (or --github-repository), "
@@ -194,7 +203,7 @@ def resolve_trust(
     if purpose == "checkout":
         if repo is None:
             raise UsageError("no repository to read the trust settings from")
-        return _settings_trust(repo, request.roots, ())
+        return _checkout_trust(repo, request.roots)
     if purpose == "clone":
         return _clone_trust(request)
     if purpose == "action":
@@ -319,10 +328,30 @@ def _model_trust(request: TrustRequest, repo: RepositoryReader | None) -> Trust:
     )
 
 
-def _settings_trust(repo: RepositoryReader, roots: SigstoreRoots, files: tuple[Path, ...]) -> Trust:
-    """The repository's git config trust (``ml-integrity.publicKey`` / ``certChain``)."""
+def _checkout_trust(repo: RepositoryReader, roots: SigstoreRoots) -> Trust:
+    """The git config's policy, else its keys (see the module docstring)."""
+    from ml_integrity.errors import ConfigError
+    from ml_integrity.trust.policy import GIT_CONFIG_POLICY
+    from ml_integrity.trust.policy_source import load_policy
+
     config = repo.config_matching(r"^ml-integrity\.")  # one git run for every setting
-    return _from_config(config, repo.root, roots, files)
+    configured = config.get(GIT_CONFIG_POLICY)
+    if not configured:
+        return _from_config(config, repo.root, roots, ())
+    path = Path(configured).expanduser()
+    path = path if path.is_absolute() else repo.root / path
+    root = repo.root.resolve()
+    resolved = path.resolve()
+    if resolved.is_relative_to(root) and not resolved.is_relative_to(root / ".git"):
+        raise ConfigError(
+            "git config ml-integrity.policy names a file in the work tree, which the "
+            "checkout being verified can rewrite",
+            path=path,
+            hint="keep the policy outside the repository (or under .git/), and point "
+            "'git config ml-integrity.policy' at it",
+        )
+    policy = load_policy(path, "git config")
+    return _policy_trust_value(TrustRequest(roots=roots), policy, [path])
 
 
 def _from_config(
@@ -391,6 +420,13 @@ def _clone_trust(request: TrustRequest) -> Trust:
         if not path.is_file():
             raise UsageError("trust file not found", path=path, hint="give a PEM file")
         settings.append((setting, str(path.resolve())))
+    if request.policy is not None:
+        from ml_integrity.trust.policy import GIT_CONFIG_POLICY
+        from ml_integrity.trust.policy_source import load_policy
+
+        path = Path(request.policy).resolve()
+        load_policy(path, "command line")  # refused now, not at the first checkout
+        settings.append((GIT_CONFIG_POLICY, str(path)))
     return Trust(settings=tuple(settings), roots=request.roots)
 
 

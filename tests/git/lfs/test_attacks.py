@@ -214,6 +214,47 @@ def test_pointers_swapped_between_signed_paths(hf: HfWorld, consumer: Path) -> N
     assert b in verified.stderr
 
 
+def test_pointer_to_an_object_signed_for_another_path(hf: HfWorld, consumer: Path) -> None:
+    """The object is signed (for another path) and local, so nothing is downloaded or
+    quarantined: `git lfs pull` still must not write it at the refused path."""
+    a, b = "model.safetensors", "weights/extra.safetensors"
+    pb = git("show", f"origin/main:{b}", cwd=hf.attacker, env=hf.env).stdout.encode()
+    hf.attack("dup", files={a: pb})
+    consumer_checks(consumer, "dup", a)
+    assert (consumer / a).read_bytes() != LFS_FILES[b], f"{b}'s bytes in {a}"
+    assert (consumer / b).read_bytes() == LFS_FILES[b]
+    again = git("lfs", "pull", cwd=consumer, check=False)
+    assert again.returncode == 0, again.output
+    assert (consumer / a).read_bytes() != LFS_FILES[b], f"`git lfs pull` wrote {b}'s bytes in {a}"
+    assert lfs_object(consumer / ".git", sha256(LFS_FILES[b])).is_file()  # kept for b
+    # the refusal stub is the pointer to git: nothing shows as modified, even when git
+    # has to clean the file again (its stat changed)
+    os.utime(consumer / a, (1, 1))
+    status = git("status", "--porcelain", cwd=consumer)
+    assert status.stdout.strip() == "", status.output
+
+
+def test_skipped_smudge_then_git_lfs_pull_fills_only_what_verifies(
+    hf: HfWorld, consumer: Path
+) -> None:
+    a, b = "model.safetensors", "weights/extra.safetensors"
+    pb = git("show", f"origin/main:{b}", cwd=hf.attacker, env=hf.env).stdout.encode()
+    hf.attack("dup-skip", files={a: pb})
+    env = {**os.environ, "GIT_LFS_SKIP_SMUDGE": "1"}
+    pulled = git("pull", "-q", "--no-rebase", "origin", "dup-skip", cwd=consumer, env=env)
+    assert "REFUSED" in pulled.output and a in pulled.output, pulled.output
+    (consumer / b).unlink()
+    git("checkout", "--", b, cwd=consumer, env=env, check=False)  # b: a plain pointer now
+    assert is_pointer(consumer / b)
+    again = git("lfs", "pull", cwd=consumer, check=False)
+    assert again.returncode == 0, again.output
+    assert (consumer / b).read_bytes() == LFS_FILES[b]  # (b, oid) verifies: filled
+    assert (consumer / a).read_bytes() != LFS_FILES[b]  # (a, oid) does not: left alone
+    ours = mi("pull", cwd=consumer)
+    assert ours.returncode == 1 and a in ours.stderr, ours.output
+    assert (consumer / a).read_bytes() != LFS_FILES[b]
+
+
 def test_submodule_is_refused(hf: HfWorld, consumer: Path) -> None:
     commit = git("rev-parse", "origin/main", cwd=hf.attacker, env=hf.env).stdout.strip()
     hf.attack(
@@ -454,3 +495,141 @@ def test_allowed_symlinks_are_recorded_as_links(hf: HfWorld, tmp_path: Path) -> 
     git("commit", "-q", "--no-verify", "-m", "retarget", cwd=repo, env=env)
     moved = mi("verify", "--git-repo", "--key", hf.pub, cwd=repo, env=env)
     assert moved.returncode == 1 and "alias.json" in moved.stderr, moved.output
+
+
+def _policy(tmp_path: Path, hf: HfWorld, extra: str) -> Path:
+    policy = tmp_path / "outside" / "policy.yaml"
+    policy.parent.mkdir(parents=True, exist_ok=True)
+    pub = policy.parent / "signer.pub"
+    pub.write_bytes(hf.pub.read_bytes())
+    policy.write_text(f"version: 1\nsigners:\n  owner:\n    key: signer.pub\n{extra}")
+    return policy
+
+
+def _recheckout(consumer: Path, name: str) -> Proc:
+    (consumer / name).unlink()
+    return git("checkout", "--", name, cwd=consumer, check=False)
+
+
+def test_the_git_config_policy_governs_the_filter(
+    hf: HfWorld, consumer: Path, tmp_path: Path
+) -> None:
+    """ml-integrity.policy applies to every checkout: here its rollback rule refuses a
+    signed version 1 that plain key trust accepts."""
+    name = "model.safetensors"
+    policy = _policy(tmp_path, hf, "rollback:\n  not-older-than: 2\n")
+    git("config", "ml-integrity.policy", str(policy), cwd=consumer)
+    out = _recheckout(consumer, name)
+    assert "REFUSED" in out.output and name in out.output and "rollback" in out.output, out.output
+    assert (consumer / name).read_bytes() != LFS_FILES[name]
+    assert is_pointer(consumer / name)
+    verified = mi("verify", "--git-repo", cwd=consumer)
+    assert verified.returncode == 1 and "rollback" in verified.stderr, verified.output
+    policy.write_text(policy.read_text().replace("not-older-than: 2", "not-older-than: 1"))
+    assert mi("pull", cwd=consumer).returncode == 0  # the rule holds now: given back
+    assert (consumer / name).read_bytes() == LFS_FILES[name]
+
+
+@pytest.mark.parametrize("bad", ["unparsable", "inside the work tree", "nested 5000 deep"])
+def test_unusable_trust_settings_refuse_each_file_and_keep_the_checkout(
+    hf: HfWorld, consumer: Path, tmp_path: Path, bad: str
+) -> None:
+    name = "model.safetensors"
+    policy = _policy(tmp_path, hf, "")
+    if bad == "unparsable":
+        policy.write_text("version: 1\nsigners: [\n")
+    elif bad == "nested 5000 deep":
+        policy.write_text("version: 1\nsigners: " + "[" * 5000 + "]" * 5000 + "\n")
+    else:
+        policy = consumer / "policy.yaml"  # the checkout could rewrite it
+        policy.write_text(_policy(tmp_path, hf, "").read_text())
+    git("config", "ml-integrity.policy", str(policy), cwd=consumer)
+    out = _recheckout(consumer, name)
+    assert "Traceback" not in out.output
+    assert "REFUSED" in out.output and "trust settings cannot be used" in out.output, out.output
+    assert str(policy) in out.output
+    assert is_pointer(consumer / name)  # the pointer stays: nothing lost, nothing half-done
+    assert (consumer / "weights/extra.safetensors").read_bytes() == LFS_FILES[
+        "weights/extra.safetensors"
+    ]
+    verified = mi("verify", "--git-repo", cwd=consumer)
+    assert verified.returncode == 2, verified.output  # a configuration error
+    assert "Traceback" not in verified.output
+
+
+@pytest.mark.parametrize("lib_signed", [False, True])
+def test_clone_recurse_submodules_smudges_through_the_filter(
+    hf: HfWorld, tmp_path: Path, lib_signed: bool
+) -> None:
+    """`ml-integrity clone --git-arg=--recurse-submodules`: a submodule's LFS files are
+    smudged by our filter with the clone's trust, not by the plain git-lfs of the global
+    config (which this environment has: git lfs install)."""
+    from ml_integrity.trust import keys as _keys
+
+    env = {**hf.env, "GIT_ALLOW_PROTOCOL": "file"}
+    weights = b"the submodule's weights " * 50
+    sub_remote = tmp_path / "lib.git"
+    git("init", "-q", "--bare", sub_remote, cwd=tmp_path, env=env)
+    lib = tmp_path / "lib"
+    git("init", "-q", lib, cwd=tmp_path, env=env)
+    git("lfs", "track", "*.bin", cwd=lib, env=env)
+    (lib / "weights.bin").write_bytes(weights)
+    git("add", ".", cwd=lib, env=env)
+    other = tmp_path / "other.pem"
+    _keys.generate(other, "ec-p256")
+    mi("sign-repo", "--key", hf.key if lib_signed else other, cwd=lib, env=env, check=True)
+    git("commit", "-q", "-m", "lib", cwd=lib, env=env)
+    git("remote", "add", "origin", sub_remote, cwd=lib, env=env)
+    git("push", "-q", "origin", "HEAD:main", cwd=lib, env=env)
+    top_remote = tmp_path / "top.git"
+    git("init", "-q", "--bare", top_remote, cwd=tmp_path, env=env)
+    top = tmp_path / "top"
+    git("init", "-q", top, cwd=tmp_path, env=env)
+    (top / "config.json").write_bytes(PLAIN_FILES["config.json"])
+    git("submodule", "add", "-q", sub_remote, "vendor/lib", cwd=top, env=env)
+    git("config", "ml-integrity.submodule", "vendor/lib", cwd=top, env=env)
+    mi("sign-repo", "--key", hf.key, cwd=top, env=env, check=True)
+    git("commit", "-q", "-m", "top", cwd=top, env=env)
+    git("remote", "add", "origin", top_remote, cwd=top, env=env)
+    git("push", "-q", "origin", "HEAD:main", cwd=top, env=env)
+    named = {
+        **env,
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "ml-integrity.submodule",
+        "GIT_CONFIG_VALUE_0": "vendor/lib",
+    }
+    dest = tmp_path / "dest"
+    cloned = mi(
+        "clone", top_remote, dest, "--key", hf.pub, "--git-arg=--recurse-submodules",
+        cwd=tmp_path, env=named,
+    )  # fmt: skip
+    got = dest / "vendor" / "lib" / "weights.bin"
+    if lib_signed:
+        assert cloned.returncode == 0, cloned.output
+        assert got.read_bytes() == weights
+    else:
+        assert cloned.returncode == 1, cloned.output
+        assert "REFUSED" in cloned.output and "weights.bin" in cloned.output, cloned.output
+        assert got.read_bytes() != weights and is_pointer(got)
+    sub_filter = git("config", "filter.lfs.process", cwd=dest / "vendor" / "lib", env=env)
+    assert "filter-process" in sub_filter.stdout  # later checkouts are verified too
+
+
+def test_clone_with_a_policy_applies_it_to_every_checkout(hf: HfWorld, tmp_path: Path) -> None:
+    policy = _policy(tmp_path, hf, "")
+    dest = tmp_path / "dest"
+    ok = mi("clone", hf.remote, dest, "--policy", policy, cwd=tmp_path, env=hf.env)
+    assert ok.returncode == 0, ok.output
+    for name, data in SIGNED.items():
+        assert (dest / name).read_bytes() == data, name
+    assert git("config", "ml-integrity.policy", cwd=dest).stdout.strip() == str(policy)
+    # the same policy with a rollback rule the signed version 1 fails
+    strict = _policy(tmp_path / "strict", hf, "rollback:\n  not-older-than: 2\n")
+    refused = mi("clone", hf.remote, tmp_path / "r", "--policy", strict, cwd=tmp_path, env=hf.env)
+    assert refused.returncode == 1 and "rollback" in refused.output, refused.output
+    assert is_pointer(tmp_path / "r" / "model.safetensors")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nsigners: [\n")
+    usage = mi("clone", hf.remote, tmp_path / "b", "--policy", bad, cwd=tmp_path, env=hf.env)
+    assert usage.returncode == 2 and str(bad) in usage.output, usage.output
+    assert not (tmp_path / "b").exists()  # refused before anything was cloned

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from ml_integrity.core.lfs import LfsStore, Pointer, parse_pointer
+from ml_integrity.core.lfs import (
+    REFUSAL_LINE,
+    LfsStore,
+    Pointer,
+    parse_pointer,
+    parse_refusal_stub,
+)
 from ml_integrity.errors import UsageError
 from ml_integrity.git.agent import endpoint_from_url
 from ml_integrity.git.pktline import (
@@ -73,6 +79,66 @@ def test_size_limit_is_1024_bytes() -> None:
     assert len(padded) == 1024
     assert parse_pointer(padded) is None
     assert parse_pointer(b"\xff\xfe" + base) is None
+
+
+@pytest.mark.parametrize("size", [0, 1, 12345])
+def test_a_refusal_stub_is_no_pointer_to_git_lfs(tmp_path: Path, size: int) -> None:
+    """Asked of git-lfs itself: the stub is not a pointer (so `git lfs pull` and
+    `git lfs checkout` leave it alone), the pointer it wraps is; our parsers agree."""
+    import subprocess
+
+    pointer = Pointer(OID, size)
+    stub = pointer.refusal_stub()
+    assert parse_refusal_stub(stub) == pointer
+    assert parse_pointer(stub) is None
+    assert parse_refusal_stub(pointer.text()) is None
+    assert parse_refusal_stub(stub + b"x") is None
+    for data, is_pointer in ((pointer.text(), True), (stub, False)):
+        f = tmp_path / "f"
+        f.write_bytes(data)
+        got = subprocess.run(
+            ["git", "lfs", "pointer", "--check", "--file", str(f)], capture_output=True
+        )
+        assert (got.returncode == 0) is is_pointer, (data, got)
+
+
+def _clean_request(*contents: bytes) -> bytes:
+    request = io.BytesIO()
+    write_list(request, ["git-filter-client", "version=2"])
+    write_list(request, ["capability=clean", "capability=smudge"])
+    for i, data in enumerate(contents):
+        write_list(request, ["command=clean", f"pathname=f{i}.bin"])
+        for at in range(0, len(data), 60000):
+            write_pkt(request, data[at : at + 60000])
+        request.write(FLUSH)
+    return request.getvalue()
+
+
+def test_clean_turns_a_refusal_stub_back_into_its_pointer(tmp_path: Path) -> None:
+    import hashlib
+    import shutil
+    import subprocess
+
+    from ml_integrity.git.filter import FilterProxy
+
+    subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "none.git")], check=True)
+    pointer = Pointer(OID, 12345)
+    big = os.urandom(300_000)  # streams through git-lfs: cleaned to a new pointer
+    out = io.BytesIO()
+    lfs = shutil.which("git-lfs")
+    assert lfs is not None
+    proxy = FilterProxy(
+        _BrokenGate(False),
+        child_argv=[lfs, "filter-process"],
+        child_env={**os.environ, "GIT_DIR": str(tmp_path / "none.git")},
+        stdin=io.BytesIO(_clean_request(pointer.refusal_stub(), big)),
+        stdout=out,
+    )
+    assert proxy.serve() == 0
+    packets = _packets(out.getvalue())
+    assert pointer.text() in packets
+    cleaned = Pointer(hashlib.sha256(big).hexdigest(), len(big)).text()
+    assert cleaned in packets, packets
 
 
 def test_pkt_line_roundtrip_and_splitting() -> None:
@@ -214,5 +280,5 @@ def test_an_internal_failure_keeps_the_pointer(
     packets = _packets(out.getvalue())
     assert packets.count(b"status=success\n") == 2, packets
     assert b"status=error\n" not in packets
-    assert packets.count(pointer) == 2  # both files keep their pointer text
+    assert packets.count(pointer + REFUSAL_LINE) == 2  # both keep their pointer, as a stub
     assert gate.reported == ["a.bin", "b.bin"]  # each refusal is reported (loudly)
