@@ -20,12 +20,14 @@ OPTIONS = {
     "blake2": ["--hash", "blake2"],
     "sha256-shards": ["--shard-size", "4096"],
     "blake2-shards": ["--shard-size", "4096", "--hash", "blake2"],
+    "sharded-manifest": ["--shard-entries", "2"],  # SHA-256 files, listed in 2 shards
 }
 HASHING = {
     "blake3": "blake3 files",
     "blake2": "blake2b files",
     "sha256-shards": "sha256 shards of 4096 bytes",
     "blake2-shards": "blake2b shards of 4096 bytes",
+    "sharded-manifest": "sha256 files",
 }
 SIZES = {"a.bin": 10_000, "b.bin": 4096, "c.bin": 100, "d/big.bin": CHUNK_SIZE + 5000}
 

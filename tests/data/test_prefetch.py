@@ -208,3 +208,24 @@ def test_default_stays_out_of_torch_workers(many: Signed, monkeypatch: pytest.Mo
     ds = open_ds(many, readahead=None)
     ds.prefetch(ds.files)
     assert ds._ahead is None
+
+
+def test_an_explicit_plan_survives_skips_and_reads_outside_it(many: Signed) -> None:
+    ds = open_ds(many)
+    order = [*ds.files[:30], "not-signed.bin", *ds.files[30:]]
+    ds.prefetch(order)
+    ahead = helper(ds)
+    assert ahead.settle(len(order) - 1)
+    for i, path in enumerate(order):
+        if path == "not-signed.bin":
+            with pytest.raises(IntegrityError, match="not signed"):
+                ds.read_bytes(path)
+        elif i % 3 == 0:
+            continue  # the caller leaves some out
+        else:
+            assert ds.read_bytes(path) == (many.root / path).read_bytes()
+        if i == 10:
+            ds.read_bytes("labels.csv")  # outside the plan: served, the plan stays
+    assert not following(ahead)  # done
+    assert ahead.served >= 30
+    ds.close()

@@ -83,8 +83,9 @@ LEAD = 32
 """Items the caller reads itself when the helper has not read the next one yet."""
 MAX_LEAD = 4096
 """The most items the caller reads itself before it looks at the helper again."""
-SKIP_AHEAD = 64
-"""How far ahead in an explicit plan a read is looked for (the caller skipped items)."""
+SKIP_AHEAD = 8
+"""How far ahead in an explicit plan a read is looked for (the caller skipped a few
+items); a read found further on is one outside the plan."""
 _DIGESTS = SLOT_HEAD.size + PER_SLOT * RECORD.size  # where a slot's digest fields start
 _SLOT_DATA = _DIGESTS + PER_SLOT * DIGEST_SIZE
 _POS = struct.Struct(ENTRY.format[:2])  # an entry is its position, then this tail:
@@ -372,7 +373,9 @@ class Prefetcher:
             if pos < 0:
                 return None
         self._pos = pos + 1
-        if self._sent - pos < self.window // 4:
+        if pos + 1 == len(order):
+            self._order = ()  # done
+        elif self._sent - pos < self.window // 4:
             self._feed()
         if pos < self._mine:
             return None  # a stretch the caller reads itself
