@@ -37,9 +37,11 @@ read that leaves a predicted plan ends it; one outside an explicit plan is
 served on the caller's path and the plan stays (a read found a little ahead
 skips to it).
 
-Bounded: ``slots`` slots of ``slot_size`` bytes of shared memory (the helper
-waits for a free slot); jobs run at most ``window`` plan positions ahead of
-the caller; only items of at most :data:`MAX_ITEM` are read ahead. Linux
+Bounded: ``slots`` slots of ``slot_size`` bytes (a little over 1 MiB; 2 to
+64 of them, as many as ``memory`` holds: less than 2 turns read-ahead off)
+of shared memory (the helper waits for a free slot); jobs run at most
+``window`` plan positions ahead of the caller; only items of at most
+:data:`MAX_ITEM` are read ahead. Linux
 only (``os.memfd_create``); elsewhere, or when the helper cannot be started,
 nothing is read ahead. The helper ends when the caller closes its pipes
 (:meth:`Prefetcher.close`, also at garbage collection and at exit) or dies; a
@@ -174,7 +176,9 @@ class Prefetcher:
         ``DataLoader`` worker processes (the workers already use the CPUs).
         """
         mode, memory, items = ds._readahead_options
-        if mode == 0 or not available() or (mode < 0 and not _worth_a_helper()):
+        if mode == 0 or not available() or memory < 2 * (_SLOT_DATA + MAX_ITEM):
+            return None
+        if mode < 0 and not _worth_a_helper():
             return None
         verified, sizes, resources = ds._verified, ds._sizes, ds._resources
         cache = ds._cache if ds._cache_on_disk else None
