@@ -229,3 +229,27 @@ def test_an_explicit_plan_survives_skips_and_reads_outside_it(many: Signed) -> N
     assert not following(ahead)  # done
     assert ahead.served >= 30
     ds.close()
+
+
+def test_an_idle_helper_ends_and_the_next_plan_starts_another(
+    many: Signed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pf, "IDLE_SECONDS", 1.5)
+    ds = open_ds(many)
+    files = ds.files
+    ds.prefetch(files[:20])
+    ahead = helper(ds)
+    first = ahead.pid
+    assert first is not None and ahead.settle(20)
+    for path in files[:20]:
+        ds.read_bytes(path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and ahead._proc is not None and ahead._proc.poll() is None:
+        time.sleep(0.1)  # it ends by itself
+    assert ahead._proc is not None and ahead._proc.poll() == 0
+    ds.prefetch(files[20:])
+    assert ahead.pid not in (None, first) and ahead.settle(len(files) - 20)
+    for path in files[20:]:
+        assert ds.read_bytes(path) == (many.root / path).read_bytes()
+    assert ahead.served == len(files)
+    ds.close()

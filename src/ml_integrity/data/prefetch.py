@@ -67,6 +67,7 @@ from ml_integrity.data.prefetch_child import (
     CONTROL_SIZE,
     DIGEST_SIZE,
     ENTRY,
+    IDLE_SECONDS,
     JOB,
     RECORD,
     SLOT_HEAD,
@@ -198,9 +199,15 @@ class Prefetcher:
 
     # --- the helper process -----------------------------------------------------------
 
+    def _ended(self) -> None:
+        """The helper ended by itself: idle (a new one for the next plan), or it failed."""
+        self._stop(restartable=time.monotonic() - self._started > 1.0)
+
     def _start(self) -> bool:
         if self._proc is not None:
-            return True
+            if self._proc.poll() is None:
+                return True
+            self._ended()  # it ended while no plan was followed
         source = _child_source() if available() else None
         if source is None or self._dead:
             self._dead = True
@@ -222,7 +229,7 @@ class Prefetcher:
                 pass
             args = [str(fd) for fd in (mfd, jr, nw, br)]
             args += [str(self.slots), str(self.slot_size), str(PER_SLOT), self._prefix]
-            args.append(self.hash_name or "-")
+            args += [self.hash_name or "-", str(IDLE_SECONDS)]
             self._proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", "-c", source, *args],
                 pass_fds=(mfd, jr, nw, br),
@@ -247,13 +254,17 @@ class Prefetcher:
         self._job_fd, self._notes, self._back = jw, nr, bw
         self._fds = [jw, nr, bw]
         self._view = memoryview(self._mem)
+        self._started = time.monotonic()
         _live.add(self)
         return True
 
-    def _stop(self) -> None:
-        """Let the helper end (its pipes closed) and reap it."""
-        self._dead = True
+    def _stop(self, *, restartable: bool = False) -> None:
+        """Let the helper end (its pipes closed), reap it, drop the shared memory."""
+        self._dead = not restartable
         self._order = ()
+        self._ready.clear()
+        self._slot, self._count, self._k = -1, 0, 0
+        self._freed.clear()
         fds, self._fds = self._fds, []
         for fd in fds:
             try:
@@ -267,18 +278,17 @@ class Prefetcher:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-
-    def close(self) -> None:
-        """End the helper process and drop what it read (a no-op in a forked child)."""
-        if self._pid != os.getpid():
-            return
-        self._stop()
         view = getattr(self, "_view", None)
         if view is not None:
             view.release()
             self._mem.close()
             del self._view
-        self._dead = False  # usable again: a new helper on the next plan
+
+    def close(self) -> None:
+        """End the helper process and drop what it read (a no-op in a forked child)."""
+        if self._pid != os.getpid():
+            return
+        self._stop(restartable=True)  # usable again: a new helper on the next plan
 
     def _forked(self) -> None:
         """In a forked child: close the inherited pipe ends, never touch the helper."""
@@ -358,7 +368,7 @@ class Prefetcher:
         except BlockingIOError:
             return
         except OSError:
-            self._stop()
+            self._ended()
             return
         del self._pending[:written]
 
@@ -437,7 +447,7 @@ class Prefetcher:
             self._flush()
             got = os.read(self._notes, 256)
             if not got:
-                self._stop()
+                self._ended()
                 return False
             self._ready.extend(got)
         return False
@@ -463,7 +473,7 @@ class Prefetcher:
             except OSError:
                 got = b""
             if not got:
-                self._stop()  # the helper ended
+                self._ended()
                 return False
             self._ready.extend(got)
         while self._ready:
@@ -485,7 +495,7 @@ class Prefetcher:
             try:
                 os.write(self._back, freed)
             except OSError:
-                self._stop()
+                self._ended()
             freed.clear()
 
     def _miss(self, rel: str) -> int:

@@ -10,8 +10,8 @@ and copies the bytes out only then.
 Arguments: the shared memory's descriptor (a memfd), the job pipe (read end),
 the notes pipe (write end), the free-slots pipe (read end), the number of
 slots, the size of a slot, the records a slot holds, the dataset folder with
-a trailing separator, and the hash to report (``sha256``, ``blake2b``, or
-``-`` for none).
+a trailing separator, the hash to report (``sha256``, ``blake2b``, or ``-``
+for none), and the seconds without a job after which it ends.
 
 The shared memory: a control block (:data:`CONTROL`: the caller's plan
 generation and position, written by the caller), then the slots. A slot is
@@ -25,7 +25,8 @@ or cannot be read whole, gets a record of size -1. Items the caller already
 passed (an older generation, or a position below the caller's) are skipped.
 A filled slot's index is written to the notes pipe (one byte); the caller
 writes it back on the free-slots pipe when it has copied what it needed. The
-process ends when the job pipe or the free-slots pipe reaches its end.
+process ends when the job pipe or the free-slots pipe reaches its end, or
+after :data:`IDLE_SECONDS` without a job.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
+import select
 import struct
 import sys
 
@@ -48,6 +50,8 @@ CONTROL = struct.Struct("<qq")
 """The caller's current plan generation and position (at offset 0)."""
 CONTROL_SIZE = 64
 """Bytes reserved for the control block before the first slot."""
+IDLE_SECONDS = 10.0
+"""A helper without a job for this long ends (a dataset left open costs no process)."""
 DIGEST_SIZE = 128
 """Bytes of an item's digest field in a slot (a hex SHA-256 or BLAKE2b digest)."""
 
@@ -76,6 +80,7 @@ def main(argv: list[str]) -> int:
     mfd, jobs, notes, back, slots, slot_size, per_slot = (int(a) for a in argv[1:8])
     prefix = os.fsencode(argv[8])
     new_hash = getattr(hashlib, argv[9], None) if argv[9] in ("sha256", "blake2b") else None
+    idle = float(argv[10]) if len(argv) > 10 else IDLE_SECONDS
     memory = mmap.mmap(mfd, CONTROL_SIZE + slots * slot_size)
     view = memoryview(memory)
     first_record = SLOT_HEAD.size
@@ -85,6 +90,8 @@ def main(argv: list[str]) -> int:
     control, record, head = CONTROL.unpack_from, RECORD.pack_into, SLOT_HEAD.pack_into
     open_, fstat, readv, close = os.open, os.fstat, os.readv, os.close
     while True:
+        if not select.select([jobs], [], [], idle)[0]:
+            return 0  # idle: the caller starts another helper for its next plan
         job = _read_exactly(jobs, JOB.size)
         if job is None:
             return 0
