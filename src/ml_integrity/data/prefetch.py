@@ -265,6 +265,7 @@ class Prefetcher:
         self._ready.clear()
         self._slot, self._count, self._k = -1, 0, 0
         self._freed.clear()
+        self._pending.clear()
         fds, self._fds = self._fds, []
         for fd in fds:
             try:
@@ -298,6 +299,8 @@ class Prefetcher:
             except OSError:
                 pass
         self._fds = []
+        self._order = ()
+        self._proc = None  # the parent's: every use checks this, and the child's own pid
 
     # --- the plan ---------------------------------------------------------------------
 
@@ -328,7 +331,8 @@ class Prefetcher:
         self._feed()
 
     def _publish(self) -> None:
-        CONTROL.pack_into(self._mem, 0, self._gen, max(self._pos, self._mine))
+        if self._proc is not None:
+            CONTROL.pack_into(self._mem, 0, self._gen, max(self._pos, self._mine))
 
     def _feed(self) -> None:
         """Send jobs up to ``window`` positions ahead of the caller."""
@@ -361,7 +365,7 @@ class Prefetcher:
         self._flush()
 
     def _flush(self) -> None:
-        if not self._pending or self._dead:
+        if not self._pending or self._proc is None:  # (its pipes are closed then)
             return
         try:
             written = os.write(self._job_fd, self._pending)
@@ -391,6 +395,8 @@ class Prefetcher:
             self._order = ()  # done
         elif self._sent - pos < self.window // 4:
             self._feed()
+            if self._proc is None:
+                return None  # the helper ended
         if pos < self._mine:
             return None  # a stretch the caller reads itself
         while True:
@@ -426,7 +432,8 @@ class Prefetcher:
             self._lead = LEAD
         self._served_before = self.served
         self._mine = pos + self._lead
-        CONTROL.pack_into(self._mem, 0, self._gen, self._mine)
+        if self._proc is not None:  # (not if the helper just ended)
+            CONTROL.pack_into(self._mem, 0, self._gen, self._mine)
         return None
 
     def settle(self, items: int = 1, timeout: float = 10.0) -> bool:
@@ -434,7 +441,7 @@ class Prefetcher:
         import select
 
         deadline = time.monotonic() + timeout
-        while not self._dead and self._order:
+        while self._proc is not None and self._order:
             ready = self._count - self._k
             for slot in self._ready:
                 gen, count = SLOT_HEAD.unpack_from(self._mem, CONTROL_SIZE + slot * self.slot_size)
@@ -459,6 +466,8 @@ class Prefetcher:
 
     def _next_slot(self) -> bool:
         """Give the consumed slot back and open the next filled one (never waits)."""
+        if self._proc is None:
+            return False
         if self._slot >= 0:
             self._give_back(self._slot)
             self._slot = -1
@@ -491,7 +500,7 @@ class Prefetcher:
         """Return ``slot`` to the helper: in batches (it rarely waits for one)."""
         freed = self._freed
         freed.append(slot)
-        if 2 * len(freed) >= self.slots:
+        if 2 * len(freed) >= self.slots and self._proc is not None:
             try:
                 os.write(self._back, freed)
             except OSError:
