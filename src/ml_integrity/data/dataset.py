@@ -17,11 +17,11 @@ stat key is checked again after the read. ``use_cache=False`` hashes every
 read. Items are checked as the bundle signs them (:mod:`.items`: SHA-256,
 BLAKE2b or BLAKE3 over whole files, or each shard of a shard bundle).
 
-Small items may be read ahead (:mod:`.prefetch`): a helper process reads the
-items expected next (a :meth:`VerifiedDataset.prefetch` hint, or the signed
-order once two consecutive items of it were read) into shared memory, and
-``read_bytes`` copies an item out, hashes that copy and returns it only when
-it matches; anything else is read and checked on the caller's own path.
+Small items may be read ahead (:mod:`.prefetch`): a helper process reads and
+hashes the items expected next (a :meth:`VerifiedDataset.prefetch` hint, or the
+signed order once two consecutive items of it were read) in shared memory;
+``read_bytes`` compares that digest with the signed one and copies exactly the
+hashed bytes out; anything else is read and checked on the caller's own path.
 
 Worker processes (a ``torch.utils.data.DataLoader`` with workers, or any
 ``multiprocessing`` child, forked or spawned) re-open the bundle: the first

@@ -140,7 +140,6 @@ class Prefetcher:
         self.slot_size = _SLOT_DATA + MAX_ITEM
         self.slots = max(2, min(64, memory // self.slot_size))
         self.window = max(PER_SLOT, window)
-        self.max_item = MAX_ITEM
         self.hash_name = hash_name if hash_name in ("sha256", "blake2b") else ""
         """The hash the helper computes of each item (empty: none, the caller hashes)."""
         self._digest_len = {"sha256": 64, "blake2b": 128}.get(self.hash_name, 0)
@@ -167,7 +166,7 @@ class Prefetcher:
         self._k = 0
         self._plan_ns = 0
         self.served = 0
-        """Items handed to the caller (who then hashed them)."""
+        """Items handed to the caller (who then checked their digest against the signed one)."""
 
     @classmethod
     def for_dataset(cls, ds: VerifiedDataset) -> Prefetcher | None:
