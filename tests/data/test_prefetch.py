@@ -113,10 +113,10 @@ def test_tampered_items_read_ahead_are_refused_by_the_caller(many: Signed) -> No
 def test_an_item_changed_after_the_helper_read_it(many: Signed) -> None:
     """Served as the bytes the caller hashed (the signed ones), or refused: never mixed."""
     ds = open_ds(many)
-    order = ds.files[:16]
+    order = ds.files[:32]
     original = {p: (many.root / p).read_bytes() for p in order}
     ds.prefetch(order)
-    assert helper(ds).settle(len(order))  # all 16 are in shared memory
+    assert helper(ds).settle(len(order))  # all 32 are in shared memory
     for p in order:
         (many.root / p).write_bytes(os.urandom(3000))
     for p in order:
@@ -237,19 +237,19 @@ def test_an_idle_helper_ends_and_the_next_plan_starts_another(
     monkeypatch.setattr(pf, "IDLE_SECONDS", 1.5)
     ds = open_ds(many)
     files = ds.files
-    ds.prefetch(files[:20])
+    ds.prefetch(files[:32])
     ahead = helper(ds)
     first = ahead.pid
-    assert first is not None and ahead.settle(20)
-    for path in files[:20]:
+    assert first is not None and ahead.settle(32)
+    for path in files[:32]:
         ds.read_bytes(path)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and ahead._proc is not None and ahead._proc.poll() is None:
         time.sleep(0.1)  # it ends by itself
     assert ahead._proc is not None and ahead._proc.poll() == 0
-    ds.prefetch(files[20:])
-    assert ahead.pid not in (None, first) and ahead.settle(len(files) - 20)
-    for path in files[20:]:
+    ds.prefetch(files)  # (use_cache=False: read and hashed again)
+    assert ahead.pid not in (None, first) and ahead.settle(len(files))
+    for path in files:
         assert ds.read_bytes(path) == (many.root / path).read_bytes()
-    assert ahead.served == len(files)
+    assert ahead.served == 32 + len(files)
     ds.close()
