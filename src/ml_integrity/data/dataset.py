@@ -100,10 +100,6 @@ _STATE = {  # what a spawned worker gets (pickled): it opens the bundle again
 }
 
 
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 class VerifiedDataset:
     """A signed dataset folder whose items can only be read verified.
 
@@ -231,6 +227,7 @@ class VerifiedDataset:
         self._cache_on_disk = self._cache is not None and len(self._cache) > 0
         self._log = None if self.journal is None else self.journal.dataset(self._info(signed))
         self._ahead: Prefetcher | None = None  # a forked child drops its parent's
+        self._predict = bool(self._readahead_options[0])  # off once the caller gives hints
         self._index: dict[str, int] | None = None
         self._last = -2
 
@@ -402,7 +399,8 @@ class VerifiedDataset:
                         ):
                             self._verified[rel] = (key, ns)
                         if self._log is not None:
-                            self._log.read(rel, expected if self._fast else sha256_hex(data))
+                            sha = expected if self._fast else hashlib.sha256(data).hexdigest()
+                            self._log.read(rel, sha)
                         return data
         recorded_ns = time.time_ns()
         try:
@@ -455,8 +453,8 @@ class VerifiedDataset:
         ):
             self._verified[rel] = (key, recorded_ns)
         if self._log is not None:
-            self._log.read(rel, expected if self._fast else sha256_hex(data))
-        if self._readahead_options[0] and (self._ahead is None or not self._ahead._order):
+            self._log.read(rel, expected if self._fast else hashlib.sha256(data).hexdigest())
+        if self._predict and (self._ahead is None or not self._ahead._order):
             self._observe(rel)
         return data
 
@@ -517,6 +515,7 @@ class VerifiedDataset:
             self._ahead = Prefetcher.for_dataset(self)
             if self._ahead is None:
                 self._readahead_options = (0, *self._readahead_options[1:])
+                self._predict = False
             else:
                 self._ahead_finalizer = weakref.finalize(self, self._ahead.close)
         return self._ahead
@@ -543,6 +542,7 @@ class VerifiedDataset:
         sampler's order, e.g. ``ds.prefetch([paths[i] for i in indices])``.
         """
         self._ensure_process()
+        self._predict = False  # the caller says what comes next: nothing is predicted
         ahead = self._readahead()
         if ahead is None:
             return
