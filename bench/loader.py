@@ -1,24 +1,29 @@
 """Benchmark: the verifying data loader against plain reads, in the same run.
 
 Small files: N (default 10,000) files of 10 KB in 100 folders, signed with a
-key (not timed). Timed, page cache warm, alternating runs:
+key (not timed). Timed, page cache warm, alternating runs, the dataset opened
+(bundle verified, every signed path stat'ed) before the clock starts (that
+one-time cost is reported on its own line), the read-ahead helper's start-up
+inside the clock:
 
-- baseline: ``open(path, "rb").read()`` for every file;
-- first epoch: ``VerifiedDataset.read_bytes`` for every file, the stat cache
-  empty (every item hashed); the dataset is opened (bundle verified, every
-  signed path stat'ed) before the clock starts, and that one-time cost is
-  reported on its own line. In the order the files were made (``d{i % 100}/f{i}``,
-  a step of 100 through the signed order, which the read-ahead predicts), with
-  read-ahead with readahead=None (threads only with a core to spare), forced
-  (``readahead=2``) and off (``readahead=0``); and in a shuffled order, default
-  and off (random access: nothing to predict, must not be slower);
+- baselines: ``open(path, "rb").read()`` for every file, in the signed order
+  and in a shuffled order;
+- first epoch (the stat cache empty, every item hashed), ``read_bytes`` for
+  every file: in the signed order (``for p in ds.files``: the read-ahead
+  predicts it), default and ``readahead=0``; in a shuffled order announced
+  with ``ds.prefetch(order)`` (a sampler's order), or batch by batch (64
+  items per ``prefetch``, as the torch adapter's ``__getitems__`` does); in a
+  shuffled order without a hint (nothing to predict: the caller alone);
 - second epoch: the default dataset again, served from the stat cache.
   Targets: first epoch <= 1.5x the baseline, second <= 1.1x. The 1-minute
-  load average is printed: on a machine without a spare core, threads cannot help.
-- CPU time of the calling thread per item (``time.thread_time``, so the
-  machine's load matters little): plain reads, the system calls alone,
-  SHA-256 of 10 KB alone, both (the floor for any reader that hashes in one
-  thread), and ``read_bytes`` without read-ahead.
+  load average is printed: without a spare core the helper cannot help.
+- CPU time per item: of the calling thread (``time.thread_time``) for plain
+  reads, the system calls alone, SHA-256 of 10 KB alone, both (the floor for
+  any reader that hashes in the caller's thread), ``read_bytes`` without and
+  with read-ahead, and the helper process's own CPU time;
+- why not threads: 10 KB items in one thread, then split over two threads
+  (hashlib and the system calls release the GIL): SHA-256 of a buffer, and
+  open + fstat + read + close + SHA-256 (what a read-ahead thread would do).
 
 One large file (default 2 GiB), read in 1 MiB chunks:
 
@@ -38,12 +43,17 @@ import hashlib
 import os
 import platform
 import random
+import resource
 import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+BATCH = 64
+"""Items per ``prefetch`` in the per-batch row (a DataLoader batch through the torch adapter)."""
 
 
 def machine() -> str:
@@ -89,41 +99,51 @@ def main() -> None:
         signing.sign(data, keys.KeySigner(key), tmp / "small.sig")
         shutil.rmtree(tmp / "cache", ignore_errors=True)  # signing filled it: start cold
         time.sleep(0.3)  # past the stat cache's racy window
-        full = [os.path.join(data, p) for p in paths]
 
-        def plain() -> None:
-            for p in full:
-                with open(p, "rb") as f:
+        def plain(order: list[str] = paths) -> None:
+            for p in order:
+                with open(os.path.join(data, p), "rb") as f:
                     f.read()
 
-        plain()  # page cache warm
-        shuffled = paths[:]
+        signed_order = VerifiedDataset(data, bundle=tmp / "small.sig", key=pub).files
+        shuffled = signed_order[:]
         random.Random(0).shuffle(shuffled)
-        configs = {  # name: (readahead=, order)
-            "default": (None, paths),
-            "forced": (2, paths),
-            "off": (0, paths),
-            "shuffled-default": (None, shuffled),
-            "shuffled-off": (0, shuffled),
+        plain(signed_order)  # page cache warm
+        configs = {  # name: (readahead=, order, hint: 0 none, 1 the whole order, N per N)
+            "default": (None, signed_order, 0),
+            "off": (0, signed_order, 0),
+            "shuffled-hint": (None, shuffled, 1),
+            "shuffled-batches": (None, shuffled, BATCH),
+            "shuffled": (None, shuffled, 0),
         }
-        base: list[float] = []
+        base: dict[str, list[float]] = {"signed": [], "shuffled": []}
         opening: list[float] = []
         first: dict[str, list[float]] = {name: [] for name in configs}
         second: list[float] = []
         load_before = os.getloadavg()[0]
         for _ in range(args.runs):
-            t = time.perf_counter()
-            plain()
-            base.append(time.perf_counter() - t)
-            for name, (readahead, order) in configs.items():
+            for name, order in (("signed", signed_order), ("shuffled", shuffled)):
+                t = time.perf_counter()
+                plain(order)
+                base[name].append(time.perf_counter() - t)
+            for name, (readahead, order, hint) in configs.items():
                 shutil.rmtree(tmp / "cache", ignore_errors=True)
                 t = time.perf_counter()
                 ds = VerifiedDataset(data, bundle=tmp / "small.sig", key=pub, readahead=readahead)
                 opening.append(time.perf_counter() - t)
                 read = ds.read_bytes
                 t = time.perf_counter()
-                for p in order:
-                    read(p)
+                if hint == 1:
+                    ds.prefetch(order)
+                if hint > 1:  # as TorchDataset.__getitems__ does for each DataLoader batch
+                    for i in range(0, len(order), hint):
+                        batch = order[i : i + hint]
+                        ds.prefetch(batch)
+                        for p in batch:
+                            read(p)
+                else:
+                    for p in order:
+                        read(p)
                 first[name].append(time.perf_counter() - t)
                 if name == "default":
                     t = time.perf_counter()
@@ -135,6 +155,7 @@ def main() -> None:
         # CPU time of the caller's thread per item (load-independent: no threads involved)
         flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
         blob = os.urandom(10 * 1024)
+        full = [os.path.join(data, p) for p in signed_order]
 
         def os_read() -> None:
             for p in full:
@@ -153,33 +174,73 @@ def main() -> None:
                 os.close(fd)
                 hashlib.sha256(data).hexdigest()
 
-        def read_bytes_off() -> None:
+        def read_bytes_cpu(readahead: int | None, label: str) -> None:
             shutil.rmtree(tmp / "cache", ignore_errors=True)
-            ds = VerifiedDataset(data, bundle=tmp / "small.sig", key=pub, readahead=0)
+            ds = VerifiedDataset(data, bundle=tmp / "small.sig", key=pub, readahead=readahead)
             read = ds.read_bytes
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
             t = time.thread_time()
-            for p in paths:
+            for p in signed_order:
                 read(p)
-            cpu["read_bytes, readahead=0, first epoch"].append(time.thread_time() - t)
-            ds.close()
+            cpu[label].append(time.thread_time() - t)
+            ds.close()  # reaps the helper: its CPU time is the children's now
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if readahead != 0:
+                helper_cpu.append(
+                    after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+                )
 
         cpu_fns = {
-            "plain open().read()": plain,
+            "plain open().read()": lambda: plain(signed_order),
             "os.open + fstat + os.read + close": os_read,
             "hashlib.sha256(10 KB).hexdigest()": sha_only,
-            "os.open ... close + sha256 (the floor on one core)": os_read_sha,
+            "os.open ... close + sha256 (the floor in one thread)": os_read_sha,
         }
-        cpu: dict[str, list[float]] = {name: [] for name in cpu_fns}
-        cpu["read_bytes, readahead=0, first epoch"] = []
+        off_label = "read_bytes, readahead=0, first epoch"
+        on_label = "read_bytes, default (read-ahead), first epoch: the caller's thread"
+        cpu: dict[str, list[float]] = {name: [] for name in (*cpu_fns, off_label, on_label)}
+        helper_cpu: list[float] = []
         for _ in range(args.runs):
             for name, fn in cpu_fns.items():
                 t = time.thread_time()
                 fn()
                 cpu[name].append(time.thread_time() - t)
-            read_bytes_off()
+            read_bytes_cpu(0, off_label)
+            read_bytes_cpu(None, on_label)
         cpu_us = {name: statistics.median(x) / len(paths) * 1e6 for name, x in cpu.items()}
+        helper_us = statistics.median(helper_cpu) / len(paths) * 1e6 if helper_cpu else 0.0
+
+        # threads: one thread against two (the GIL's hand-over), hashing 10 KB buffers, and
+        # opening, reading and hashing the files (what a read-ahead thread would do)
+        def in_threads(threads: int, read_files: bool) -> float:
+            parts = [full[i::threads] for i in range(threads)]
+
+            def work(part: list[str]) -> None:
+                for p in part:
+                    if read_files:
+                        fd = os.open(p, flags)
+                        blob_read = os.read(fd, os.fstat(fd).st_size + 1)
+                        os.close(fd)
+                        hashlib.sha256(blob_read).digest()
+                    else:
+                        hashlib.sha256(blob).digest()
+
+            ts = [threading.Thread(target=work, args=(part,)) for part in parts]
+            t = time.perf_counter()
+            for th in ts:
+                th.start()
+            for th in ts:
+                th.join()
+            return time.perf_counter() - t
+
+        threaded = {
+            (n, r): statistics.median(in_threads(n, r) for _ in range(args.runs))
+            for r in (False, True)
+            for n in (1, 2)
+        }
         load_after = os.getloadavg()[0]
-        b, f2, o = (statistics.median(x) for x in (base, second, opening))
+        b = {name: statistics.median(x) for name, x in base.items()}
+        f2, o = statistics.median(second), statistics.median(opening)
         f1 = {name: statistics.median(x) for name, x in first.items()}
 
         big_root = tmp / "big"
@@ -234,24 +295,37 @@ def main() -> None:
     print()
     print(f"| {args.files:,} files of 10 KB | median s | ratio to plain | target |")
     print("| --- | ---: | ---: | --- |")
-    print(f"| plain open().read() | {b:.3f} | 1.00x | |")
+    print(f"| plain open().read(), signed order | {b['signed']:.3f} | 1.00x | |")
+    print(f"| plain open().read(), shuffled order | {b['shuffled']:.3f} | 1.00x | |")
     rows = [
-        ("default", "read_bytes, first epoch, readahead=None (if a core is spare)", "<= 1.5x"),
-        ("forced", "read_bytes, first epoch, readahead=2 (threads whatever the load)", ""),
-        ("off", "read_bytes, first epoch, readahead=0 (caller's thread only)", ""),
-        ("shuffled-default", "read_bytes, first epoch, shuffled order, default", ""),
-        ("shuffled-off", "read_bytes, first epoch, shuffled order, readahead=0", ""),
+        ("default", "signed", "read_bytes, first epoch, signed order, default (read-ahead)"),
+        ("off", "signed", "read_bytes, first epoch, signed order, readahead=0"),
+        ("shuffled-hint", "shuffled", "read_bytes, first epoch, shuffled, prefetch(order) first"),
+        ("shuffled-batches", "shuffled", f"read_bytes, first epoch, shuffled, batches of {BATCH}"),
+        ("shuffled", "shuffled", "read_bytes, first epoch, shuffled, no hint (caller alone)"),
     ]
-    for name, label, target in rows:
-        print(f"| {label} | {f1[name]:.3f} | {f1[name] / b:.2f}x | {target} |")
-    print(f"| read_bytes, second epoch (stat cache) | {f2:.3f} | {f2 / b:.2f}x | <= 1.1x |")
+    for name, baseline, label in rows:
+        target = "<= 1.5x" if name in ("default", "shuffled-hint") else ""
+        print(f"| {label} | {f1[name]:.3f} | {f1[name] / b[baseline]:.2f}x | {target} |")
+    print(
+        f"| read_bytes, second epoch (stat cache) | {f2:.3f} | {f2 / b['signed']:.2f}x | <= 1.1x |"
+    )
     print(f"| opening the dataset (once: bundle, stat of every item) | {o:.3f} | | |")
     print()
-    print("| CPU time of the calling thread, per 10 KB item | us | ratio to plain |")
+    print("| CPU time per 10 KB item | us | ratio to plain |")
     print("| --- | ---: | ---: |")
     plain_us = cpu_us["plain open().read()"]
     for name, us in cpu_us.items():
         print(f"| {name} | {us:.2f} | {us / plain_us:.2f}x |")
+    ratio = helper_us / plain_us
+    print(f"| the read-ahead helper process (its own CPU) | {helper_us:.2f} | {ratio:.2f}x |")
+    print()
+    n_items = f"{len(paths):,}"
+    print(f"| {n_items} items of 10 KB in threads | one thread, s | two threads, s | speed-up |")
+    print("| --- | ---: | ---: | ---: |")
+    for r, label in ((False, "SHA-256 of a buffer"), (True, "open, fstat, read, close, SHA-256")):
+        one, two = threaded[(1, r)], threaded[(2, r)]
+        print(f"| {label} | {one:.3f} | {two:.3f} | {one / two:.2f}x |")
     print()
     print(f"| one file of {gb:.2f} GB, 1 MiB reads | median s | GB/s | speed vs hashlib | target |")
     print("| --- | ---: | ---: | ---: | --- |")

@@ -90,3 +90,27 @@ if [ ! -f "$HOOK_WHEELS/.complete" ] || [ pyproject.toml -nt "$HOOK_WHEELS/.comp
     fi
     touch "$HOOK_WHEELS/.complete"
 fi
+
+# --- PyTorch for the torch adapter tests (tests/data/test_torch.py) ------------------
+# torch==2.13.0 (a CPU build where a local wheel of it is on pip's find-links, as on
+# the project's machines). Optional: when it cannot be installed the tests skip,
+# naming .cache/torch-install.log. ML_INTEGRITY_NO_TORCH=1 skips the install.
+TORCH_VERSION=2.13.0
+py=.venv/bin/python
+if [ -x "$py" ] && [ "${ML_INTEGRITY_NO_TORCH:-0}" != 1 ] && ! "$py" - "$TORCH_VERSION" <<'PY'
+import importlib.metadata as m, sys
+try:
+    ok = m.version("torch").split("+")[0] == sys.argv[1]
+except m.PackageNotFoundError:
+    ok = False
+sys.exit(0 if ok else 1)
+PY
+then
+    mkdir -p .cache
+    echo "tests/tools/install.sh: installing torch==$TORCH_VERSION into .venv (for tests/data/test_torch.py)" >&2
+    if ! timeout 900 "$py" -m pip install --quiet --disable-pip-version-check --only-binary :all: \
+        "torch==$TORCH_VERSION" >.cache/torch-install.log 2>&1; then
+        echo "tests/tools/install.sh: torch==$TORCH_VERSION could not be installed" \
+            "(tests/data/test_torch.py will skip; see .cache/torch-install.log)" >&2
+    fi
+fi

@@ -163,6 +163,21 @@ class StatCache:
         ``st``; ``recorded_ns`` is the time just before that stat (the racy rule)."""
         self._record(root_key, rel, st, recorded_ns, digest)
 
+    def record_key(
+        self, root_key: str, rel: str, key: Key, recorded_ns: int, digest: FileDigest
+    ) -> None:
+        """:meth:`record` with the stat key ``key`` instead of a stat result."""
+        entry = _Entry(key, recorded_ns, digest)
+        with self._lock:
+            entries = self._roots.setdefault(root_key, {})
+            if entries.get(rel) != entry:
+                entries[rel] = entry
+                self._dirty = True
+
+    def has_entry(self, root_key: str, rel: str) -> bool:
+        """True when the cache has an entry for ``rel`` (current or not)."""
+        return rel in self._roots.get(root_key, {})
+
     def _lookup(self, root: str, rel: str, st: os.stat_result) -> FileDigest | None:
         """The cached digest of ``rel`` under ``root`` if ``st`` still matches
         and the entry is not racy; otherwise None."""

@@ -7,7 +7,8 @@ dataset need not subclass ``torch.utils.data.Dataset``), and
 ``tarfile_to_samples`` consumes, or samples grouped by key with
 :func:`tar_samples`. With DataLoader workers, each worker re-opens (and
 re-verifies) the bundle on first use and its journal records are merged into
-the parent's journal (see :mod:`.dataset` and :mod:`.journal`).
+the parent's journal (see :mod:`.dataset` and :mod:`.journal`); an item a
+worker refuses reaches the parent as the same error class, naming the item.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any, Generic, TypeVar
 
 from ml_integrity.data.dataset import VerifiedDataset
-from ml_integrity.errors import IntegrityError
+from ml_integrity.errors import Error, IntegrityError
 
 __all__ = ["ShardStreams", "TorchDataset", "tar_samples"]
 
@@ -52,18 +53,37 @@ class TorchDataset(Generic[T]):
 
     def __getitem__(self, index: int) -> T | bytes:
         path = self.paths[index]
-        data = self.dataset.read_bytes(path)
+        try:
+            data = self.dataset.read_bytes(path)
+        except Error as exc:
+            raise _for_the_parent(exc) from None
         return data if self.transform is None else self.transform(path, data)
 
     def __getitems__(self, indices: Sequence[int]) -> list[T | bytes]:
         """A batch, as ``DataLoader`` asks for it: the sampler's indices, read ahead in order."""
         paths = [self.paths[i] for i in indices]
-        self.dataset.prefetch(paths)
         read = self.dataset.read_bytes
         transform = self.transform
-        if transform is None:
-            return [read(p) for p in paths]
-        return [transform(p, read(p)) for p in paths]
+        try:
+            self.dataset.prefetch(paths)
+            if transform is None:
+                return [read(p) for p in paths]
+            return [transform(p, read(p)) for p in paths]
+        except Error as exc:
+            raise _for_the_parent(exc) from None
+
+
+def _for_the_parent(exc: Error) -> Error:
+    """In a ``DataLoader`` worker, ``exc`` with its path in its text.
+
+    The DataLoader re-raises a worker's exception in the parent as the same
+    class built from the worker's traceback text: the ``path`` attribute is
+    lost there, so the message the traceback shows must name the item.
+    """
+    torch_data = sys.modules.get("torch.utils.data")
+    if torch_data is not None and torch_data.get_worker_info() is not None and exc.path:
+        exc.args = (f"{exc.path}: {exc.message}",)
+    return exc
 
 
 def _worker_slice(items: list[str]) -> list[str]:

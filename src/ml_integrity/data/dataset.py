@@ -9,20 +9,19 @@ far as the digest allows: :meth:`VerifiedDataset.read_bytes` returns nothing
 before the whole item matched, :meth:`VerifiedDataset.open` withholds the last
 chunk until it did.
 
-The stat cache (:class:`ml_integrity.core.hashing.StatCache`, the same file
-``sign`` and ``verify`` use) lets a second epoch skip the hashing: an item
-whose stat key (device, inode, size, mtime_ns, ctime_ns) is the one recorded
-when its digest was last computed, outside the racy window, and whose
-recorded digest is the signed one, is read without hashing; its stat key is
-checked again after the read. What that trusts, exactly: that whoever could
-rewrite an item without changing its ctime (root, or a changed clock) cannot
-also write the cache file, which lives in the git directory or the user's
-cache directory. ``use_cache=False`` hashes every read.
+The stat cache (:class:`ml_integrity.core.hashing.StatCache`, the file
+``sign`` and ``verify`` use; what it trusts: ``docs/data.md``) lets a second
+epoch skip the hashing: an item whose stat key is the one recorded when it
+was last hashed (outside the racy window), is read without hashing and its
+stat key is checked again after the read. ``use_cache=False`` hashes every
+read. Items are checked as the bundle signs them (:mod:`.items`: SHA-256,
+BLAKE2b or BLAKE3 over whole files, or each shard of a shard bundle).
 
-Small items may be read ahead (:mod:`.readahead`): threads read and hash the
-items expected next (a :meth:`VerifiedDataset.prefetch` hint, or a constant
-step through :attr:`VerifiedDataset.files`), and ``read_bytes`` returns the
-very bytes a thread hashed and found matching; nothing else is served.
+Small items may be read ahead (:mod:`.prefetch`): a helper process reads and
+hashes the items expected next (a :meth:`VerifiedDataset.prefetch` hint, or the
+signed order once two consecutive items of it were read) in shared memory;
+``read_bytes`` compares that digest with the signed one and copies exactly the
+hashed bytes out; anything else is read and checked on the caller's own path.
 
 Worker processes (a ``torch.utils.data.DataLoader`` with workers, or any
 ``multiprocessing`` child, forked or spawned) re-open the bundle: the first
@@ -43,8 +42,10 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 from ml_integrity.core import hashing, oms
 from ml_integrity.core.manifest import normalize_path
 from ml_integrity.data.decryption import decryptor as _decryptor
-from ml_integrity.data.readahead import MAX_ITEM, ReadAhead
+from ml_integrity.data.items import ItemCheck, TeeHasher
+from ml_integrity.data.prefetch import MAX_ITEM, Prefetcher
 from ml_integrity.data.reader import (
+    O_FLAGS,
     FdSource,
     Source,
     VerifiedReader,
@@ -58,7 +59,6 @@ from ml_integrity.errors import (
     IntegrityError,
     ManifestDiff,
     ManifestError,
-    OperationalError,
     PolicyError,
     UsageError,
 )
@@ -72,6 +72,33 @@ __all__ = ["SPLITS", "Split", "VerifiedDataset"]
 Split = Literal["train", "validation", "test"]
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
+_PID = os.getpid()
+
+
+def _after_fork() -> None:
+    global _PID
+    _PID = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+_REGULAR = 0o100000
+_TYPE = 0o170000
+_SURELY_OLD = hashing.RACY_MARGIN_COARSE_NS  # older than this before a read: never racy
+
+
+_STATE = {  # what a spawned worker gets (pickled): it opens the bundle again
+    "root": "root",
+    "bundle": "bundle",
+    "split": "split",
+    "journal": "journal",
+    "trust": "_trust",
+    "decryption_key": "_decryption_key",
+    "use_cache": "_use_cache",
+    "readahead": "_readahead_options",
+}
+
 
 class VerifiedDataset:
     """A signed dataset folder whose items can only be read verified.
@@ -84,10 +111,10 @@ class VerifiedDataset:
     (a :class:`~ml_integrity.trust.policy.Policy` or a policy file; its
     ``deny`` and ``allow`` lists apply item by item). ``journal`` records every
     item read, under ``split``. ``decryption_key`` reads encrypted items
-    (needs :mod:`ml_integrity.crypto`). ``readahead`` threads (default
-    0: none; None: 2 while the machine has a core to spare; N: N) read and hash
-    small items ahead, keeping at most ``readahead_memory`` bytes and
-    ``readahead_items`` items (:mod:`.readahead`).
+    (needs :mod:`ml_integrity.crypto`). ``readahead`` (:mod:`.prefetch`): None
+    (default) where it can help (Linux, a second CPU, not in a ``DataLoader``
+    worker), 0 never, a positive number wherever it can; within
+    ``readahead_memory`` bytes and ``readahead_items`` items ahead.
 
     Raises :class:`~ml_integrity.errors.IntegrityError` (exit 1 in CLI terms)
     when the bundle does not verify, is for another folder, or a signed item
@@ -109,7 +136,7 @@ class VerifiedDataset:
         trusted_root: str | Path | None = None,
         offline: bool = False,
         use_cache: bool = True,
-        readahead: int | None = 0,
+        readahead: int | None = None,
         readahead_memory: int = 64 << 20,
         readahead_items: int = 256,
     ) -> None:
@@ -129,10 +156,10 @@ class VerifiedDataset:
         )
         self._decryption_key = decryption_key
         self._use_cache = use_cache
-        threads = 2 if readahead is None else readahead
+        mode = -1 if readahead is None else max(0, int(readahead))
         if readahead_memory <= 0 or readahead_items <= 0:
-            threads = 0
-        self._readahead_options = (threads, readahead_memory, readahead_items, readahead is None)
+            mode = 0
+        self._readahead_options = (mode, readahead_memory, readahead_items)
         self._open_bundle()
 
     # --- opening (once per process) ---------------------------------------------
@@ -163,31 +190,46 @@ class VerifiedDataset:
         self.root_digest = oms.root_digest(list(signed.resources.values()))
         self.bundle_digest = hashlib.sha256(self.bundle.read_bytes()).hexdigest()
         self.details = dict(checked.bundles[0].details)
-        self._sizes = dict(signed.sizes)
+        check = self._check = ItemCheck(signed)
+        self._fast = check.sha256_files
+        self.hashing = check.description
+        """How the bundle signs the items (``sha256 files``, ``blake2b shards of N bytes``)."""
+        self._sizes = check.sizes
         self.denied: dict[str, str] = verdict.denied_resources(signed, policy)
         """Signed paths the policy refuses, with the reason; they are not in :attr:`files`."""
-        self._resources = {p: d for p, d in signed.resources.items() if p not in self.denied}
+        self._resources = {p: d for p, d in check.expected.items() if p not in self.denied}
+        self._files = list(self._resources)
         self._root_str = os.fspath(self.root)
         self._prefix = os.path.join(self._root_str, "")
         check_present(
             self.root,
-            list(signed.resources),
+            list(check.expected),
             {} if self._decrypt is not None else self._sizes,
             name=self.name,
             bundle=self.bundle,
         )
         self._cache: hashing.StatCache | None = None
         self._cache_root = ""
-        self._verified: dict[str, tuple[tuple[int, ...], os.stat_result, int]] = {}
-        """What this process verified: rel -> (stat key, stat, recorded_ns or 0 once saved)."""
-        if self._use_cache and self._decrypt is None:
+        # in-process memory of verified stat keys; with a journal and digests that are not
+        # SHA-256, every read is hashed (the journal records the SHA-256 of what was read)
+        self._remember = (
+            self._use_cache
+            and self._decrypt is None
+            and (check.sha256_files or self.journal is None)
+        )
+        self._verified: dict[str, tuple[tuple[int, int, int, int, int], int]] = {}
+        """What this process verified: rel -> (stat key, recorded_ns, or 0 once saved)."""
+        if self._remember and check.sha256_files:  # the cache file holds SHA-256 only
             self._cache = hashing.StatCache.load(hashing.default_cache_path(self.root))
             self._cache_root = hashing.StatCache.root_key(self.root)
             _save_at_exit(self._save_cache)
         # whether the cache file had entries (what this process adds is in _verified too)
         self._cache_on_disk = self._cache is not None and len(self._cache) > 0
         self._log = None if self.journal is None else self.journal.dataset(self._info(signed))
-        self._ahead: ReadAhead | None = None  # a forked child drops its parent's (no threads)
+        self._ahead: Prefetcher | None = None  # a forked child drops its parent's
+        self._predict = bool(self._readahead_options[0])  # off once the caller gives hints
+        self._index: dict[str, int] | None = None
+        self._last = -2
 
     def _info(self, signed: oms.SignedModel) -> DatasetInfo:
         from ml_integrity.data.journal import DatasetInfo
@@ -196,7 +238,7 @@ class VerifiedDataset:
             name=signed.name,
             split=self.split,
             root_digest=self.root_digest,
-            files=len(signed.resources),
+            files=len(signed.files),
             bundle_digest=self.bundle_digest,
             signer=self.signer,
             method=str(self.details.get("method", "sigstore")),
@@ -209,26 +251,11 @@ class VerifiedDataset:
             self._open_bundle()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {
-            "root": self.root,
-            "bundle": self.bundle,
-            "split": self.split,
-            "journal": self.journal,
-            "trust": self._trust,
-            "decryption_key": self._decryption_key,
-            "use_cache": self._use_cache,
-            "readahead": self._readahead_options,
-        }
+        return {key: getattr(self, attr) for key, attr in _STATE.items()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.root = state["root"]
-        self.bundle = state["bundle"]
-        self.split = state["split"]
-        self.journal = state["journal"]
-        self._trust = state["trust"]
-        self._decryption_key = state["decryption_key"]
-        self._use_cache = state["use_cache"]
-        self._readahead_options = state["readahead"]
+        for key, attr in _STATE.items():
+            setattr(self, attr, state[key])
         self._open_bundle()  # a spawned worker: verify again here
 
     # --- the API ----------------------------------------------------------------
@@ -285,7 +312,7 @@ class VerifiedDataset:
         if self.policy.allow_digests:
             policy = self.policy
 
-            def accept(d: str) -> bool:
+            def accept(d: str) -> bool:  # the policy's digests are SHA-256
                 return d in policy.allow_digests and policy.denies(rel, d) is None
 
             return rel, None, accept
@@ -311,21 +338,31 @@ class VerifiedDataset:
             if expected is not None:
                 cached = self._cached(rel, stat_key(st), st, expected)
         fd_source = source if isinstance(source, FdSource) else None
+        hasher = None
+        if expected is not None and not cached:
+            hasher = self._check.hasher()
+            if self._log is not None and self._check.journal_needs_sha256:
+                hasher = TeeHasher(hasher)
 
         def verified(digest: str, size: int) -> None:
             if self._log is not None:
-                self._log.read(rel, digest)
+                journal_digest = digest  # an allowed unsigned item: its SHA-256
+                if expected is not None:
+                    journal_digest = self._check.expected[rel]
+                    if isinstance(hasher, TeeHasher):
+                        journal_digest = hasher.sha256
+                self._log.read(rel, journal_digest)
             if (
                 not cached
                 and expected is not None
-                and self._cache is not None
+                and self._remember
                 and fd_source is not None
                 and st is not None
                 and fd_source.after is not None
                 and stat_key(fd_source.after) == stat_key(st)
                 and not hashing.is_racy(st.st_mtime_ns, st.st_ctime_ns, recorded_ns)
             ):
-                self._verified[rel] = (stat_key(st), st, recorded_ns)
+                self._verified[rel] = (stat_key(st), recorded_ns)
 
         return VerifiedReader(  # type: ignore[return-value]
             source,
@@ -335,34 +372,45 @@ class VerifiedDataset:
             expected_size=self._sizes.get(rel) if expected is not None else None,
             hashing=not cached,
             on_verified=verified,
+            hasher=hasher,
         )
 
     def read_bytes(self, path: str | PurePath) -> bytes:
         """The whole content of one item, returned only after its digest matched."""
         expected = self._resources.get(path) if type(path) is str else None
-        if expected is None or self._pid != os.getpid() or self._decrypt is not None:
+        if expected is None or self._pid != _PID or self._decrypt is not None:
             return self._read_bytes(path)
         rel: str = path  # type: ignore[assignment]
         seen = self._verified.get(rel)
-        if seen is None:  # it needs hashing: has a read-ahead thread done it?
+        if seen is None:  # it needs hashing: has the helper read it?
             ahead = self._ahead
-            if ahead is None and self._readahead_options[0] > 0:
-                ahead = self._start_readahead()
-            got = None if ahead is None else ahead.take(rel)
-            if got is not None:  # the very bytes that thread hashed, and they matched
-                data, st, recorded_ns = got
-                if self._cache is not None and not hashing.is_racy(
-                    st.st_mtime_ns, st.st_ctime_ns, recorded_ns
-                ):
-                    self._verified[rel] = (stat_key(st), st, recorded_ns)
-                if self._log is not None:
-                    self._log.read(rel, expected)
-                return data
+            if ahead is not None and ahead._order:
+                got = ahead.take(rel)
+                if got is not None:  # a copy of bytes the helper read, and their digest
+                    data, key, ns, digest = got
+                    if (
+                        digest == expected.encode()
+                        if digest is not None
+                        else self._check.matches(rel, data)
+                    ):
+                        if self._remember and (
+                            max(key[3], key[4]) < ns - _SURELY_OLD
+                            or not hashing.is_racy(key[3], key[4], ns)
+                        ):
+                            self._verified[rel] = (key, ns)
+                        if self._log is not None:
+                            sha = expected if self._fast else hashlib.sha256(data).hexdigest()
+                            self._log.read(rel, sha)
+                        return data
         recorded_ns = time.time_ns()
-        fd, st = open_item(self._prefix, rel)
+        try:
+            fd = os.open(self._prefix + rel, O_FLAGS)
+            st = os.fstat(fd)
+        except OSError:
+            fd, st = open_item(self._prefix, rel)  # raises naming the item (or it is back)
         try:
             size = st.st_size
-            if size > MAX_ITEM:
+            if size > MAX_ITEM or st.st_mode & _TYPE != _REGULAR:
                 os.close(fd)
                 fd = -1
                 return self._read_bytes(rel)
@@ -381,12 +429,16 @@ class VerifiedDataset:
                 post = os.fstat(fd)  # nothing changed while it was read
                 if (post.st_ino, post.st_size, post.st_mtime_ns, post.st_ctime_ns) == key[1:]:
                     if self._log is not None:
-                        self._log.read(rel, expected)
+                        self._log.read(rel, expected)  # a cache hit: SHA-256 files only
                     return data
         finally:
             if fd >= 0:
                 os.close(fd)
-        if hashlib.sha256(data).hexdigest() != expected or len(data) != self._sizes.get(rel, size):
+        if len(data) != self._sizes.get(rel, size) or not (
+            hashlib.sha256(data).hexdigest() == expected
+            if self._fast
+            else self._check.matches(rel, data)
+        ):
             raise IntegrityError(
                 "content differs from what was signed (tampered)",
                 path=rel,
@@ -395,10 +447,15 @@ class VerifiedDataset:
             )
         # What was read is what was signed, whatever happened to the file meanwhile;
         # ``key`` is its stat before the read: a later change gives another key.
-        if self._cache is not None and not hashing.is_racy(key[3], key[4], recorded_ns):
-            self._verified[rel] = (key, st, recorded_ns)
+        if self._remember and (
+            max(key[3], key[4]) < recorded_ns - _SURELY_OLD
+            or not hashing.is_racy(key[3], key[4], recorded_ns)
+        ):
+            self._verified[rel] = (key, recorded_ns)
         if self._log is not None:
-            self._log.read(rel, expected)
+            self._log.read(rel, expected if self._fast else hashlib.sha256(data).hexdigest())
+        if self._predict and (self._ahead is None or not self._ahead._order):
+            self._observe(rel)
         return data
 
     def _cached(self, rel: str, key: tuple[int, ...], st: os.stat_result, expected: str) -> bool:
@@ -411,136 +468,82 @@ class VerifiedDataset:
             return False
         hit = cache.lookup(self._cache_root, rel, st)
         if hit is not None and hit.sha256 == expected:
-            self._verified[rel] = (key, st, 0)  # already in the cache file
+            self._verified[rel] = (stat_key(st), 0)  # already in the cache file
             return True
         return False
 
     def _read_bytes(self, path: str | PurePath) -> bytes:
         """``read_bytes`` for large, unsigned-but-allowed and encrypted items."""
-        rel, expected, accept = self._expect(path)
+        rel, expected, _accept = self._expect(path)
         if expected is not None and self._decrypt is None and path != rel:
             return self.read_bytes(rel)  # a Path, or another spelling: the fast path
-        if self._decrypt is not None or expected is None:
-            with self.open(rel) as f:
-                return f.read()
-        recorded_ns = time.time_ns()
-        fd, st = open_item(self._prefix, rel)
-        with VerifiedReader(
-            FdSource(fd, st, rel),
-            name=rel,
-            expected=expected,
-            accept=accept,
-            expected_size=self._sizes.get(rel),
-        ) as reader:
-            data = reader.read()
-        if self._log is not None:
-            self._log.read(rel, expected)
-        if self._cache is not None and not hashing.is_racy(
-            st.st_mtime_ns, st.st_ctime_ns, recorded_ns
-        ):
-            self._verified[rel] = (stat_key(st), st, recorded_ns)
-        return data
+        with self.open(rel) as f:
+            return f.read()
 
     def _save_cache(self) -> None:
-        """Move what this process verified into the stat cache file."""
+        """Move what this process verified into the stat cache file (SHA-256 files only)."""
         cache = self._cache
         if cache is None:
             return
-        for rel, (_key, st, recorded_ns) in list(self._verified.items()):
+        for rel, (key, recorded_ns) in list(self._verified.items()):
             if recorded_ns:
                 digest = self._resources.get(rel)
                 if digest is not None:
-                    size = st.st_size
-                    cache.record(
-                        self._cache_root, rel, st, recorded_ns, hashing.FileDigest(size, digest)
+                    cache.record_key(
+                        self._cache_root, rel, key, recorded_ns, hashing.FileDigest(key[2], digest)
                     )
-                self._verified[rel] = (_key, st, 0)
+                self._verified[rel] = (key, 0)
         cache.save()
 
     def verify_all(self, *, workers: int | None = None) -> int:
-        """Hash every allowed item on the threaded hashing engine; raise on any difference.
+        """Hash every allowed item; raise one IntegrityError listing every difference.
 
-        Returns the number of items checked. Unchanged items recorded in the
-        stat cache are not read again (``use_cache=False`` reads them all).
+        SHA-256 files go to the threaded hashing engine, other bundles item by
+        item. Returns the number of items checked. Unchanged items recorded in
+        the stat cache are not read again (``use_cache=False`` reads them all).
         """
+        from ml_integrity.data.verify_all import verify_all
+
         self._ensure_process()
-        if self._decrypt is not None:
-            for rel in self._resources:
-                with self.open(rel) as f:
-                    while f.read(1 << 20):
-                        pass
-            return len(self._resources)
-        missing = [
-            rel
-            for rel in self._resources
-            if not os.path.isfile(os.path.join(self._root_str, rel))
-            or os.path.islink(os.path.join(self._root_str, rel))
-        ]
-        present = [rel for rel in self._resources if rel not in set(missing)]
-        try:
-            digests = hashing.hash_files(
-                self.root, present, workers=workers, cache=self._cache, rehash=False
-            )
-        except OperationalError as exc:
-            raise IntegrityError(
-                f"an item could not be verified: {exc.message}", path=exc.path, hint=exc.hint
-            ) from None
-        changed = [rel for rel in present if digests[rel].sha256 != self._resources[rel]]
-        self._save_cache()
-        if changed or missing:
-            raise IntegrityError(
-                f"{self.root} does not match what {self.signer} signed "
-                f"({len(changed)} changed, {len(missing)} missing)",
-                path=self.bundle,
-                diff=ManifestDiff(changed=tuple(sorted(changed)), missing=tuple(sorted(missing))),
-                hint="restore the listed items, or re-sign if the change is intended",
-            )
-        return len(present)
+        return verify_all(self, workers)
 
-    # --- read-ahead (readahead.py) --------------------------------------------------
+    # --- read-ahead (prefetch.py) -----------------------------------------------------
 
-    def _start_readahead(self) -> ReadAhead | None:
-        threads, memory, items, auto = self._readahead_options
-        if threads <= 0 or memory <= 0 or self._decrypt is not None:
-            return None
-        cache = self._cache
-        probe = None
-        if cache is not None and len(cache):
-            root = self._cache_root
-            resources = self._resources
+    def _readahead(self) -> Prefetcher | None:
+        """This process's helper (made on first use), or None where it is off."""
+        if self._ahead is None and self._readahead_options[0] and self._decrypt is None:
+            self._ahead = Prefetcher.for_dataset(self)
+            if self._ahead is None:
+                self._readahead_options = (0, *self._readahead_options[1:])
+                self._predict = False
+            else:
+                self._ahead_finalizer = weakref.finalize(self, self._ahead.close)
+        return self._ahead
 
-            def probe(rel: str, st: os.stat_result) -> bool:
-                hit = cache.lookup(root, rel, st)
-                return hit is not None and hit.sha256 == resources.get(rel)
-
-        ahead = ReadAhead(
-            prefix=self._prefix,
-            resources=self._resources,
-            sizes=self._sizes,
-            files=list(self._resources),
-            skip=self._verified,
-            probe=probe,
-            threads=threads,
-            max_bytes=memory,
-            max_items=items,
-            spare_cpu_only=auto,
-        )
-        self._ahead = ahead
-        self._ahead_finalizer = weakref.finalize(self, ahead.close)  # at GC and at exit
-        return ahead
+    def _observe(self, rel: str) -> None:
+        """Two consecutive items of the signed order, read here: plan the rest of it."""
+        index = self._index
+        if index is None:
+            index = self._index = {p: i for i, p in enumerate(self._files)}
+        i = index.get(rel, -2)
+        last, self._last = self._last, i
+        if i == last + 1 and i + 1 < len(self._files):
+            ahead = self._readahead()
+            if ahead is not None:
+                ahead.plan(self._files, i + 1, explicit=False)
 
     def prefetch(self, paths: Iterable[str | PurePath]) -> None:
         """Read these items ahead, in this order: a hint, replacing any earlier one.
 
-        Threads read and hash the next items of ``paths`` (see
-        :mod:`.readahead`; at most ``readahead_items`` ahead and
-        ``readahead_memory`` bytes); :meth:`read_bytes` then serves the bytes
-        they hashed. Paths that are not signed, or denied, are left out here
-        (reading them still raises). Use it with a sampler's order, e.g.
-        ``ds.prefetch([paths[i] for i in indices])``.
+        A helper process reads the next items of ``paths`` (see :mod:`.prefetch`;
+        at most ``readahead_items`` ahead); :meth:`read_bytes` then hashes and
+        serves what it read. Paths that are not signed, or denied, are left to
+        :meth:`read_bytes` (reading them still raises). Use it with a
+        sampler's order, e.g. ``ds.prefetch([paths[i] for i in indices])``.
         """
         self._ensure_process()
-        ahead = self._ahead if self._ahead is not None else self._start_readahead()
+        self._predict = False  # the caller says what comes next: nothing is predicted
+        ahead = self._readahead()
         if ahead is None:
             return
         resources = self._resources
@@ -550,11 +553,9 @@ class VerifiedDataset:
                 order.append(p)
                 continue
             try:
-                rel, digest = self._find(p)
+                order.append(self._find(p)[0])
             except IntegrityError:
-                continue
-            if digest is not None:
-                order.append(rel)
+                order.append("")  # keeps the positions; never read ahead
         ahead.plan(order)
 
     def iter_bytes(
@@ -567,7 +568,7 @@ class VerifiedDataset:
             yield rel, self.read_bytes(rel)
 
     def close(self) -> None:
-        """Stop the read-ahead threads, write the stat cache (also at exit), flush the journal."""
+        """End the read-ahead helper, write the stat cache (also at exit), flush the journal."""
         ahead, self._ahead = self._ahead, None
         if ahead is not None:
             self._ahead_finalizer()  # ahead.close(), once: a no-op in a forked child

@@ -50,6 +50,18 @@ __all__ = [
 JOURNAL_PREDICATE_TYPE = "https://ml-integrity.github.io/training-journal/v1"
 """The predicate type of a sealed journal (``docs/format.md``, "Training journal")."""
 
+_PID = os.getpid()
+"""This process's id, kept current at fork (no system call per recorded read)."""
+
+
+def _after_fork() -> None:
+    global _PID
+    _PID = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
 INLINE_LIMIT = 10_000
 """Items up to which the predicate lists them inline; beyond, a JSON-lines sidecar."""
 
@@ -85,7 +97,7 @@ class DatasetLog:
 
     def read(self, path: str, digest: str) -> None:
         journal = self.journal
-        if journal._owner_pid != os.getpid():
+        if journal._owner_pid != _PID:
             journal._spool_read(self, path, digest)
             return
         entry = self.items.get(path)

@@ -354,7 +354,7 @@ def _check_dataset(
                 path=bundle,
                 hint="pass the bundle the training run opened",
             )
-        wrong = [p for p, digest, _ in d.items if result.signed.resources.get(p) != digest]
+        wrong = _not_as_recorded(folder, result.signed, d.items)
         if wrong:
             raise IntegrityError(
                 f"dataset {d.name}: {len(wrong)} journal item(s) are not signed as recorded",
@@ -362,3 +362,21 @@ def _check_dataset(
                 diff=ManifestDiff(changed=tuple(wrong)),
             )
     return [(folder, d) for d in matches]
+
+
+def _not_as_recorded(
+    folder: Path, signed: oms.SignedModel, items: Sequence[tuple[str, str, int]]
+) -> list[str]:
+    """The journal's items whose recorded SHA-256 is not the signed content's.
+
+    A bundle of SHA-256 files signs those digests. Any other bundle (BLAKE2b,
+    BLAKE3, shards) does not: the folder was just verified against it, so the
+    recorded items are hashed there with SHA-256 (the loader records that).
+    """
+    if signed.is_sha256_files:
+        return [p for p, digest, _ in items if signed.resources.get(p) != digest]
+    from ml_integrity.core import hashing
+
+    listed = [p for p, _, _ in items if p in signed.files]
+    digests = hashing.hash_files(folder, listed, algorithm="sha256") if listed else {}
+    return [p for p, digest, _ in items if p not in digests or digests[p].hexdigest != digest]

@@ -1,9 +1,10 @@
 """A binary file object that hashes what it reads and withholds the last chunk.
 
 :class:`VerifiedReader` reads its source in chunks, feeds every chunk to
-SHA-256 as it arrives and hands bytes to the caller, except the chunk read
-last: that one is held back until the source is exhausted and the digest
-(and size) match what was signed. A reader of a tampered file therefore gets
+the bundle's hash (SHA-256 by default; see :mod:`.items`) as it arrives and
+hands bytes to the caller, except the chunk read last: that one is held
+back until the source is exhausted and the digest (and size) match what
+was signed. A reader of a tampered file therefore gets
 an :class:`~ml_integrity.errors.IntegrityError` and never the end of the file,
 and a file no bigger than one chunk is verified whole before its first byte
 is returned.
@@ -30,6 +31,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
+from ml_integrity.core.hashing_algorithms import Hasher
 from ml_integrity.errors import IntegrityError, ManifestDiff, OperationalError
 
 O_FLAGS = (
@@ -103,10 +105,12 @@ class FdSource:
 class VerifiedReader(io.BufferedIOBase):
     """Read-only, non-seekable binary file object over a verified item.
 
-    ``expected`` is the signed SHA-256 (hex); with ``accept`` instead, the
-    digest is accepted when ``accept(digest)`` is true (an allowed unsigned
-    item). ``on_verified(digest, size)`` is called once, after the digest
-    matched. ``hashing=False`` trusts the stat cache (see the module doc).
+    ``expected`` is what ``hasher`` (default: SHA-256) must give as its
+    ``hexdigest()`` (the bundle's algorithm, or for shards the shard list:
+    :mod:`.items`); with ``accept`` instead, the digest is accepted when
+    ``accept(digest)`` is true (an allowed unsigned item). ``on_verified(digest,
+    size)`` is called once, after the digest matched. ``hashing=False`` trusts
+    the stat cache (see the module doc).
     """
 
     def __init__(
@@ -120,6 +124,7 @@ class VerifiedReader(io.BufferedIOBase):
         hashing: bool = True,
         on_verified: Callable[[str, int], None] | None = None,
         chunk_size: int = CHUNK_SIZE,
+        hasher: Hasher | None = None,
     ) -> None:
         super().__init__()
         self.name = name
@@ -127,7 +132,9 @@ class VerifiedReader(io.BufferedIOBase):
         self._expected = expected
         self._accept = accept
         self._expected_size = expected_size
-        self._hash = hashlib.sha256() if hashing else None
+        self._hash: Hasher | None = None
+        if hashing:
+            self._hash = hasher if hasher is not None else hashlib.sha256()
         self._on_verified = on_verified
         self._chunk = chunk_size
         self._chunks: collections.deque[bytes] = collections.deque()
