@@ -14,7 +14,7 @@ def test_clone_without_trust_refuses_before_cloning(world: World, tmp_path: Path
     r = mi("clone", world.remote, dest, cwd=tmp_path)
     assert r.returncode == 2, r.output
     assert not dest.exists()
-    for needed in ("--key", "--cert-chain", "--identity", "--issuer", "ml-integrity.publicKey"):
+    for needed in ("--key", "--cert-chain", "--policy", "Sigstore", "ml-integrity.publicKey"):
         assert needed in r.stderr, needed
     assert "recover once" not in r.output.lower()
 
