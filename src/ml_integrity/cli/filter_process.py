@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from ml_integrity.git.lfs import require_git_lfs
     from ml_integrity.git.repository import Repository
     from ml_integrity.git.runner import Git
+    from ml_integrity.git.smudge_store import StoreSmudger, store_smudge_allowed
     from ml_integrity.trust.resolver import TrustRequest, resolve_trust
 
     git = Git.discover()
@@ -54,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
             child_argv=[require_git_lfs(), "filter-process"],
             child_env=env,
             tmp_dir=store.tmp_dir,
+            store=StoreSmudger(
+                store, allowed=lambda: store_smudge_allowed(git), tmp_dir=store.tmp_dir
+            ),
         )
         try:
             return proxy.serve()

@@ -12,6 +12,7 @@ content, so the pointer of every delayed path is remembered.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -21,6 +22,7 @@ from typing import IO, Protocol
 
 from ml_integrity.core.lfs import MAX_POINTER_SIZE, Pointer, parse_pointer
 from ml_integrity.errors import ToolError
+from ml_integrity.git.early_delay import EarlyDelays
 from ml_integrity.git.lfs import Child, require_git_lfs
 from ml_integrity.git.pktline import (
     FLUSH,
@@ -32,6 +34,7 @@ from ml_integrity.git.pktline import (
     write_list,
     write_pkt,
 )
+from ml_integrity.git.smudge_store import StoreSmudger
 
 __all__ = ["FilterProxy", "Refusal", "SmudgeGate"]
 
@@ -69,6 +72,8 @@ class _Pending:
 
 
 _SPOOL_LIMIT = 32 << 20
+_LOOK_AHEAD = 64
+"""How many of the oldest delayed paths are looked up in the store per list_available_blobs."""
 
 
 class _Buffer:
@@ -119,8 +124,11 @@ class FilterProxy:
         tmp_dir: Path | None = None,
         stdin: IO[bytes] | None = None,
         stdout: IO[bytes] | None = None,
+        store: StoreSmudger | None = None,
     ) -> None:
         self.gate = gate
+        self.store = store
+        """Smudges allowed objects that the local store holds without git-lfs."""
         self.child_argv = child_argv or [require_git_lfs(), "filter-process"]
         self.child_env = dict(child_env) if child_env is not None else None
         self.tmp_dir = tmp_dir
@@ -129,6 +137,9 @@ class FilterProxy:
         self.delayed: dict[str, _Pending] = {}
         self.refusals = 0
         self._child: Child | None = None
+        self._child_caps: set[str] = set()
+        self._early = EarlyDelays()
+        self._listed = False
 
     # -- main loop --
 
@@ -136,7 +147,7 @@ class FilterProxy:
         """Serve git until it closes our stdin. Returns 0, or 3 on a protocol failure."""
         try:
             caps = self._handshake_git()
-            child_caps = self._start_child(caps)
+            child_caps = self._child_caps = self._start_child(caps)
             write_list(self.gout, [f"capability={c}" for c in caps if c in child_caps])
             self.gout.flush()
             while True:
@@ -202,8 +213,13 @@ class FilterProxy:
         return {c.partition("=")[2] for c in read_list(cout) if c.startswith("capability=")}
 
     def _pipes(self) -> tuple[IO[bytes], IO[bytes]]:
+        """git-lfs's stdin and stdout, once the answers to requests sent ahead are read."""
         assert self._child is not None
-        return self._child.binary_pipes()
+        cin, cout = self._child.binary_pipes()
+        if self._early.in_flight:
+            cin.flush()
+            self._early.read_answers(cout)
+        return cin, cout
 
     def _stop_child(self) -> None:
         if self._child is not None:
@@ -243,11 +259,47 @@ class FilterProxy:
         write_list(self.gout, read_list(cout))
 
     def _list_available(self, lines: list[str]) -> None:
+        """The delayed files now available: those git-lfs did not delay after all, those
+        whose download is in the store, and git-lfs's own list (asked the first time,
+        which starts its last batch, and whenever nothing else is ready) less the paths
+        served already (git-lfs lists every path it did not smudge itself once its
+        downloads are done; it is asked again when nothing is left of its answer)."""
         cin, cout = self._pipes()
-        write_list(cin, lines)
-        cin.flush()
-        write_list(self.gout, read_list(cout))  # pathname=... list
-        write_list(self.gout, read_list(cout))  # status
+        ready = self._ready_now()
+        if ready and self._listed:
+            write_list(self.gout, [f"pathname={p}" for p in ready])
+            write_list(self.gout, ["status=success"])
+            return
+        self._listed = True
+        while True:
+            write_list(cin, lines)
+            cin.flush()
+            got = read_list(cout)  # pathname=... list
+            status = read_list(cout)
+            paths = [
+                p
+                for p in got
+                if not p.startswith("pathname=") or (p[9:] in self.delayed and p[9:] not in ready)
+            ]
+            if (
+                paths
+                or not got
+                or not self.delayed
+                or parse_meta(status).get("status") != "success"
+            ):
+                break
+        write_list(self.gout, [*(f"pathname={p}" for p in ready), *paths])
+        write_list(self.gout, status)
+
+    def _ready_now(self) -> list[str]:
+        """Delayed paths that need no wait: git-lfs did not delay them, or the store holds
+        their object (downloads finish in about the order asked: the oldest few)."""
+        ready = [p for p in self._early.answered if p in self.delayed]
+        if self.store is not None:
+            for path, pending in itertools.islice(self.delayed.items(), _LOOK_AHEAD):
+                if path not in self._early.answered and self.store.present(pending.pointer):
+                    ready.append(path)
+        return ready
 
     def _smudge(self, lines: list[str], meta: dict[str, str]) -> None:
         path = meta.get("pathname", "")
@@ -257,7 +309,13 @@ class FilterProxy:
             return
         pending = self.delayed.pop(path, None) if content == b"" else None
         if pending is not None:  # git re-requests a delayed blob with no content
-            self._forward_and_check(lines, b"", path, pending.pointer, meta)
+            if not self._from_store(path, pending.pointer, meta):
+                # as an ordinary smudge: git-lfs may not have delayed it (EarlyDelays)
+                self._early.answered.pop(path, None)
+                again = [x for x in lines if not x.startswith("can-delay=")]
+                self._forward_and_check(
+                    again, pointer_text(pending.pointer), path, pending.pointer, meta
+                )
             return
         pointer = parse_pointer(content)
         if pointer is None:
@@ -269,7 +327,57 @@ class FilterProxy:
         if refusal is not None:
             self._refuse(path, pointer, refusal, meta)
             return
+        if self._from_store(path, pointer, meta):
+            return
+        if self._can_delay_early(pointer, meta):
+            self._delay_early(lines, content, path, pointer, meta)
+            return
         self._forward_and_check(lines, content, path, pointer, meta)
+
+    def _can_delay_early(self, pointer: Pointer, meta: Mapping[str, str]) -> bool:
+        """Would git-lfs surely delay this smudge (an allowed object it must download)?"""
+        return (
+            meta.get("can-delay") == "1"
+            and "delay" in self._child_caps
+            and self.store is not None
+            and self.store.usable(pointer)
+            and self.store.absent(pointer)
+        )
+
+    def _delay_early(
+        self, lines: list[str], content: bytes, path: str, pointer: Pointer, meta: dict[str, str]
+    ) -> None:
+        """Tell git ``delayed`` now; git-lfs's answer is read later (:mod:`.early_delay`)."""
+        assert self._child is not None
+        cin, cout = self._child.binary_pipes()
+        write_list(cin, lines)
+        write_pkt(cin, content)
+        cin.write(FLUSH)  # flushed when the buffer fills, or before git-lfs is asked anything
+        self.delayed[path] = _Pending(pointer, dict(meta))
+        write_list(self.gout, ["status=delayed"])
+        if self._early.sent(path):
+            cin.flush()
+            self._early.read_answers(cout)
+
+    def _from_store(self, path: str, pointer: Pointer, meta: Mapping[str, str]) -> bool:
+        """Smudge an allowed file from the local store (no round trip through git-lfs):
+        True when answered. Served only when its sha256 and size are the pointer's; a
+        mismatch refuses the file. Not in the store, or a failure reading it: False,
+        git-lfs is asked (and what it produces is checked)."""
+        if self.store is None:
+            return False
+        try:
+            got = self.store.load(pointer)
+        except Exception:  # e.g. unreadable: git-lfs tries, we check what it gives
+            return False
+        if got is None:
+            return False
+        with got:
+            if got.matches(pointer):
+                got.write_response(self.gout)
+            else:
+                self._refuse(path, pointer, _corrupt(got.digest, pointer), meta)
+        return True
 
     def _check(self, path: str, oid: str, size: int, meta: Mapping[str, str]) -> Refusal | None:
         """The gate's decision; a failure of ours refuses the file (its pointer stays),
@@ -338,12 +446,7 @@ class FilterProxy:
                 write_list(self.gout, trailer)
                 return
             if h.hexdigest() != pointer.oid or buf.size != pointer.size:
-                refusal = Refusal(
-                    f"the local LFS object is corrupt (its sha256 is {h.hexdigest()[:12]}..., "
-                    f"the pointer says {pointer.oid[:12]}...)",
-                    quarantine=True,
-                )
-                self._refuse(path, pointer, refusal, meta)
+                self._refuse(path, pointer, _corrupt(h.hexdigest(), pointer), meta)
                 return
             write_list(self.gout, status)
             for chunk in buf.packets():
@@ -407,6 +510,14 @@ class FilterProxy:
         write_pkt(self.gout, pointer_text(pointer))
         self.gout.write(FLUSH)
         write_list(self.gout, [])
+
+
+def _corrupt(digest: str, pointer: Pointer) -> Refusal:
+    return Refusal(
+        f"the local LFS object is corrupt (its sha256 is {digest[:12]}..., "
+        f"the pointer says {pointer.oid[:12]}...)",
+        quarantine=True,
+    )
 
 
 def _same_pointer(buf: _Buffer, pointer: Pointer) -> bool:
