@@ -12,7 +12,6 @@ content, so the pointer of every delayed path is remembered.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -72,8 +71,6 @@ class _Pending:
 
 
 _SPOOL_LIMIT = 32 << 20
-_LOOK_AHEAD = 64
-"""How many of the oldest delayed paths are looked up in the store per list_available_blobs."""
 
 
 class _Buffer:
@@ -217,8 +214,7 @@ class FilterProxy:
         assert self._child is not None
         cin, cout = self._child.binary_pipes()
         if self._early.in_flight:
-            cin.flush()
-            self._early.read_answers(cout)
+            self._early.settle(cin, cout)
         return cin, cout
 
     def _stop_child(self) -> None:
@@ -259,47 +255,31 @@ class FilterProxy:
         write_list(self.gout, read_list(cout))
 
     def _list_available(self, lines: list[str]) -> None:
-        """The delayed files now available: those git-lfs did not delay after all, those
-        whose download is in the store, and git-lfs's own list (asked the first time,
-        which starts its last batch, and whenever nothing else is ready) less the paths
-        served already (git-lfs lists every path it did not smudge itself once its
-        downloads are done; it is asked again when nothing is left of its answer)."""
+        """The delayed files now available: :meth:`EarlyDelays.ready`, and git-lfs's
+        own list less the paths served already (once its downloads are over, git-lfs
+        lists every path it delayed and did not smudge itself). git-lfs is asked only
+        while it has delayed paths it has not listed (asked once more, it fails), the
+        first time (which starts its last batch), and when nothing else is ready."""
         cin, cout = self._pipes()
-        ready = self._ready_now()
-        if ready and self._listed:
-            write_list(self.gout, [f"pathname={p}" for p in ready])
-            write_list(self.gout, ["status=success"])
-            return
-        self._listed = True
-        while True:
-            write_list(cin, lines)
-            cin.flush()
-            got = read_list(cout)  # pathname=... list
-            status = read_list(cout)
-            paths = [
-                p
-                for p in got
-                if not p.startswith("pathname=") or (p[9:] in self.delayed and p[9:] not in ready)
-            ]
-            if (
-                paths
-                or not got
-                or not self.delayed
-                or parse_meta(status).get("status") != "success"
-            ):
-                break
-        write_list(self.gout, [*(f"pathname={p}" for p in ready), *paths])
+        early = self._early
+        ready = early.ready(self.delayed, None if self.store is None else self.store.present)
+        paths: list[str] = []
+        status = ["status=success"]
+        if early.waiting and (not ready or not self._listed):
+            self._listed = True
+            while True:
+                write_list(cin, lines)
+                cin.flush()
+                got = [p[9:] for p in read_list(cout) if p.startswith("pathname=")]
+                status = read_list(cout)
+                early.waiting.difference_update(got)
+                paths = [p for p in got if p in self.delayed and p not in ready]
+                if paths or ready or not got or not early.waiting:
+                    break
+                if parse_meta(status).get("status") != "success":
+                    break
+        write_list(self.gout, [f"pathname={p}" for p in [*ready, *paths]])
         write_list(self.gout, status)
-
-    def _ready_now(self) -> list[str]:
-        """Delayed paths that need no wait: git-lfs did not delay them, or the store holds
-        their object (downloads finish in about the order asked: the oldest few)."""
-        ready = [p for p in self._early.answered if p in self.delayed]
-        if self.store is not None:
-            for path, pending in itertools.islice(self.delayed.items(), _LOOK_AHEAD):
-                if path not in self._early.answered and self.store.present(pending.pointer):
-                    ready.append(path)
-        return ready
 
     def _smudge(self, lines: list[str], meta: dict[str, str]) -> None:
         path = meta.get("pathname", "")
@@ -340,6 +320,7 @@ class FilterProxy:
             meta.get("can-delay") == "1"
             and "delay" in self._child_caps
             and self.store is not None
+            and self._early.may_send(pointer)
             and self.store.usable(pointer)
             and self.store.absent(pointer)
         )
@@ -350,14 +331,9 @@ class FilterProxy:
         """Tell git ``delayed`` now; git-lfs's answer is read later (:mod:`.early_delay`)."""
         assert self._child is not None
         cin, cout = self._child.binary_pipes()
-        write_list(cin, lines)
-        write_pkt(cin, content)
-        cin.write(FLUSH)  # flushed when the buffer fills, or before git-lfs is asked anything
+        self._early.send(cin, cout, lines, content, path, pointer.oid)
         self.delayed[path] = _Pending(pointer, dict(meta))
         write_list(self.gout, ["status=delayed"])
-        if self._early.sent(path):
-            cin.flush()
-            self._early.read_answers(cout)
 
     def _from_store(self, path: str, pointer: Pointer, meta: Mapping[str, str]) -> bool:
         """Smudge an allowed file from the local store (no round trip through git-lfs):
@@ -419,6 +395,7 @@ class FilterProxy:
         state = parse_meta(status).get("status")
         if state == "delayed":
             self.delayed[path] = _Pending(pointer, dict(meta))
+            self._early.waiting.add(path)
             write_list(self.gout, status)
             return
         if state != "success":
