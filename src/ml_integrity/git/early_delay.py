@@ -4,12 +4,11 @@ When git may delay a smudge (``can-delay=1``), the object is allowed and the
 local store has no file for it, git-lfs answers ``delayed`` and queues a
 download. The filter proxy then tells git ``delayed`` at once and sends the
 request on to git-lfs without waiting (:class:`EarlyDelays`): git goes on
-with the next file while git-lfs reads the requests in bulk. The answers are
-read before git-lfs is asked anything else, and whenever the requests sent
-ahead reach :data:`AHEAD_BYTES` (less than any pipe holds: git-lfs can
-always take them in while it waits for us to read a long answer, so neither
-side waits for the other forever). An object already asked for is not sent
-ahead again (its second request could be answered with its whole content).
+with the next file while git-lfs takes the requests in bulk. A thread reads
+git-lfs's answers as they come (so git-lfs never waits to write one, and so
+never stops reading our requests); before git-lfs is asked anything else,
+the proxy waits until every answer is in (:meth:`EarlyDelays.settle`). An
+object already asked for is not sent ahead again.
 
 An answer other than ``delayed`` (the object arrived meanwhile, from a
 reference repository for instance, or git-lfs failed) is kept: git is told
@@ -27,17 +26,16 @@ so that git gets them in batches instead of one per question.
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import IO, Protocol
 
 from ml_integrity.core.lfs import Pointer
-from ml_integrity.git.pktline import FLUSH, parse_meta, read_list, read_pkt
+from ml_integrity.git.pktline import FLUSH, PktError, parse_meta, read_list, read_pkt
 
-__all__ = ["AHEAD_BYTES", "LOOK_AHEAD", "EarlyDelays"]
+__all__ = ["LOOK_AHEAD", "EarlyDelays"]
 
-AHEAD_BYTES = 4096
-"""Request bytes sent ahead at most: one page, the least a pipe holds."""
 LOOK_AHEAD = 64
 """How many of the oldest delayed paths are looked up in the store per question."""
 
@@ -54,52 +52,93 @@ def _pkt(data: bytes) -> bytes:
 class EarlyDelays:
     """The smudge requests git was told are delayed, whose git-lfs answer is not read yet."""
 
-    def __init__(self, limit: int = AHEAD_BYTES) -> None:
-        self.limit = limit
-        self.in_flight: deque[str] = deque()
-        self.pending = 0
-        """Bytes written since the answers were last read."""
+    def __init__(self) -> None:
         self.asked: set[str] = set()
         """The oids sent ahead (a second path with the same object is asked the usual way)."""
         self.answered: dict[str, str] = {}
         """path -> git-lfs's answer when it was not ``delayed`` (``success``, ``error``)."""
         self.waiting: set[str] = set()
         """Paths git-lfs delayed and has not listed as available yet."""
+        self._in_flight: deque[str] = deque()
+        self._cv = threading.Condition()
+        self._reader: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self._closed = False
+
+    @property
+    def in_flight(self) -> bool:
+        with self._cv:
+            return bool(self._in_flight)
 
     def may_send(self, pointer: Pointer) -> bool:
-        return pointer.oid not in self.asked
+        return pointer.oid not in self.asked and self._failure is None
 
     def send(
         self, cin: IO[bytes], cout: IO[bytes], lines: list[str], content: bytes, path: str, oid: str
     ) -> None:
-        """Write one smudge request ahead; read the answers first when the bytes sent
-        ahead would pass the limit."""
-        request = b"".join(
-            _pkt(x.encode("utf-8", "surrogateescape") + b"\n") for x in lines
-        ) + b"".join((FLUSH, _pkt(content), FLUSH))
-        if self.pending + len(request) > self.limit:
-            self.settle(cin, cout)
-        cin.write(request)  # into the pipe's buffer: flushed by settle()
-        self.pending += len(request)
-        self.in_flight.append(path)
+        """Write one smudge request ahead (buffered: git-lfs gets them in bulk, and all of
+        them by :meth:`settle`); its answer is read by the reader thread."""
+        request = b"".join(_pkt(x.encode("utf-8", "surrogateescape") + b"\n") for x in lines)
+        with self._cv:
+            self._in_flight.append(path)
+            self._cv.notify()
+        if self._reader is None:
+            self._reader = threading.Thread(
+                target=self._read, args=(cout,), name="git-lfs answers", daemon=True
+            )
+            self._reader.start()
         self.asked.add(oid)
+        try:
+            cin.write(request + FLUSH + _pkt(content) + FLUSH)
+        except (OSError, ValueError) as exc:
+            raise PktError(f"git-lfs stopped reading ({exc})") from exc
 
-    def settle(self, cin: IO[bytes], cout: IO[bytes]) -> None:
-        """Send what is buffered and read every answer in flight (PktError if git-lfs stops)."""
-        cin.flush()
-        while self.in_flight:
-            state = _read_answer(cout)
-            path = self.in_flight.popleft()
-            if state == "delayed":
-                self.waiting.add(path)
-            else:
-                self.answered[path] = state
-        self.pending = 0
+    def settle(self, cin: IO[bytes]) -> None:
+        """Send what is buffered and wait for every answer in flight (PktError if git-lfs
+        stops)."""
+        try:
+            cin.flush()
+        except (OSError, ValueError) as exc:
+            raise PktError(f"git-lfs stopped reading ({exc})") from exc
+        with self._cv:
+            while self._in_flight and self._failure is None:
+                self._cv.wait()
+            if self._failure is not None:
+                raise PktError(f"git-lfs stopped ({self._failure})")
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+
+    def _read(self, cout: IO[bytes]) -> None:
+        """The reader thread: one answer per request in flight, in order."""
+        while True:
+            with self._cv:
+                while not self._in_flight and not self._closed:
+                    self._cv.wait()
+                if not self._in_flight:
+                    return
+            try:
+                state = _read_answer(cout)
+            except BaseException as exc:  # git-lfs went away: settle() says so
+                with self._cv:
+                    self._failure = exc
+                    self._cv.notify_all()
+                return
+            with self._cv:
+                path = self._in_flight.popleft()
+                if state == "delayed":
+                    self.waiting.add(path)
+                else:
+                    self.answered[path] = state
+                self._cv.notify_all()
 
     def ready(
         self, delayed: Mapping[str, _Waiting], present: Callable[[Pointer], bool] | None
     ) -> list[str]:
-        """Delayed paths (of ``delayed``) that need no wait; see the module docstring."""
+        """Delayed paths (of ``delayed``) that need no wait; see the module docstring.
+        Call after :meth:`settle`."""
         out = [p for p in self.answered if p in delayed]
         if present is not None:
             for path, waiting in itertools.islice(delayed.items(), LOOK_AHEAD):

@@ -214,10 +214,11 @@ class FilterProxy:
         assert self._child is not None
         cin, cout = self._child.binary_pipes()
         if self._early.in_flight:
-            self._early.settle(cin, cout)
+            self._early.settle(cin)
         return cin, cout
 
     def _stop_child(self) -> None:
+        self._early.close()
         if self._child is not None:
             self._child.stop(timeout=60)
 
