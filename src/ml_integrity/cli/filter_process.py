@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+_BUFFER = 1 << 16
 
 
 def register(subparsers: Any) -> None:
@@ -50,11 +53,17 @@ def run(args: argparse.Namespace) -> int:
             reported_file=reported_file(repo, os.getpgrp()),
         )
         env = {**os.environ, "ML_INTEGRITY_ALLOW_FILE": str(allow_file)}
+        # our own buffers: with PYTHONUNBUFFERED set, sys.stdout.buffer would make every
+        # packet a system call (the proxy flushes once per answer)
+        gin = open(sys.stdin.fileno(), "rb", buffering=_BUFFER, closefd=False)  # noqa: SIM115
+        gout = open(sys.stdout.fileno(), "wb", buffering=_BUFFER, closefd=False)  # noqa: SIM115
         proxy = FilterProxy(
             gate,
             child_argv=[require_git_lfs(), "filter-process"],
             child_env=env,
             tmp_dir=store.tmp_dir,
+            stdin=gin,
+            stdout=gout,
             store=StoreSmudger(
                 store, allowed=lambda: store_smudge_allowed(git), tmp_dir=store.tmp_dir
             ),
@@ -63,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
             return proxy.serve()
         finally:
             gate.close()
+            with contextlib.suppress(OSError, ValueError):
+                gout.flush()
     finally:
         with contextlib.suppress(OSError):
             allow_file.unlink()

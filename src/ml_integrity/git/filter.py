@@ -136,7 +136,6 @@ class FilterProxy:
         self._child: Child | None = None
         self._child_caps: set[str] = set()
         self._early = EarlyDelays()
-        self._listed = False
 
     # -- main loop --
 
@@ -214,11 +213,10 @@ class FilterProxy:
         assert self._child is not None
         cin, cout = self._child.binary_pipes()
         if self._early.in_flight:
-            self._early.settle(cin)
+            self._early.settle(cin, cout)
         return cin, cout
 
     def _stop_child(self) -> None:
-        self._early.close()
         if self._child is not None:
             self._child.stop(timeout=60)
 
@@ -256,30 +254,11 @@ class FilterProxy:
         write_list(self.gout, read_list(cout))
 
     def _list_available(self, lines: list[str]) -> None:
-        """The delayed files now available: :meth:`EarlyDelays.ready`, and git-lfs's
-        own list less the paths served already (once its downloads are over, git-lfs
-        lists every path it delayed and did not smudge itself). git-lfs is asked only
-        while it has delayed paths it has not listed (asked once more, it fails), the
-        first time (which starts its last batch), and when nothing else is ready."""
+        """The delayed files now available (:meth:`EarlyDelays.available`)."""
         cin, cout = self._pipes()
-        early = self._early
-        ready = early.ready(self.delayed, None if self.store is None else self.store.present)
-        paths: list[str] = []
-        status = ["status=success"]
-        if early.waiting and (not ready or not self._listed):
-            self._listed = True
-            while True:
-                write_list(cin, lines)
-                cin.flush()
-                got = [p[9:] for p in read_list(cout) if p.startswith("pathname=")]
-                status = read_list(cout)
-                early.waiting.difference_update(got)
-                paths = [p for p in got if p in self.delayed and p not in ready]
-                if paths or ready or not got or not early.waiting:
-                    break
-                if parse_meta(status).get("status") != "success":
-                    break
-        write_list(self.gout, [f"pathname={p}" for p in [*ready, *paths]])
+        present = None if self.store is None else self.store.present
+        paths, status = self._early.available(cin, cout, lines, self.delayed, present)
+        write_list(self.gout, [f"pathname={p}" for p in paths])
         write_list(self.gout, status)
 
     def _smudge(self, lines: list[str], meta: dict[str, str]) -> None:
