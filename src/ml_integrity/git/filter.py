@@ -71,6 +71,9 @@ class _Pending:
 
 
 _SPOOL_LIMIT = 32 << 20
+_CHILD_CAPS = ("clean", "smudge", "delay")
+"""What git is offered: git-lfs's capabilities (``delay`` is dropped from the requests
+of a git-lfs without it)."""
 
 
 class _Buffer:
@@ -134,7 +137,8 @@ class FilterProxy:
         self.delayed: dict[str, _Pending] = {}
         self.refusals = 0
         self._child: Child | None = None
-        self._child_caps: set[str] = set()
+        self._git_caps: list[str] = []
+        self._child_caps: set[str] | None = None
         self._early = EarlyDelays()
 
     # -- main loop --
@@ -142,9 +146,11 @@ class FilterProxy:
     def serve(self) -> int:
         """Serve git until it closes our stdin. Returns 0, or 3 on a protocol failure."""
         try:
-            caps = self._handshake_git()
-            child_caps = self._child_caps = self._start_child(caps)
-            write_list(self.gout, [f"capability={c}" for c in caps if c in child_caps])
+            # git-lfs starts while we talk to git and check the first file; its
+            # handshake waits for the first request that needs it (_ensure_child)
+            self._child = Child.start(self.child_argv, env=self.child_env)
+            self._git_caps = [c for c in self._handshake_git() if c in _CHILD_CAPS]
+            write_list(self.gout, [f"capability={c}" for c in self._git_caps])
             self.gout.flush()
             while True:
                 try:
@@ -196,22 +202,31 @@ class FilterProxy:
         self.gout.flush()
         return [c.partition("=")[2] for c in read_list(self.gin) if c.startswith("capability=")]
 
-    def _start_child(self, caps: list[str]) -> set[str]:
-        self._child = Child.start(self.child_argv, env=self.child_env)
-        cin, cout = self._pipes()
-        write_list(cin, ["git-filter-client", "version=2"])
-        cin.flush()
-        hello = read_list(cout)
-        if hello[:1] != ["git-filter-server"] or "version=2" not in hello:
-            raise ToolError(f"unexpected handshake from git-lfs filter-process: {hello!r}")
-        write_list(cin, [f"capability={c}" for c in caps])
-        cin.flush()
-        return {c.partition("=")[2] for c in read_list(cout) if c.startswith("capability=")}
+    def _ensure_child(self) -> tuple[IO[bytes], IO[bytes]]:
+        """git-lfs's stdin and stdout, after its handshake (once)."""
+        assert self._child is not None
+        cin, cout = self._child.binary_pipes()
+        if self._child_caps is None:
+            write_list(cin, ["git-filter-client", "version=2"])
+            cin.flush()
+            hello = read_list(cout)
+            if hello[:1] != ["git-filter-server"] or "version=2" not in hello:
+                raise ToolError(f"unexpected handshake from git-lfs filter-process: {hello!r}")
+            write_list(cin, [f"capability={c}" for c in self._git_caps])
+            cin.flush()
+            got = {c.partition("=")[2] for c in read_list(cout) if c.startswith("capability=")}
+            missing = {"clean", "smudge"} & set(self._git_caps) - got
+            if missing:
+                raise ToolError(
+                    f"git-lfs filter-process does not support {', '.join(sorted(missing))}",
+                    hint="update git-lfs (https://git-lfs.com)",
+                )
+            self._child_caps = got
+        return cin, cout
 
     def _pipes(self) -> tuple[IO[bytes], IO[bytes]]:
         """git-lfs's stdin and stdout, once the answers to requests sent ahead are read."""
-        assert self._child is not None
-        cin, cout = self._child.binary_pipes()
+        cin, cout = self._ensure_child()
         if self._early.in_flight:
             self._early.settle(cin, cout)
         return cin, cout
@@ -224,6 +239,8 @@ class FilterProxy:
 
     def _send_request(self, lines: list[str], content: bytes | None) -> None:
         cin, _ = self._pipes()
+        if "delay" not in (self._child_caps or ()):  # we offered git delay; this git-lfs cannot
+            lines = [x for x in lines if not x.startswith("can-delay=")]
         write_list(cin, lines)
         if content is not None:
             write_pkt(cin, content)
@@ -296,9 +313,11 @@ class FilterProxy:
 
     def _can_delay_early(self, pointer: Pointer, meta: Mapping[str, str]) -> bool:
         """Would git-lfs surely delay this smudge (an allowed object it must download)?"""
+        if meta.get("can-delay") != "1":
+            return False
+        self._ensure_child()
         return (
-            meta.get("can-delay") == "1"
-            and "delay" in self._child_caps
+            "delay" in (self._child_caps or ())
             and self.store is not None
             and self._early.may_send(pointer)
             and self.store.usable(pointer)
