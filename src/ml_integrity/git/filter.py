@@ -33,7 +33,7 @@ from ml_integrity.git.pktline import (
     write_list,
     write_pkt,
 )
-from ml_integrity.git.smudge_store import StoreSmudger
+from ml_integrity.git.smudge_store import Missing, StoreSmudger
 
 __all__ = ["FilterProxy", "Refusal", "SmudgeGate"]
 
@@ -286,7 +286,7 @@ class FilterProxy:
             return
         pending = self.delayed.pop(path, None) if content == b"" else None
         if pending is not None:  # git re-requests a delayed blob with no content
-            if not self._from_store(path, pending.pointer, meta):
+            if self._from_store(path, pending.pointer, meta) != "served":
                 # as an ordinary smudge: git-lfs may not have delayed it (EarlyDelays)
                 self._early.answered.pop(path, None)
                 again = [x for x in lines if not x.startswith("can-delay=")]
@@ -304,9 +304,10 @@ class FilterProxy:
         if refusal is not None:
             self._refuse(path, pointer, refusal, meta)
             return
-        if self._from_store(path, pointer, meta):
+        stored = self._from_store(path, pointer, meta)
+        if stored == "served":
             return
-        if self._can_delay_early(pointer, meta):
+        if stored == "missing" and self._can_delay_early(pointer, meta):
             self._delay_early(lines, content, path, pointer, meta)
             return
         self._forward_and_check(lines, content, path, pointer, meta)
@@ -320,8 +321,6 @@ class FilterProxy:
             "delay" in (self._child_caps or ())
             and self.store is not None
             and self._early.may_send(pointer)
-            and self.store.usable(pointer)
-            and self.store.absent(pointer)
         )
 
     def _delay_early(
@@ -334,25 +333,28 @@ class FilterProxy:
         self.delayed[path] = _Pending(pointer, dict(meta))
         write_list(self.gout, ["status=delayed"])
 
-    def _from_store(self, path: str, pointer: Pointer, meta: Mapping[str, str]) -> bool:
+    def _from_store(self, path: str, pointer: Pointer, meta: Mapping[str, str]) -> str:
         """Smudge an allowed file from the local store (no round trip through git-lfs):
-        True when answered. Served only when its sha256 and size are the pointer's; a
-        mismatch refuses the file. Not in the store, or a failure reading it: False,
-        git-lfs is asked (and what it produces is checked)."""
+        ``served`` when answered, only with content whose sha256 and size are the
+        pointer's (a mismatch refuses the file). Otherwise git-lfs is asked (and what it
+        produces is checked): ``missing`` when the store has no file for it, ``ask``
+        for the rest (a failure reading it, another size, the store not in use)."""
         if self.store is None:
-            return False
+            return "ask"
         try:
             got = self.store.load(pointer)
         except Exception:  # e.g. unreadable: git-lfs tries, we check what it gives
-            return False
+            return "ask"
         if got is None:
-            return False
+            return "ask"
+        if isinstance(got, Missing):
+            return "missing"
         with got:
             if got.matches(pointer):
                 got.write_response(self.gout)
             else:
                 self._refuse(path, pointer, _corrupt(got.digest, pointer), meta)
-        return True
+        return "served"
 
     def _check(self, path: str, oid: str, size: int, meta: Mapping[str, str]) -> Refusal | None:
         """The gate's decision; a failure of ours refuses the file (its pointer stays),

@@ -31,7 +31,7 @@ from ml_integrity.core.lfs import LfsStore, Pointer
 from ml_integrity.git.pktline import FLUSH, MAX_PKT_DATA
 from ml_integrity.git.runner import Git
 
-__all__ = ["StoreObject", "StoreSmudger", "store_smudge_allowed"]
+__all__ = ["MISSING", "Missing", "StoreObject", "StoreSmudger", "store_smudge_allowed"]
 
 _IN_MEMORY = 32 << 20
 """Objects up to this size are read into memory; larger ones go to a temporary file."""
@@ -132,16 +132,6 @@ class StoreSmudger:
             and self.enabled
         )
 
-    def absent(self, pointer: Pointer) -> bool:
-        """Is there no object at all for it (git-lfs would delay and download it)?"""
-        try:
-            os.stat(self._path(pointer.oid))
-        except FileNotFoundError:
-            return True
-        except OSError:
-            return False
-        return False
-
     def present(self, pointer: Pointer) -> bool:
         """Does the store hold a file of the pointer's size for it (a finished download)?"""
         try:
@@ -149,25 +139,30 @@ class StoreSmudger:
         except OSError:
             return False
 
-    def load(self, pointer: Pointer) -> StoreObject | None:
-        """The object of ``pointer`` as the store holds it, hashed; ``None`` when git-lfs
-        must be asked (not in the store, another size, extensions, not enabled)."""
+    def load(self, pointer: Pointer) -> StoreObject | Missing | None:
+        """The object of ``pointer`` as the store holds it, hashed; :data:`MISSING` when
+        the store has no file for it; ``None`` when git-lfs must be asked otherwise
+        (another size, extensions, not enabled)."""
         if not self.usable(pointer):
             return None
         try:
             fd = os.open(self._path(pointer.oid), _OPEN)
+        except FileNotFoundError:
+            return MISSING
         except OSError:
             return None
-        with open(fd, "rb", buffering=0) as f:
+        try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_size != pointer.size:
                 return None
             if pointer.size <= self.in_memory:
-                data = _read_all(f, pointer.size)
+                data = _read_all(fd, pointer.size)
                 return StoreObject(hashlib.sha256(data).hexdigest(), len(data), data)
-            return self._spill(f)
+            return self._spill(fd)
+        finally:
+            os.close(fd)
 
-    def _spill(self, f: IO[bytes]) -> StoreObject:
+    def _spill(self, fd: int) -> StoreObject:
         """A large object copied to a temporary file while hashed: what is served is
         exactly what was hashed, whatever happens to the store meanwhile."""
         tmp = None if self.tmp_dir is None else str(self.tmp_dir)
@@ -175,7 +170,7 @@ class StoreSmudger:
         try:
             h = hashlib.sha256()
             size = 0
-            while chunk := f.read(_READ):
+            while chunk := os.read(fd, _READ):
                 h.update(chunk)
                 spill.write(chunk)
                 size += len(chunk)
@@ -185,12 +180,19 @@ class StoreSmudger:
         return StoreObject(h.hexdigest(), size, None, spill)
 
 
-def _read_all(f: IO[bytes], size: int) -> bytes:
+class Missing:
+    """The store has no file for an object (git-lfs would delay the smudge and download)."""
+
+
+MISSING = Missing()
+
+
+def _read_all(fd: int, size: int) -> bytes:
     """Up to ``size`` bytes (fewer at an early EOF: the size check says so). What is
     served is exactly what is hashed, whatever the file holds beyond."""
     parts = []
     left = size
-    while left > 0 and (chunk := f.read(left)):
+    while left > 0 and (chunk := os.read(fd, left)):
         parts.append(chunk)
         left -= len(chunk)
     return parts[0] if len(parts) == 1 else b"".join(parts)

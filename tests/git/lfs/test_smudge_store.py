@@ -13,7 +13,12 @@ import pytest
 from ml_integrity.core.lfs import LfsStore, Pointer
 from ml_integrity.git.pktline import MAX_PKT_DATA, read_list, read_pkt
 from ml_integrity.git.runner import Git
-from ml_integrity.git.smudge_store import StoreSmudger, store_smudge_allowed
+from ml_integrity.git.smudge_store import (
+    MISSING,
+    StoreObject,
+    StoreSmudger,
+    store_smudge_allowed,
+)
 
 
 def put(store: LfsStore, data: bytes, *, as_oid: str | None = None) -> Pointer:
@@ -50,7 +55,7 @@ def test_a_stored_object_is_hashed_and_served_whole(tmp_path: Path, in_memory: i
     data = os.urandom(3 * MAX_PKT_DATA + 17)
     ptr = put(store, data)
     got = sm.load(ptr)
-    assert got is not None
+    assert isinstance(got, StoreObject)
     with got:
         assert got.matches(ptr)
         out = io.BytesIO()
@@ -64,19 +69,18 @@ def test_a_rotten_object_does_not_match(tmp_path: Path) -> None:
     store, sm = smudger(tmp_path)
     ptr = put(store, b"X" * 12, as_oid=hashlib.sha256(b"weights v1\n").hexdigest())
     got = sm.load(ptr)
-    assert got is not None and not got.matches(ptr)
+    assert isinstance(got, StoreObject) and not got.matches(ptr)
     assert got.digest == hashlib.sha256(b"X" * 12).hexdigest()
 
 
 def test_what_the_store_cannot_serve_goes_to_git_lfs(tmp_path: Path) -> None:
     store, sm = smudger(tmp_path)
     absent = Pointer(hashlib.sha256(b"absent").hexdigest(), 6)
-    assert sm.load(absent) is None and sm.absent(absent) and not sm.present(absent)
+    assert sm.load(absent) is MISSING and not sm.present(absent)
     data = b"weights\n"
     oid = hashlib.sha256(data).hexdigest()
     put(store, data)
     assert sm.load(Pointer(oid, len(data) + 1)) is None  # another size: git-lfs fetches again
-    assert not sm.absent(Pointer(oid, len(data) + 1))
     assert sm.load(Pointer(oid, len(data), ((0, "foo", oid),))) is None  # an extension
     assert sm.load(Pointer(hashlib.sha256(b"").hexdigest(), 0)) is None  # empty
     assert sm.present(Pointer(oid, len(data)))
