@@ -65,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
             stdin=gin,
             stdout=gout,
             store=StoreSmudger(
-                store, allowed=lambda: store_smudge_allowed(git), tmp_dir=store.tmp_dir
+                store,
+                allowed=lambda: store_smudge_allowed(git, read_blob=repo.read_blob),
+                tmp_dir=store.tmp_dir,
             ),
         )
         try:

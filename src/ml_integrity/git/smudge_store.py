@@ -198,10 +198,16 @@ def _read_all(fd: int, size: int) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def store_smudge_allowed(git: Git, environ: Mapping[str, str] | None = None) -> bool:
+def store_smudge_allowed(
+    git: Git,
+    environ: Mapping[str, str] | None = None,
+    *,
+    read_blob: Callable[[str], bytes | None] | None = None,
+) -> bool:
     """Would git-lfs smudge a present object as is? Not under ``GIT_LFS_SKIP_SMUDGE``,
     nor with ``lfs.fetchinclude``/``lfs.fetchexclude`` set (git config, including
-    ``git -c``, or the ``.lfsconfig`` of the work tree, the index or HEAD)."""
+    ``git -c``, or the ``.lfsconfig`` of the work tree, the index or HEAD).
+    ``read_blob`` reads ``:path`` and ``HEAD:path`` (a running ``git cat-file``)."""
     env = os.environ if environ is None else environ
     if env.get("GIT_LFS_SKIP_SMUDGE", "").strip().lower() not in _FALSE:
         return False
@@ -212,8 +218,12 @@ def store_smudge_allowed(git: Git, environ: Mapping[str, str] | None = None) -> 
     worktree = git.root / ".lfsconfig"
     if worktree.exists():
         sources.append(["--file", str(worktree)])
-    with git.cat_file() as cat:
-        sources += [["--blob", s] for s in (":.lfsconfig", "HEAD:.lfsconfig") if cat.read(s)]
+    specs = (":.lfsconfig", "HEAD:.lfsconfig")
+    if read_blob is not None:
+        sources += [["--blob", s] for s in specs if read_blob(s)]
+    else:
+        with git.cat_file() as cat:
+            sources += [["--blob", s] for s in specs if cat.read(s)]
     for source in sources:
         out = git.run(["config", *source, "--get-regexp", fetch], check=False)
         if out.returncode not in (0, 1) or out.stdout.strip():

@@ -132,14 +132,19 @@ def test_not_with_fetch_filters_in_lfsconfig(repo: Git) -> None:
     assert not store_smudge_allowed(repo, {})
 
 
-def test_not_with_fetch_filters_in_a_committed_lfsconfig(repo: Git) -> None:
+@pytest.mark.parametrize("reader", ["own", "given"])
+def test_not_with_fetch_filters_in_a_committed_lfsconfig(repo: Git, reader: str) -> None:
     """In a clone, the committed .lfsconfig is not in the work tree yet."""
     (repo.root / ".lfsconfig").write_text("[lfs]\n\tfetchinclude = small/*\n")
     repo.run(["add", ".lfsconfig"])
     repo.run(["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "-m", "cfg"])
     (repo.root / ".lfsconfig").unlink()
     repo.run(["rm", "-q", "--cached", ".lfsconfig"])
-    assert not store_smudge_allowed(repo, {})
+    if reader == "own":
+        assert not store_smudge_allowed(repo, {})
+        return
+    with repo.cat_file() as cat:
+        assert not store_smudge_allowed(repo, {}, read_blob=cat.read)
 
 
 def test_an_lfsconfig_without_fetch_filters(repo: Git) -> None:
