@@ -79,6 +79,20 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+def _usual_post_checkout(git: Any) -> None:
+    """The clone-time post-checkout hook (copied from the template) becomes the usual one."""
+    from ml_integrity.core.fileio import write_atomic
+    from ml_integrity.git import hooks
+
+    path = git.git_dir / "hooks" / "post-checkout"
+    try:
+        if hooks.CLONE_HOOK_ENV not in path.read_text(errors="replace"):
+            return
+    except OSError:
+        return
+    write_atomic(path, hooks.hook_text("post-checkout").encode(), mode=0o755, durable=False)
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     import tempfile
@@ -148,13 +162,27 @@ def run(args: argparse.Namespace) -> int:
     git_args = list(args.git_args)
     if args.branch:
         git_args += ["--branch", args.branch]
-    with tempfile.TemporaryDirectory(prefix="ml-integrity-template-") as template:
+    with (
+        tempfile.TemporaryDirectory(prefix="ml-integrity-template-") as template,
+        tempfile.TemporaryDirectory(prefix="ml-integrity-template-") as sub_template,
+    ):
         hooks.install_hooks(Path(template) / "hooks", {})
+        hooks.install_hooks(Path(sub_template) / "hooks", {})
+        # the checkout's post-checkout hook runs git-lfs's hook and writes down its
+        # arguments; ml-integrity's check of it is made below, in this process
+        write_atomic(
+            Path(template) / "hooks" / "post-checkout",
+            hooks.clone_hook_text().encode(),
+            mode=0o755,
+            durable=False,
+        )
+        hook_args_file = Path(template) / "post-checkout.args"
         # `git -c` reaches every git process of the clone, submodule clones included
         # (--recurse-submodules): they check out through the filter, with this trust and
-        # these hooks. `git clone -c` writes the new repository's own config.
+        # the usual hooks (init.templateDir; --template is the superproject's).
+        # `git clone -c` writes the new repository's own config.
         argv = ["git"]
-        for key, value in {**config, "init.templateDir": template}.items():
+        for key, value in {**config, "init.templateDir": sub_template}.items():
             argv += ["-c", f"{key}={value}"]
         argv += ["clone", f"--template={template}"]
         for key, value in config.items():
@@ -162,10 +190,17 @@ def run(args: argparse.Namespace) -> int:
         argv += [*git_args, "--", args.url, str(directory)]
         if args.json:
             sys.stdout.flush()  # git writes on stderr; stdout carries the one JSON document
-        rc = run_script(argv, cwd=Path.cwd(), env=clean_env())
+        env = clean_env(extra={hooks.CLONE_HOOK_ENV: str(hook_args_file)})
+        rc = run_script(argv, cwd=Path.cwd(), env=env)
+        hook_args = hook_args_file.read_text().splitlines() if hook_args_file.exists() else None
     if not (directory / ".git").exists():
         raise ToolError(f"git clone failed (exit {rc})", hint="see git's message above")
     git = Git(directory.resolve())
+    _usual_post_checkout(git)
+    if hook_args is not None:  # git ran the post-checkout hook: its check, here
+        from ml_integrity.cli.hook import check_after_clone
+
+        rc = rc or check_after_clone(git, hook_args)
     for key, value in later.items():
         git.config_set(key, value)
     _configure_submodules(git, {**config, **later})

@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+_BUFFER = 1 << 16
 
 
 def register(subparsers: Any) -> None:
@@ -31,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from ml_integrity.git.lfs import require_git_lfs
     from ml_integrity.git.repository import Repository
     from ml_integrity.git.runner import Git
+    from ml_integrity.git.smudge_store import StoreSmudger, store_smudge_allowed
     from ml_integrity.trust.resolver import TrustRequest, resolve_trust
 
     git = Git.discover()
@@ -59,16 +63,29 @@ def run(args: argparse.Namespace) -> int:
             reported_file=reported_file(repo, os.getpgrp()),
         )
         env = {**os.environ, "ML_INTEGRITY_ALLOW_FILE": str(allow_file)}
+        # our own buffers: with PYTHONUNBUFFERED set, sys.stdout.buffer would make every
+        # packet a system call (the proxy flushes once per answer)
+        gin = open(sys.stdin.fileno(), "rb", buffering=_BUFFER, closefd=False)  # noqa: SIM115
+        gout = open(sys.stdout.fileno(), "wb", buffering=_BUFFER, closefd=False)  # noqa: SIM115
         proxy = FilterProxy(
             gate,
             child_argv=[require_git_lfs(), "filter-process"],
             child_env=env,
             tmp_dir=store.tmp_dir,
+            stdin=gin,
+            stdout=gout,
+            store=StoreSmudger(
+                store,
+                allowed=lambda: store_smudge_allowed(git, read_blob=repo.read_blob),
+                tmp_dir=store.tmp_dir,
+            ),
         )
         try:
             return proxy.serve()
         finally:
             gate.close()
+            with contextlib.suppress(OSError, ValueError):
+                gout.flush()
     finally:
         with contextlib.suppress(OSError):
             allow_file.unlink()

@@ -81,6 +81,12 @@ def _git_lfs_hook(name: str, hook_args: list[str], root: Path, stdin: bytes | No
     return run_script(["git", "lfs", name, *hook_args], cwd=root, stdin=stdin)
 
 
+def check_after_clone(git: Git, hook_args: list[str]) -> int:
+    """The post-checkout hook's own check, made by ``ml-integrity clone`` in its process
+    (its clone-time hook ran only git-lfs's hook: see ``hooks.clone_hook_text``)."""
+    return _own_check("post-checkout", hook_args, git)
+
+
 def _own_check(name: str, hook_args: list[str], git: Git) -> int:
     from ml_integrity.errors import Error
     from ml_integrity.git.manifests import update_manifest

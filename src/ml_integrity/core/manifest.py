@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -81,6 +82,12 @@ def loads_limited(data: bytes, *, max_size: int) -> Any:
         raise ValueError(str(exc)) from None
 
 
+_COMPONENT = r"(?!\.\.?(?:/|$))[^/\\\x00]+"
+_CLEAN_PATH = re.compile(rf"(?![A-Za-z]:){_COMPONENT}(?:/{_COMPONENT})*")
+"""A relative path with no empty, ``.`` or ``..`` component, no backslash, NUL or drive
+prefix: :func:`normalize_path` returns it unchanged."""
+
+
 def normalize_path(raw: str, *, source: str | None = None) -> str:
     """Return ``raw`` as a clean relative POSIX path in NFC, or raise ManifestError.
 
@@ -88,6 +95,8 @@ def normalize_path(raw: str, *, source: str | None = None) -> str:
     An empty path, an absolute path, ``..``, a backslash, a NUL, a Windows
     drive prefix or a name that is not valid UTF-8 is refused.
     """
+    if isinstance(raw, str) and raw.isascii() and _CLEAN_PATH.fullmatch(raw):
+        return raw  # already clean (the usual case: thousands per manifest); NFC of ASCII
     where = source
     if not isinstance(raw, str) or not raw:
         raise ManifestError("empty path in manifest", path=where)

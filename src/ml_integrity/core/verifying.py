@@ -13,16 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ml_integrity.core import (
-    content,
-    hashing,
-    hashing_read,
-    manifest,
-    oms,
-    partial,
-    sharded,
-    signing,
-)
+from ml_integrity.core import manifest, oms
+
+# content, hashing, sharded, signing...: imported where models are verified (a bundle's
+# signature alone, as the checkout filter checks it, needs none of them)
 from ml_integrity.core.oms import SignedModel
 from ml_integrity.errors import BundleError, IntegrityError, ManifestDiff, UsageError
 
@@ -94,6 +88,8 @@ class VerificationResult:
 
 
 def read_bundle(path: Path) -> bytes:
+    from ml_integrity.core import content
+
     reader = content.current()
     try:
         return path.read_bytes() if reader is None else reader.read_bytes(path)
@@ -118,6 +114,8 @@ def verify_signed_payload(
     (:mod:`~ml_integrity.core.sharded`): every shard, or with ``paths`` only
     the shards whose range holds them.
     """
+    from ml_integrity.core import sharded
+
     data = read_bundle(bundle_path)
     verified = verifier.verify_bundle(data, str(bundle_path))
     if verified.payload_type != oms.PAYLOAD_TYPE:
@@ -218,6 +216,8 @@ def check_content(
     With ``paths``, only those files are hashed and compared
     (:func:`~ml_integrity.core.partial.check_paths`).
     """
+    from ml_integrity.core import partial, signing
+
     if paths is not None:
         count = partial.check_paths(
             target,
@@ -300,6 +300,8 @@ def _hash_as_signed(
     size differs from the signed one is changed without being read, so a
     bundle cannot make us hash more shards than it lists.
     """
+    from ml_integrity.core import content, hashing
+
     reader = content.current()
     if reader is not None:  # stored in another form (encrypted): the reader gives digests
         _require_sha256_files(signed, target)
@@ -353,6 +355,8 @@ def _require_sha256_files(signed: SignedModel, target: Path) -> None:
 
 
 def _size(path: Path, follow: bool) -> int:
+    from ml_integrity.core import hashing_read
+
     try:
         return (path.stat() if follow else path.lstat()).st_size
     except OSError as exc:
@@ -364,6 +368,8 @@ def _shard_key(shards: Sequence[tuple[int, int, str]]) -> str:
 
 
 def _check_single_file(target: Path, signed: SignedModel) -> ContentCheck:
+    from ml_integrity.core import content, hashing
+
     files = signed.files
     name = next(iter(files)) if len(files) == 1 else ""
     if name not in (oms.SINGLE_FILE_NAME, target.name):

@@ -23,6 +23,7 @@ from typing import IO, Protocol
 
 from ml_integrity.core.lfs import MAX_POINTER_SIZE, Pointer, parse_pointer, parse_refusal_stub
 from ml_integrity.errors import ToolError
+from ml_integrity.git.early_delay import EarlyDelays
 from ml_integrity.git.lfs import Child, require_git_lfs
 from ml_integrity.git.pktline import (
     FLUSH,
@@ -34,6 +35,7 @@ from ml_integrity.git.pktline import (
     write_list,
     write_pkt,
 )
+from ml_integrity.git.smudge_store import Missing, StoreSmudger
 
 __all__ = ["FilterProxy", "Refusal", "SmudgeGate"]
 
@@ -71,6 +73,9 @@ class _Pending:
 
 
 _SPOOL_LIMIT = 32 << 20
+_CHILD_CAPS = ("clean", "smudge", "delay")
+"""What git is offered: git-lfs's capabilities (``delay`` is dropped from the requests
+of a git-lfs without it)."""
 
 
 class _Buffer:
@@ -121,8 +126,11 @@ class FilterProxy:
         tmp_dir: Path | None = None,
         stdin: IO[bytes] | None = None,
         stdout: IO[bytes] | None = None,
+        store: StoreSmudger | None = None,
     ) -> None:
         self.gate = gate
+        self.store = store
+        """Smudges allowed objects that the local store holds without git-lfs."""
         self.child_argv = child_argv or [require_git_lfs(), "filter-process"]
         self.child_env = dict(child_env) if child_env is not None else None
         self.tmp_dir = tmp_dir
@@ -131,15 +139,20 @@ class FilterProxy:
         self.delayed: dict[str, _Pending] = {}
         self.refusals = 0
         self._child: Child | None = None
+        self._git_caps: list[str] = []
+        self._child_caps: set[str] | None = None
+        self._early = EarlyDelays()
 
     # -- main loop --
 
     def serve(self) -> int:
         """Serve git until it closes our stdin. Returns 0, or 3 on a protocol failure."""
         try:
-            caps = self._handshake_git()
-            child_caps = self._start_child(caps)
-            write_list(self.gout, [f"capability={c}" for c in caps if c in child_caps])
+            # git-lfs starts while we talk to git and check the first file; its
+            # handshake waits for the first request that needs it (_ensure_child)
+            self._child = Child.start(self.child_argv, env=self.child_env)
+            self._git_caps = [c for c in self._handshake_git() if c in _CHILD_CAPS]
+            write_list(self.gout, [f"capability={c}" for c in self._git_caps])
             self.gout.flush()
             while True:
                 try:
@@ -184,28 +197,47 @@ class FilterProxy:
     # -- handshake --
 
     def _handshake_git(self) -> list[str]:
-        hello = read_list(self.gin)
+        try:
+            hello = read_list(self.gin)
+        except PktError as exc:  # started by hand, or git went away
+            raise ToolError(
+                f"no filter handshake from git ({exc})",
+                hint="filter-process is run by git (filter.lfs.process), not by hand",
+            ) from None
         if not hello or hello[0] != "git-filter-client" or "version=2" not in hello[1:]:
             raise ToolError(f"unexpected filter handshake from git: {hello!r}")
         write_list(self.gout, ["git-filter-server", "version=2"])
         self.gout.flush()
         return [c.partition("=")[2] for c in read_list(self.gin) if c.startswith("capability=")]
 
-    def _start_child(self, caps: list[str]) -> set[str]:
-        self._child = Child.start(self.child_argv, env=self.child_env)
-        cin, cout = self._pipes()
-        write_list(cin, ["git-filter-client", "version=2"])
-        cin.flush()
-        hello = read_list(cout)
-        if hello[:1] != ["git-filter-server"] or "version=2" not in hello:
-            raise ToolError(f"unexpected handshake from git-lfs filter-process: {hello!r}")
-        write_list(cin, [f"capability={c}" for c in caps])
-        cin.flush()
-        return {c.partition("=")[2] for c in read_list(cout) if c.startswith("capability=")}
+    def _ensure_child(self) -> tuple[IO[bytes], IO[bytes]]:
+        """git-lfs's stdin and stdout, after its handshake (once)."""
+        assert self._child is not None
+        cin, cout = self._child.binary_pipes()
+        if self._child_caps is None:
+            write_list(cin, ["git-filter-client", "version=2"])
+            cin.flush()
+            hello = read_list(cout)
+            if hello[:1] != ["git-filter-server"] or "version=2" not in hello:
+                raise ToolError(f"unexpected handshake from git-lfs filter-process: {hello!r}")
+            write_list(cin, [f"capability={c}" for c in self._git_caps])
+            cin.flush()
+            got = {c.partition("=")[2] for c in read_list(cout) if c.startswith("capability=")}
+            missing = {"clean", "smudge"} & set(self._git_caps) - got
+            if missing:
+                raise ToolError(
+                    f"git-lfs filter-process does not support {', '.join(sorted(missing))}",
+                    hint="update git-lfs (https://git-lfs.com)",
+                )
+            self._child_caps = got
+        return cin, cout
 
     def _pipes(self) -> tuple[IO[bytes], IO[bytes]]:
-        assert self._child is not None
-        return self._child.binary_pipes()
+        """git-lfs's stdin and stdout, once the answers to requests sent ahead are read."""
+        cin, cout = self._ensure_child()
+        if self._early.in_flight:
+            self._early.settle(cin, cout)
+        return cin, cout
 
     def _stop_child(self) -> None:
         if self._child is not None:
@@ -215,6 +247,8 @@ class FilterProxy:
 
     def _send_request(self, lines: list[str], content: bytes | None) -> None:
         cin, _ = self._pipes()
+        if "delay" not in (self._child_caps or ()):  # we offered git delay; this git-lfs cannot
+            lines = [x for x in lines if not x.startswith("can-delay=")]
         write_list(cin, lines)
         if content is not None:
             write_pkt(cin, content)
@@ -277,11 +311,12 @@ class FilterProxy:
         self._copy_response(cout)
 
     def _list_available(self, lines: list[str]) -> None:
+        """The delayed files now available (:meth:`EarlyDelays.available`)."""
         cin, cout = self._pipes()
-        write_list(cin, lines)
-        cin.flush()
-        write_list(self.gout, read_list(cout))  # pathname=... list
-        write_list(self.gout, read_list(cout))  # status
+        present = None if self.store is None else self.store.present
+        paths, status = self._early.available(cin, cout, lines, self.delayed, present)
+        write_list(self.gout, [f"pathname={p}" for p in paths])
+        write_list(self.gout, status)
 
     def _smudge(self, lines: list[str], meta: dict[str, str]) -> None:
         path = meta.get("pathname", "")
@@ -291,7 +326,11 @@ class FilterProxy:
             return
         pending = self.delayed.pop(path, None) if content == b"" else None
         if pending is not None:  # git re-requests a delayed blob with no content
-            self._forward_and_check(lines, b"", path, pending.pointer, meta)
+            if self._from_store(path, pending.pointer, meta) != "served":
+                # as an ordinary smudge: git-lfs may not have delayed it (EarlyDelays)
+                self._early.answered.pop(path, None)
+                again = [x for x in lines if not x.startswith("can-delay=")]
+                self._forward_and_check(again, pending.pointer.text(), path, pending.pointer, meta)
             return
         pointer = parse_pointer(content)
         if pointer is None:
@@ -303,7 +342,57 @@ class FilterProxy:
         if refusal is not None:
             self._refuse(path, pointer, refusal, meta)
             return
+        stored = self._from_store(path, pointer, meta)
+        if stored == "served":
+            return
+        if stored == "missing" and self._can_delay_early(pointer, meta):
+            self._delay_early(lines, content, path, pointer, meta)
+            return
         self._forward_and_check(lines, content, path, pointer, meta)
+
+    def _can_delay_early(self, pointer: Pointer, meta: Mapping[str, str]) -> bool:
+        """Would git-lfs surely delay this smudge (an allowed object it must download)?"""
+        if meta.get("can-delay") != "1":
+            return False
+        self._ensure_child()
+        return (
+            "delay" in (self._child_caps or ())
+            and self.store is not None
+            and self._early.may_send(pointer)
+        )
+
+    def _delay_early(
+        self, lines: list[str], content: bytes, path: str, pointer: Pointer, meta: dict[str, str]
+    ) -> None:
+        """Tell git ``delayed`` now; git-lfs's answer is read later (:mod:`.early_delay`)."""
+        assert self._child is not None
+        cin, cout = self._child.binary_pipes()
+        self._early.send(cin, cout, lines, content, path, pointer.oid)
+        self.delayed[path] = _Pending(pointer, dict(meta))
+        write_list(self.gout, ["status=delayed"])
+
+    def _from_store(self, path: str, pointer: Pointer, meta: Mapping[str, str]) -> str:
+        """Smudge an allowed file from the local store (no round trip through git-lfs):
+        ``served`` when answered, only with content whose sha256 and size are the
+        pointer's (a mismatch refuses the file). Otherwise git-lfs is asked (and what it
+        produces is checked): ``missing`` when the store has no file for it, ``ask``
+        for the rest (a failure reading it, another size, the store not in use)."""
+        if self.store is None:
+            return "ask"
+        try:
+            got = self.store.load(pointer)
+        except Exception:  # e.g. unreadable: git-lfs tries, we check what it gives
+            return "ask"
+        if got is None:
+            return "ask"
+        if isinstance(got, Missing):
+            return "missing"
+        with got:
+            if got.matches(pointer):
+                got.write_response(self.gout)
+            else:
+                self._refuse(path, pointer, _corrupt(got.digest, pointer), meta)
+        return "served"
 
     def _check(self, path: str, oid: str, size: int, meta: Mapping[str, str]) -> Refusal | None:
         """The gate's decision; a failure of ours refuses the file (its pointer stays),
@@ -345,6 +434,7 @@ class FilterProxy:
         state = parse_meta(status).get("status")
         if state == "delayed":
             self.delayed[path] = _Pending(pointer, dict(meta))
+            self._early.waiting.add(path)
             write_list(self.gout, status)
             return
         if state != "success":
@@ -372,12 +462,7 @@ class FilterProxy:
                 write_list(self.gout, trailer)
                 return
             if h.hexdigest() != pointer.oid or buf.size != pointer.size:
-                refusal = Refusal(
-                    f"the local LFS object is corrupt (its sha256 is {h.hexdigest()[:12]}..., "
-                    f"the pointer says {pointer.oid[:12]}...)",
-                    quarantine=True,
-                )
-                self._refuse(path, pointer, refusal, meta)
+                self._refuse(path, pointer, _corrupt(h.hexdigest(), pointer), meta)
                 return
             write_list(self.gout, status)
             for chunk in buf.packets():
@@ -443,6 +528,14 @@ class FilterProxy:
         write_pkt(self.gout, pointer.refusal_stub())
         self.gout.write(FLUSH)
         write_list(self.gout, [])
+
+
+def _corrupt(digest: str, pointer: Pointer) -> Refusal:
+    return Refusal(
+        f"the local LFS object is corrupt (its sha256 is {digest[:12]}..., "
+        f"the pointer says {pointer.oid[:12]}...)",
+        quarantine=True,
+    )
 
 
 def _same_pointer(buf: _Buffer, pointer: Pointer) -> bool:

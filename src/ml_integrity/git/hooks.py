@@ -39,6 +39,7 @@ __all__ = [
     "HOOKS",
     "LFS_HOOKS",
     "InstallReport",
+    "clone_hook_text",
     "hook_text",
     "install",
     "install_hooks",
@@ -105,6 +106,27 @@ def hook_text(name: str) -> str:
         .replace("@COMMAND@", command)
         .replace("@PYTHON@", shlex.quote(exe))
     )
+
+
+CLONE_HOOK_ENV = "ML_INTEGRITY_CLONE_POST_CHECKOUT"
+"""Set by ``ml-integrity clone`` for its ``git clone``: a file for the post-checkout
+hook's arguments (see :func:`clone_hook_text`)."""
+
+
+def clone_hook_text() -> str:
+    """The post-checkout hook of a clone that ``ml-integrity clone`` is making: with
+    :data:`CLONE_HOOK_ENV` set, it writes its arguments there and runs only git-lfs's
+    hook, and the clone command makes ml-integrity's check in its own process (one
+    interpreter less on every clone); without it, it is the usual hook."""
+    lines = hook_text("post-checkout").splitlines(keepends=True)
+    at = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
+    block = [
+        f'if [ -n "${CLONE_HOOK_ENV}" ]; then\n',
+        f'    printf \'%s\\n\' "$@" > "${CLONE_HOOK_ENV}" || exit 2\n',
+        '    exec git lfs post-checkout "$@"\n',
+        "fi\n",
+    ]
+    return "".join([*lines[:at], *block, *lines[at:]])
 
 
 def _hook_template() -> str:

@@ -18,18 +18,19 @@ import datetime
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.x509 import verification as x509v
 
 from ml_integrity.core import oms
 from ml_integrity.core.verifying import VerifiedPayload
 from ml_integrity.errors import BundleError, ConfigError, SignatureError, UsageError
 from ml_integrity.trust.policy import ChainRule, KeyRule
+
+if TYPE_CHECKING:  # imported where certificates are used: 20 ms that key checks never need
+    from cryptography import x509
 
 KeyType = Literal["ec-p256", "ec-p384", "ec-p521", "ed25519"]
 KEY_TYPES: tuple[str, ...] = ("ec-p256", "ec-p384", "ec-p521", "ed25519")
@@ -217,6 +218,8 @@ def _verify_bytes(
 
 
 def _load_certs(path: Path) -> list[x509.Certificate]:
+    from cryptography import x509
+
     data = _read(path, "certificate file")
     try:
         certs = x509.load_pem_x509_certificates(data)
@@ -355,6 +358,8 @@ class CertificateVerifier:
     @classmethod
     def from_pem(cls, pem: bytes, label: str) -> CertificateVerifier:
         """Trust the root certificates in ``pem`` (already validated), named ``label``."""
+        from cryptography import x509
+
         verifier = cls.__new__(cls)
         try:
             verifier.anchors = x509.load_pem_x509_certificates(pem)
@@ -373,6 +378,9 @@ class CertificateVerifier:
         return h.hexdigest()
 
     def verify_bundle(self, bundle: bytes, source: str) -> VerifiedPayload:
+        from cryptography import x509
+        from cryptography.x509 import verification as x509v
+
         parsed = oms.parse_bundle(bundle, source)
         if parsed.material != "certificate":
             raise _wrong_method(parsed, "a certificate chain", source)
@@ -453,6 +461,8 @@ def end_entity_problem(cert: x509.Certificate) -> str | None:
     issue nothing, and the OMS specification's and model-transparency's own
     certificate vectors sign with such leaves (model_signing accepts them).
     """
+    from cryptography import x509
+
     try:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
@@ -488,6 +498,8 @@ def key_rule(pem: bytes, label: str, *, path: str | None = None) -> KeyRule:
 
 def chain_rule(parts: Sequence[tuple[bytes, str]], *, paths: Sequence[str] = ()) -> ChainRule:
     """A certificate-chain rule from PEM texts (with labels); ConfigError if one holds none."""
+    from cryptography import x509
+
     pems: list[bytes] = []
     subjects: list[str] = []
     for pem, label in parts:
