@@ -258,6 +258,8 @@ def _configure_submodules(git: Any, config: dict[str, str]) -> None:
     trust), so that its later checkouts and pulls are verified as the clone's are."""
     from ml_integrity.git.runner import Git
 
+    if not (git.root / ".gitmodules").is_file():
+        return  # no submodule (and no git run on every clone)
     out = git.run(["submodule", "foreach", "--quiet", "--recursive", "pwd"], check=False)
     if out.returncode != 0:
         return
