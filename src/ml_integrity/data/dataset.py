@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from ml_integrity.core import hashing, oms
 from ml_integrity.core.manifest import normalize_path
+from ml_integrity.data import process as _process
 from ml_integrity.data.decryption import decryptor as _decryptor
 from ml_integrity.data.items import ItemCheck, TeeHasher
 from ml_integrity.data.prefetch import MAX_ITEM, Prefetcher
@@ -71,17 +72,6 @@ __all__ = ["SPLITS", "Split", "VerifiedDataset"]
 
 Split = Literal["train", "validation", "test"]
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
-
-_PID = os.getpid()
-
-
-def _after_fork() -> None:
-    global _PID
-    _PID = os.getpid()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
 
 _REGULAR = 0o100000
 _TYPE = 0o170000
@@ -378,7 +368,7 @@ class VerifiedDataset:
     def read_bytes(self, path: str | PurePath) -> bytes:
         """The whole content of one item, returned only after its digest matched."""
         expected = self._resources.get(path) if type(path) is str else None
-        if expected is None or self._pid != _PID or self._decrypt is not None:
+        if expected is None or self._pid != _process.PID or self._decrypt is not None:
             return self._read_bytes(path)
         rel: str = path  # type: ignore[assignment]
         seen = self._verified.get(rel)

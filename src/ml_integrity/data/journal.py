@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ml_integrity.core import oms
 from ml_integrity.data import merkle
+from ml_integrity.data import process as _process
 from ml_integrity.errors import UsageError
 
 if TYPE_CHECKING:
@@ -49,18 +50,6 @@ __all__ = [
 
 JOURNAL_PREDICATE_TYPE = "https://ml-integrity.github.io/training-journal/v1"
 """The predicate type of a sealed journal (``docs/format.md``, "Training journal")."""
-
-_PID = os.getpid()
-"""This process's id, kept current at fork (no system call per recorded read)."""
-
-
-def _after_fork() -> None:
-    global _PID
-    _PID = os.getpid()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
 
 INLINE_LIMIT = 10_000
 """Items up to which the predicate lists them inline; beyond, a JSON-lines sidecar."""
@@ -97,7 +86,7 @@ class DatasetLog:
 
     def read(self, path: str, digest: str) -> None:
         journal = self.journal
-        if journal._owner_pid != _PID:
+        if journal._owner_pid != _process.PID:
             journal._spool_read(self, path, digest)
             return
         entry = self.items.get(path)
