@@ -51,6 +51,8 @@ json.dump({"architectures": ["DemoModel"], "hidden_size": 1024}, open("model/con
 PY
 run ml-integrity init
 run ml-integrity keygen --out ../signer.pem
+# the publisher's own checks (pre-push, checkout) trust the publisher's public key
+run git config ml-integrity.publicKey "$work/signer.pem.pub"
 run git add .gitattributes .ml-integrity model
 run ml-integrity scan --pickle block model
 run ml-integrity sign-repo --key ../signer.pem
@@ -71,7 +73,10 @@ python3 -c "
 p='model/model.safetensors'; b=bytearray(open(p,'rb').read()); b[len(b)//2]^=1; open(p,'wb').write(b)"
 run git add model/model.safetensors
 run git commit -q -m "DemoModel v1 (quietly changed)"
-run git push -q origin main
+# our pre-push hook would refuse this unsigned change: an attacker skips the hooks
+# (and uploads the LFS object by hand, which git-lfs's own pre-push hook would do)
+run git lfs push origin main
+run git push -q --no-verify origin main
 cd ..
 
 step "The consumer pulls: the change is refused, the file stays an LFS pointer"

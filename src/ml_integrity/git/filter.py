@@ -240,7 +240,13 @@ class FilterProxy:
         return cin, cout
 
     def _stop_child(self) -> None:
-        if self._child is not None:
+        if self._child is None:
+            return
+        if self._child_caps is None:
+            # never greeted (every file came from the store, or git asked nothing): it has
+            # done nothing, and closing its stdin would make it complain on stderr
+            self._child.kill()
+        else:
             self._child.stop(timeout=60)
 
     # -- requests --

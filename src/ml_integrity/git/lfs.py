@@ -92,6 +92,16 @@ class Child:
     def poll(self) -> int | None:
         return self._proc.poll()
 
+    def kill(self) -> None:
+        """End it at once (a helper that was never asked anything)."""
+        with contextlib.suppress(OSError):
+            self._proc.kill()
+        self._proc.wait()
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            with contextlib.suppress(OSError, ValueError):
+                if pipe is not None:
+                    pipe.close()
+
     def stop(self, *, timeout: float) -> None:
         """Close its stdin and wait; kill it when it does not end in time."""
         with contextlib.suppress(OSError, ValueError):
