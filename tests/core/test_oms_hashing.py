@@ -140,7 +140,9 @@ def test_model_signing_bundles_verify_with_ours(
     # one shard of the big file changed: refused, and named as the file
     with open(model / "weights.safetensors", "r+b") as f:
         f.seek(SHARD + 7)
-        f.write(b"X")
+        byte = f.read(1)[0]
+        f.seek(SHARD + 7)
+        f.write(bytes([byte ^ 0xFF]))  # always a change (the weights are random bytes)
     bad = cli("verify", model, "--bundle", sig, "--key", pub)
     assert bad.returncode == 1
     assert "changed: weights.safetensors" in bad.stderr
