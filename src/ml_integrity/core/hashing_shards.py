@@ -50,6 +50,7 @@ __all__ = [
     "MIN_SHARD_SIZE",
     "ShardHasher",
     "ShardedDigest",
+    "ThreadShardHasher",
     "assemble",
     "check_shard_request",
     "hash_range",
@@ -100,6 +101,33 @@ class ShardHasher(Protocol):
         follow_symlinks: bool,
         progress: ProgressCallback | None,
     ) -> dict[str, ShardedDigest]: ...
+
+
+@dataclass(frozen=True)
+class ThreadShardHasher:
+    """The default :class:`ShardHasher`: :func:`hash_shards` on ``workers`` threads."""
+
+    workers: int | None = None
+
+    def hash_shards(
+        self,
+        root: Path,
+        paths: Sequence[str],
+        *,
+        shard_size: int,
+        algorithm: str,
+        follow_symlinks: bool,
+        progress: ProgressCallback | None,
+    ) -> dict[str, ShardedDigest]:
+        return hash_shards(
+            root,
+            paths,
+            shard_size=shard_size,
+            algorithm=algorithm,
+            workers=self.workers,
+            progress=progress,
+            follow_symlinks=follow_symlinks,
+        )
 
 
 def check_shard_request(shard_size: int, algorithm: str) -> None:

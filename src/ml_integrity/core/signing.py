@@ -343,25 +343,15 @@ def _hash_resources(
         ]
         return resources, len(paths), sum(d.size for d in digests.values())
     assert serialization.shard_size is not None
-    if shard_hasher is None:
-        sharded = hashing.hash_shards(
-            root,
-            paths,
-            shard_size=serialization.shard_size,
-            algorithm=algorithm,
-            workers=workers,
-            progress=progress,
-            follow_symlinks=follow,
-        )
-    else:
-        sharded = shard_hasher.hash_shards(
-            root,
-            paths,
-            shard_size=serialization.shard_size,
-            algorithm=algorithm,
-            follow_symlinks=follow,
-            progress=progress,
-        )
+    hasher = shard_hasher or hashing_shards.ThreadShardHasher(workers)
+    sharded = hasher.hash_shards(
+        root,
+        paths,
+        shard_size=serialization.shard_size,
+        algorithm=algorithm,
+        follow_symlinks=follow,
+        progress=progress,
+    )
     empty = [p for p in paths if sharded[p].size == 0]
     if empty:
         raise UsageError(
