@@ -252,13 +252,13 @@ def gate_pointers(repo: Repository, before: TreeVerdict) -> list[str]:
         target = repo.root / f.path
         try:
             st = target.lstat()
-            data = target.read_bytes() if stat.S_ISREG(st.st_mode) else None
+            if not stat.S_ISREG(st.st_mode) or st.st_size >= MAX_POINTER_SIZE:
+                continue  # content or a link: not git-lfs's to fill (and never read whole)
+            data = target.read_bytes()
         except FileNotFoundError:
             st, data = None, b""
         except OSError:
             continue
-        if data is None or len(data) >= MAX_POINTER_SIZE:
-            continue  # content or a link: not git-lfs's to fill
         pointer = Pointer(f.digest, f.size)
         if name in before.refused or before.problem is not None:
             held = parse_pointer(data) if data else None
