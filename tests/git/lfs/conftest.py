@@ -25,6 +25,7 @@ from tests.git.lfs.lfs_support import (
     base_env,
     build_world,
     free_port,
+    mi,
     run,
 )
 
@@ -36,6 +37,15 @@ def lfs_home(isolated_env: Path) -> Path:
         pytest.fail("git-lfs is not installed: run tests/tools/install.sh")
     run(["git", "lfs", "install", "--skip-repo"], isolated_env)
     return isolated_env
+
+
+@pytest.fixture
+def good(world: World, tmp_path: Path) -> Path:
+    """A fresh `ml-integrity clone` of the world's signed main branch."""
+    dest = tmp_path / "good"
+    r = mi("clone", world.remote, dest, "--key", world.pub, cwd=tmp_path)
+    assert r.returncode == 0, r.output
+    return dest
 
 
 @pytest.fixture(scope="session")

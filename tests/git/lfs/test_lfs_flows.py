@@ -48,13 +48,6 @@ def assert_refused_a(repo: Path, output: str) -> None:
         assert (repo / name).read_bytes() == CONTENT[name]
 
 
-@pytest.fixture
-def good(world: World, tmp_path: Path) -> Path:
-    rc, out = clone(world, tmp_path / "good")
-    assert rc == 0, out
-    return tmp_path / "good"
-
-
 def test_good_clone(good: Path) -> None:
     assert_good(good)
     assert (good / ".git" / "hooks" / "post-checkout").read_text().count("ml-integrity-hook") == 1

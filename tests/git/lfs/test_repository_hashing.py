@@ -6,18 +6,8 @@ import base64
 import json
 from pathlib import Path
 
-import pytest
-
 from ml_integrity.trust.keys import KeySigner
 from tests.git.lfs.lfs_support import World, git, mi
-
-
-@pytest.fixture
-def good(world: World, tmp_path: Path) -> Path:
-    dest = tmp_path / "good"
-    r = mi("clone", world.remote, dest, "--key", world.pub, cwd=tmp_path)
-    assert r.returncode == 0, r.output
-    return dest
 
 
 def test_a_blake3_claim_is_not_taken_for_an_lfs_oid(world: World, good: Path) -> None:

@@ -31,13 +31,6 @@ from tests.git.lfs.lfs_support import (
 
 
 @pytest.fixture
-def good(world: World, tmp_path: Path) -> Path:
-    r = mi("clone", world.remote, tmp_path / "good", "--key", world.pub, cwd=tmp_path)
-    assert r.returncode == 0, r.output
-    return tmp_path / "good"
-
-
-@pytest.fixture
 def tap(tmp_path: Path) -> tuple[dict[str, str], Path]:
     """An environment whose ``git-lfs`` logs every byte sent to ``filter-process``."""
     real = shutil.which("git-lfs")
