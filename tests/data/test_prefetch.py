@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -253,3 +254,82 @@ def test_an_idle_helper_ends_and_the_next_plan_starts_another(
         assert ds.read_bytes(path) == (many.root / path).read_bytes()
     assert ahead.served == 32 + len(files)
     ds.close()
+
+
+def test_threads_sharing_a_dataset_get_only_their_items_bytes(many: Signed) -> None:
+    """One dataset read by several threads at once (a thread-pool loader taking the next
+    item of one plan): every read returns exactly the bytes of the item asked for, while
+    the helper serves."""
+    import itertools
+    import sys
+    import threading
+
+    expected = {p.relative_to(many.root).as_posix(): p.read_bytes() for p in many.root.rglob("*")
+                if p.is_file()}  # fmt: skip
+    wrong: list[str] = []
+    served = 0
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch inside every read: races show
+    try:
+        for _ in range(10):
+            ds = open_ds(many)
+            order = ds.files
+            ds.prefetch(order)
+            helper(ds).settle(len(order) // 2)
+            turn = itertools.count()
+
+            def reader(
+                ds: VerifiedDataset = ds, order: list[str] = order, turn: Iterator[int] = turn
+            ) -> None:
+                while (i := next(turn)) < len(order):
+                    if ds.read_bytes(order[i]) != expected[order[i]]:
+                        wrong.append(order[i])
+
+            threads = [threading.Thread(target=reader) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            served += helper(ds).served
+            ds.close()
+    finally:
+        sys.setswitchinterval(interval)
+    assert served > 0  # the helper's copies were handed out, across threads
+    assert wrong == []
+
+
+def test_a_job_cut_by_a_full_pipe_is_finished_before_a_new_plan(many: Signed) -> None:
+    """The job pipe takes part of a job: the rest goes out whole before anything of the
+    next plan, and jobs of which nothing was sent are dropped (the helper reads whole
+    jobs only; a cut one would be read as garbage)."""
+    ahead = pf.Prefetcher(f"{many.root}/", {}, lambda rel: False)  # no helper started
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    try:
+        import fcntl
+
+        fcntl.fcntl(write_fd, 1031, 4096)  # F_SETPIPE_SZ: a pipe of one page
+    except OSError:
+        pytest.skip("cannot shrink a pipe here")
+    jobs = [bytes([i]) * 3000 for i in range(1, 4)]
+
+    class Running:
+        def poll(self) -> None:
+            return None
+
+    try:
+        ahead._proc = Running()  # type: ignore[assignment]
+        ahead._job_fd = write_fd
+        ahead._jobs = list(jobs)
+        ahead._flush()  # 4096 bytes: job 1 whole, job 2 cut
+        sent = os.read(read_fd, 1 << 16)
+        assert sent == jobs[0] + jobs[1][: len(sent) - 3000]
+        ahead._jobs.clear()  # a new plan drops the jobs not begun (job 3) ...
+        ahead._flush()
+        rest = os.read(read_fd, 1 << 16)
+        assert sent + rest == jobs[0] + jobs[1]  # ... but finishes the cut one
+        assert ahead._partial == b"" and ahead._jobs == []
+    finally:
+        ahead._proc = None
+        os.close(read_fd)
+        os.close(write_fd)

@@ -56,6 +56,7 @@ import os
 import struct
 import subprocess
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -155,7 +156,11 @@ class Prefetcher:
         self._explicit = False
         self._pos = 0  # the caller's next position in the plan
         self._sent = 0  # the next position to put in a job
-        self._pending = bytearray()  # job bytes the pipe did not take yet
+        self._jobs: list[bytes] = []  # whole jobs the pipe did not take yet
+        self._partial = b""  # the rest of a job the pipe took only a part of
+        self._lock = threading.RLock()
+        """One caller at a time: a slot is given back only once what was taken from it
+        (digest and bytes) is copied out, whichever thread reads the dataset."""
         self._tails: dict[str, bytes] = {}  # the job entry of each item, but its position
         self._freed = bytearray()  # slots consumed, given back in batches
         self._njobs = 0  # jobs sent for the current plan
@@ -267,7 +272,8 @@ class Prefetcher:
         self._ready.clear()
         self._slot, self._count, self._k = -1, 0, 0
         self._freed.clear()
-        self._pending.clear()
+        self._jobs.clear()
+        self._partial = b""
         fds, self._fds = self._fds, []
         for fd in fds:
             try:
@@ -289,12 +295,17 @@ class Prefetcher:
 
     def close(self) -> None:
         """End the helper process and drop what it read (a no-op in a forked child)."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._pid != os.getpid():
             return
         self._stop(restartable=True)  # usable again: a new helper on the next plan
 
     def _forked(self) -> None:
         """In a forked child: close the inherited pipe ends, never touch the helper."""
+        self._lock = threading.RLock()  # another thread may have held the parent's
         for fd in self._fds:
             try:
                 os.close(fd)
@@ -317,6 +328,10 @@ class Prefetcher:
         A plan of fewer than :data:`MIN_PLAN` items only ends the earlier one:
         the caller reads it faster than a helper could start on it.
         """
+        with self._lock:
+            self._plan(order, start, explicit=explicit)
+
+    def _plan(self, order: Sequence[str], start: int = 0, *, explicit: bool = True) -> None:
         if self._pid != os.getpid():
             return
         if len(order) - start < MIN_PLAN:
@@ -336,7 +351,7 @@ class Prefetcher:
         self._mine = start
         self._lead = LEAD
         self._served_before = -1
-        self._pending.clear()
+        self._jobs.clear()  # never a job already begun: _partial goes out whole first
         if self._slot >= 0:  # what is left of the last plan's slot
             self._give_back(self._slot)
             self._slot = -1
@@ -374,21 +389,31 @@ class Prefetcher:
             self._sent = stop
             if n:
                 payload = b"".join(parts)
-                self._pending += JOB.pack(self._gen, n, len(payload))
-                self._pending += payload
+                self._jobs.append(JOB.pack(self._gen, n, len(payload)) + payload)
         self._flush()
 
     def _flush(self) -> None:
-        if not self._pending or self._proc is None:  # (its pipes are closed then)
+        """Write what the job pipe takes; remember where a job was cut (the helper reads
+        whole jobs: a plan change drops only jobs of which nothing was sent)."""
+        if not (self._partial or self._jobs) or self._proc is None:  # (pipes closed then)
             return
         try:
-            written = os.write(self._job_fd, self._pending)
+            written = os.write(self._job_fd, self._partial + b"".join(self._jobs))
         except BlockingIOError:
             return
         except OSError:
             self._ended()
             return
-        del self._pending[:written]
+        if written < len(self._partial):
+            self._partial = self._partial[written:]
+            return
+        rest, jobs = written - len(self._partial), self._jobs
+        i = 0
+        while i < len(jobs) and rest >= len(jobs[i]):
+            rest -= len(jobs[i])
+            i += 1
+        self._partial = jobs[i][rest:] if rest else b""
+        del jobs[: i + 1 if rest else i]
 
     # --- the caller's side ------------------------------------------------------------
 
@@ -398,6 +423,10 @@ class Prefetcher:
         None: read it on the caller's path (not read ahead, not there yet,
         not what the plan expected, or the helper could not read it).
         """
+        with self._lock:
+            return self._take(rel)
+
+    def _take(self, rel: str) -> Fetched | None:
         order = self._order
         pos = self._pos
         if pos >= len(order) or order[pos] != rel:
@@ -425,8 +454,10 @@ class Prefetcher:
                 if rpos > pos:
                     return None  # not one the helper was asked for (or it skipped it)
                 self._k = k + 1
-                if size < 0:
-                    return None  # it could not read it whole, as signed
+                if size != self._sizes.get(rel) or not (
+                    offset >= _SLOT_DATA and offset + size <= self.slot_size
+                ):
+                    return None  # it could not read it whole, as signed (or a bad record)
                 start = self._base + offset
                 self.served += 1
                 digest = None
@@ -453,6 +484,10 @@ class Prefetcher:
 
     def settle(self, items: int = 1, timeout: float = 10.0) -> bool:
         """Wait until the helper has read ``items`` items of the plan (for tests and benchmarks)."""
+        with self._lock:
+            return self._settle(items, timeout)
+
+    def _settle(self, items: int = 1, timeout: float = 10.0) -> bool:
         import select
 
         deadline = time.monotonic() + timeout
@@ -487,7 +522,7 @@ class Prefetcher:
             self._give_back(self._slot)
             self._slot = -1
             self._count = self._k = 0
-        if self._pending:
+        if self._partial or self._jobs:
             self._flush()
         if not self._ready:
             try:

@@ -110,6 +110,8 @@ def main(argv: list[str]) -> int:
             now_gen, now_pos = control(memory, 0)
             if now_gen != gen or pos < now_pos:
                 continue  # the caller went past it (or to another plan)
+            if not 0 <= want <= slot_size - first_data:
+                continue  # cannot be in one slot: never written past a slot's end
             if slot >= 0 and (used == per_slot or offset + want > slot_size):
                 head(memory, base, gen, used)
                 os.write(notes, bytes((slot,)))
