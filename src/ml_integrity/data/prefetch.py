@@ -260,7 +260,7 @@ class Prefetcher:
         os.set_blocking(nr, False)
         self._job_fd, self._notes, self._back = jw, nr, bw
         self._fds = [jw, nr, bw]
-        self._view = memoryview(self._mem)
+        self._mapped = True
         self._started = time.monotonic()
         _live.add(self)
         return True
@@ -287,21 +287,16 @@ class Prefetcher:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        view = getattr(self, "_view", None)
-        if view is not None:
-            view.release()
+        if getattr(self, "_mapped", False):
             self._mem.close()
-            del self._view
+            self._mapped = False
 
     def close(self) -> None:
         """End the helper process and drop what it read (a no-op in a forked child)."""
         with self._lock:
-            self._close()
-
-    def _close(self) -> None:
-        if self._pid != os.getpid():
-            return
-        self._stop(restartable=True)  # usable again: a new helper on the next plan
+            if self._pid != os.getpid():
+                return
+            self._stop(restartable=True)  # usable again: a new helper on the next plan
 
     def _forked(self) -> None:
         """In a forked child: close the inherited pipe ends, never touch the helper."""
@@ -329,35 +324,32 @@ class Prefetcher:
         the caller reads it faster than a helper could start on it.
         """
         with self._lock:
-            self._plan(order, start, explicit=explicit)
-
-    def _plan(self, order: Sequence[str], start: int = 0, *, explicit: bool = True) -> None:
-        if self._pid != os.getpid():
-            return
-        if len(order) - start < MIN_PLAN:
-            if self._order:
-                self._order = ()
-                self._gen += 1
-                self._publish()
-            return
-        if not self._start():
-            return
-        self._plan_ns = time.time_ns()  # before any stat of this plan (the racy rule)
-        self._gen += 1
-        self._order = order
-        self._explicit = explicit
-        self._pos = self._sent = start
-        self._njobs = 0
-        self._mine = start
-        self._lead = LEAD
-        self._served_before = -1
-        self._jobs.clear()  # never a job already begun: _partial goes out whole first
-        if self._slot >= 0:  # what is left of the last plan's slot
-            self._give_back(self._slot)
-            self._slot = -1
-            self._count = self._k = 0
-        self._publish()
-        self._feed()
+            if self._pid != os.getpid():
+                return
+            if len(order) - start < MIN_PLAN:
+                if self._order:
+                    self._order = ()
+                    self._gen += 1
+                    self._publish()
+                return
+            if not self._start():
+                return
+            self._plan_ns = time.time_ns()  # before any stat of this plan (the racy rule)
+            self._gen += 1
+            self._order = order
+            self._explicit = explicit
+            self._pos = self._sent = start
+            self._njobs = 0
+            self._mine = start
+            self._lead = LEAD
+            self._served_before = -1
+            self._jobs.clear()  # never a job already begun: _partial goes out whole first
+            if self._slot >= 0:  # what is left of the last plan's slot
+                self._give_back(self._slot)
+                self._slot = -1
+                self._count = self._k = 0
+            self._publish()
+            self._feed()
 
     def _publish(self) -> None:
         if self._proc is not None:
@@ -424,90 +416,86 @@ class Prefetcher:
         not what the plan expected, or the helper could not read it).
         """
         with self._lock:
-            return self._take(rel)
-
-    def _take(self, rel: str) -> Fetched | None:
-        order = self._order
-        pos = self._pos
-        if pos >= len(order) or order[pos] != rel:
-            pos = self._miss(rel)
-            if pos < 0:
-                return None
-        self._pos = pos + 1
-        if pos + 1 == len(order):
-            self._order = ()  # done
-        elif self._sent - pos < self.window // 4:
-            self._feed()
-            if self._proc is None:
-                return None  # the helper ended
-        if pos < self._mine:
-            return None  # a stretch the caller reads itself
-        while True:
-            k = self._k
-            if k < self._count:
-                mem = self._mem
-                at = self._base + SLOT_HEAD.size + k * RECORD.size
-                rpos, size, dev, ino, mtime, ctime, offset = RECORD.unpack_from(mem, at)
-                if rpos < pos:
+            order = self._order
+            pos = self._pos
+            if pos >= len(order) or order[pos] != rel:
+                pos = self._miss(rel)
+                if pos < 0:
+                    return None
+            self._pos = pos + 1
+            if pos + 1 == len(order):
+                self._order = ()  # done
+            elif self._sent - pos < self.window // 4:
+                self._feed()
+                if self._proc is None:
+                    return None  # the helper ended
+            if pos < self._mine:
+                return None  # a stretch the caller reads itself
+            while True:
+                k = self._k
+                if k < self._count:
+                    mem = self._mem
+                    at = self._base + SLOT_HEAD.size + k * RECORD.size
+                    rpos, size, dev, ino, mtime, ctime, offset = RECORD.unpack_from(mem, at)
+                    if rpos < pos:
+                        self._k = k + 1
+                        continue
+                    if rpos > pos:
+                        return None  # not one the helper was asked for (or it skipped it)
                     self._k = k + 1
-                    continue
-                if rpos > pos:
-                    return None  # not one the helper was asked for (or it skipped it)
-                self._k = k + 1
-                if size != self._sizes.get(rel) or not (
-                    offset >= _SLOT_DATA and offset + size <= self.slot_size
-                ):
-                    return None  # it could not read it whole, as signed (or a bad record)
-                start = self._base + offset
-                self.served += 1
-                digest = None
-                if self._digest_len:
-                    at = self._base + _DIGESTS + k * DIGEST_SIZE
-                    digest = mem[at : at + self._digest_len]
-                data = mem[start : start + size]  # a copy: the bytes that digest is of
-                return data, (dev, ino, size, mtime, ctime), self._plan_ns, digest
-            if not self._next_slot():
-                break
-        # Not there yet: the caller reads the next items itself, the helper goes on after
-        # them (never both on the same items, and the caller never waits). A helper
-        # that served nothing since the last time gets twice as many (it has no core).
-        if self.served == self._served_before:
-            self._lead = min(2 * self._lead, MAX_LEAD)
-        else:
-            self._lead = LEAD
-        self._served_before = self.served
-        # (a short plan, a DataLoader batch: the caller takes at most half of what is left)
-        self._mine = pos + min(self._lead, max(4, (len(order) - pos) // 2))
-        if self._proc is not None:  # (not if the helper just ended)
-            CONTROL.pack_into(self._mem, 0, self._gen, self._mine)
-        return None
+                    if size != self._sizes.get(rel) or not (
+                        offset >= _SLOT_DATA and offset + size <= self.slot_size
+                    ):
+                        return None  # it could not read it whole, as signed (or a bad record)
+                    start = self._base + offset
+                    self.served += 1
+                    digest = None
+                    if self._digest_len:
+                        at = self._base + _DIGESTS + k * DIGEST_SIZE
+                        digest = mem[at : at + self._digest_len]
+                    data = mem[start : start + size]  # a copy: the bytes that digest is of
+                    return data, (dev, ino, size, mtime, ctime), self._plan_ns, digest
+                if not self._next_slot():
+                    break
+            # Not there yet: the caller reads the next items itself, the helper goes on after
+            # them (never both on the same items, and the caller never waits). A helper
+            # that served nothing since the last time gets twice as many (it has no core).
+            if self.served == self._served_before:
+                self._lead = min(2 * self._lead, MAX_LEAD)
+            else:
+                self._lead = LEAD
+            self._served_before = self.served
+            # (a short plan, a DataLoader batch: the caller takes at most half of what is left)
+            self._mine = pos + min(self._lead, max(4, (len(order) - pos) // 2))
+            if self._proc is not None:  # (not if the helper just ended)
+                CONTROL.pack_into(self._mem, 0, self._gen, self._mine)
+            return None
 
     def settle(self, items: int = 1, timeout: float = 10.0) -> bool:
         """Wait until the helper has read ``items`` items of the plan (for tests and benchmarks)."""
         with self._lock:
-            return self._settle(items, timeout)
+            import select
 
-    def _settle(self, items: int = 1, timeout: float = 10.0) -> bool:
-        import select
-
-        deadline = time.monotonic() + timeout
-        while self._proc is not None and self._order:
-            ready = self._count - self._k
-            for slot in self._ready:
-                gen, count = SLOT_HEAD.unpack_from(self._mem, CONTROL_SIZE + slot * self.slot_size)
-                ready += count if gen == self._gen else 0
-            if ready >= items:
-                return True
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._notes], [], [], left)[0]:
-                return False
-            self._flush()
-            got = os.read(self._notes, 256)
-            if not got:
-                self._ended()
-                return False
-            self._ready.extend(got)
-        return False
+            deadline = time.monotonic() + timeout
+            while self._proc is not None and self._order:
+                ready = self._count - self._k
+                for slot in self._ready:
+                    gen, count = SLOT_HEAD.unpack_from(
+                        self._mem, CONTROL_SIZE + slot * self.slot_size
+                    )
+                    ready += count if gen == self._gen else 0
+                if ready >= items:
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([self._notes], [], [], left)[0]:
+                    return False
+                self._flush()
+                got = os.read(self._notes, 256)
+                if not got:
+                    self._ended()
+                    return False
+                self._ready.extend(got)
+            return False
 
     @property
     def pid(self) -> int | None:
