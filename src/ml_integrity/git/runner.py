@@ -402,6 +402,9 @@ def _run(
             cwd=cwd,
             env=dict(env),
             input=input,
+            # never our stdin: in the filter that is git's pkt-line pipe, which a git
+            # child (reading a config file that is /dev/stdin, say) would take from git
+            stdin=subprocess.DEVNULL if input is None else None,
             stdout=subprocess.PIPE if stdout is None else stdout,
             stderr=subprocess.PIPE,
             check=False,

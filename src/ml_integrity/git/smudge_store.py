@@ -216,8 +216,14 @@ def store_smudge_allowed(
         return False
     sources = []
     worktree = git.root / ".lfsconfig"
-    if worktree.exists():
+    try:
+        if not stat.S_ISREG(worktree.lstat().st_mode):
+            return False  # a link or a device as .lfsconfig: git-lfs decides, not the store
         sources.append(["--file", str(worktree)])
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
     specs = (":.lfsconfig", "HEAD:.lfsconfig")
     if read_blob is not None:
         sources += [["--blob", s] for s in specs if read_blob(s)]

@@ -172,6 +172,28 @@ def test_git_lfs_decides_when_it_would_not_serve_the_stored_object(good: Path, h
     assert checkout(None) == alone
 
 
+@pytest.mark.parametrize("target", ["/dev/stdin", "config.d/elsewhere"])
+def test_an_lfsconfig_that_is_not_a_file_never_hangs_the_checkout(
+    good: Path, target: str
+) -> None:
+    """`.lfsconfig` as a link to /dev/stdin (the filter's stdin is git's pkt-line pipe):
+    no child of the filter may read it; git-lfs decides, and the content is verified."""
+    import subprocess
+
+    (good / ".lfsconfig").symlink_to(target)
+    remove(good, "a.bin")
+    proc = subprocess.run(
+        ["git", "checkout", "--", "a.bin"],
+        cwd=good,
+        capture_output=True,
+        text=True,
+        timeout=60,  # a hang fails here instead of blocking the run
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (good / "a.bin").read_bytes() == CONTENT["a.bin"]
+
+
 def test_clone_with_a_reference_repository(world: World, good: Path, tmp_path: Path) -> None:
     """git-lfs copies objects from the reference instead of delaying: requests sent
     ahead are answered with content, and the files are then served from the store."""
