@@ -173,9 +173,7 @@ def test_git_lfs_decides_when_it_would_not_serve_the_stored_object(good: Path, h
 
 
 @pytest.mark.parametrize("target", ["/dev/stdin", "config.d/elsewhere"])
-def test_an_lfsconfig_that_is_not_a_file_never_hangs_the_checkout(
-    good: Path, target: str
-) -> None:
+def test_an_lfsconfig_that_is_not_a_file_never_hangs_the_checkout(good: Path, target: str) -> None:
     """`.lfsconfig` as a link to /dev/stdin (the filter's stdin is git's pkt-line pipe):
     no child of the filter may read it; git-lfs decides, and the content is verified."""
     import subprocess
