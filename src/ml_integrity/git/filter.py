@@ -482,7 +482,8 @@ class FilterProxy:
     def _smudge_raw(
         self, lines: list[str], meta: dict[str, str], path: str, spool: IO[bytes]
     ) -> None:
-        """Content that is not a pointer (a file committed without LFS): check its digest."""
+        """Content that is not a pointer (a file committed without LFS): check its digest,
+        then give git those bytes as they are (what git-lfs does with such content)."""
         with spool:
             spool.seek(0)
             h = hashlib.sha256()
@@ -497,14 +498,15 @@ class FilterProxy:
                 self.refusals += 1
                 write_list(self.gout, ["status=error"])
                 return
-            cin, cout = self._pipes()
-            write_list(cin, lines)
+            # Answered with exactly the bytes just verified, never through git-lfs: it
+            # reads some blobs that are no pointer to us (CRLF lines, `size 08`) as
+            # pointers, and would write an object in their place.
+            write_list(self.gout, ["status=success"])
             spool.seek(0)
             while chunk := spool.read(MAX_PKT_DATA):
-                write_pkt(cin, chunk)
-            cin.write(FLUSH)
-            cin.flush()
-            self._copy_response(cout)
+                write_pkt(self.gout, chunk)
+            self.gout.write(FLUSH)
+            write_list(self.gout, [])
 
     def _report(
         self, path: str, oid: str, size: int, refusal: Refusal, meta: Mapping[str, str]

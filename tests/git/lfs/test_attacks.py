@@ -633,3 +633,31 @@ def test_clone_with_a_policy_applies_it_to_every_checkout(hf: HfWorld, tmp_path:
     usage = mi("clone", hf.remote, tmp_path / "b", "--policy", bad, cwd=tmp_path, env=hf.env)
     assert usage.returncode == 2 and str(bad) in usage.output, usage.output
     assert not (tmp_path / "b").exists()  # refused before anything was cloned
+
+
+def test_a_blob_git_lfs_reads_as_a_pointer_is_given_as_signed(hf: HfWorld, tmp_path: Path) -> None:
+    """A signed ordinary blob at an LFS path whose text git-lfs, not our parser, takes
+    for a pointer (CRLF line ends): the work tree gets the signed bytes, never the object
+    git-lfs would put in their place."""
+    env = hf.env
+    name = "odd.safetensors"
+    other = LFS_FILES["weights/extra.safetensors"]
+    crlf = (
+        f"version https://git-lfs.github.com/spec/v1\r\noid sha256:{sha256(other)}\r\n"
+        f"size {len(other)}\r\n"
+    ).encode()
+    work = tmp_path / "signer"
+    git("clone", "-q", hf.remote, work, cwd=tmp_path, env=env)
+    git("checkout", "-q", "-b", "crlf", cwd=work, env=env)
+    blob_file = tmp_path / "blob"
+    blob_file.write_bytes(crlf)
+    blob = git("hash-object", "-w", "--no-filters", blob_file, cwd=work, env=env).stdout.strip()
+    git("update-index", "--add", "--cacheinfo", f"100644,{blob},{name}", cwd=work, env=env)
+    mi("sign-repo", "--key", hf.key, cwd=work, env=env, check=True)
+    git("commit", "-q", "--no-verify", "-m", "a CRLF pointer, signed as it is", cwd=work, env=env)
+    git("push", "-q", "--no-verify", "origin", "crlf", cwd=work, env=env)
+    dest = tmp_path / "consumer"
+    cloned = mi("clone", hf.remote, dest, "--key", hf.pub, "-b", "crlf", cwd=tmp_path)
+    assert cloned.returncode == 0, cloned.output
+    assert (dest / name).read_bytes() == crlf  # what was signed, not the object
+    assert mi("verify", "--git-repo", "--rehash", cwd=dest).returncode == 0
