@@ -200,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
     if hook_args is not None:  # git ran the post-checkout hook: its check, here
         from ml_integrity.cli.hook import check_after_clone
 
-        rc = rc or check_after_clone(git, hook_args)
+        own = check_after_clone(git, hook_args)  # whatever git's exit: it puts right
+        rc = rc or own
     for key, value in later.items():
         git.config_set(key, value)
     _configure_submodules(git, {**config, **later})

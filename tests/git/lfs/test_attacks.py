@@ -661,3 +661,23 @@ def test_a_blob_git_lfs_reads_as_a_pointer_is_given_as_signed(hf: HfWorld, tmp_p
     assert cloned.returncode == 0, cloned.output
     assert (dest / name).read_bytes() == crlf  # what was signed, not the object
     assert mi("verify", "--git-repo", "--rehash", cwd=dest).returncode == 0
+
+
+def test_clone_checks_the_checkout_when_git_fails_after_it(hf: HfWorld, tmp_path: Path) -> None:
+    """git clone exits non-zero after the checkout (a submodule that cannot be cloned):
+    the post-checkout check still runs, and the unsigned file that arrived is moved out."""
+    commit = git("rev-parse", "origin/main", cwd=hf.attacker, env=hf.env).stdout.strip()
+    gitmodules = b'[submodule "vendor/gone"]\n\tpath = vendor/gone\n\turl = /nonexistent/gone.git\n'
+    hf.attack(
+        "late-failure",
+        ["update-index", "--add", "--cacheinfo", f"160000,{commit},vendor/gone"],
+        files={"evil.py": EVIL, ".gitmodules": gitmodules},
+    )
+    dest = tmp_path / "consumer"
+    cloned = mi(
+        "clone", hf.remote, dest, "--key", hf.pub, "-b", "late-failure",
+        "--git-arg=--recurse-submodules", cwd=tmp_path,
+    )  # fmt: skip
+    assert cloned.returncode == 1, cloned.output
+    assert "evil.py" in cloned.output, cloned.output
+    no_attacker_bytes(dest)
