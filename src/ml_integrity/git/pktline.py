@@ -57,14 +57,15 @@ def write_pkt(stream: IO[bytes], data: bytes) -> None:
 
 
 def write_text(stream: IO[bytes], line: str) -> None:
-    write_pkt(stream, line.encode() + b"\n")
+    write_pkt(stream, line.encode("utf-8", "surrogateescape") + b"\n")
 
 
 def write_list(stream: IO[bytes], lines: list[str]) -> None:
-    """Text packets and a flush, in one write."""
+    """Text packets and a flush, in one write. Lines are the bytes :func:`read_list`
+    read (a path that is not UTF-8 goes back as it came)."""
     out = bytearray()
     for line in lines:
-        data = line.encode() + b"\n"
+        data = line.encode("utf-8", "surrogateescape") + b"\n"
         out += b"%04x" % (len(data) + 4)
         out += data
     out += FLUSH

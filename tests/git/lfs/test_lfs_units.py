@@ -141,6 +141,42 @@ def test_clean_turns_a_refusal_stub_back_into_its_pointer(tmp_path: Path) -> Non
     assert cleaned in packets, packets
 
 
+def test_a_path_that_is_not_utf8_goes_back_as_it_came() -> None:
+    """git paths are bytes: a name that is not UTF-8 is read and written unchanged, and the
+    filter answers for it (before, writing its name back raised and aborted the checkout)."""
+    import shutil
+
+    from ml_integrity.git.filter import FilterProxy
+
+    buf = io.BytesIO()
+    write_pkt(buf, b"pathname=caf\xe9.bin\n")
+    buf.write(FLUSH)
+    buf.seek(0)
+    (line,) = read_list(buf)
+    out = io.BytesIO()
+    write_list(out, [line])
+    assert out.getvalue() == buf.getvalue()
+    request = io.BytesIO()
+    write_list(request, ["git-filter-client", "version=2"])
+    write_list(request, ["capability=clean", "capability=smudge"])
+    write_pkt(request, b"command=smudge\n")
+    write_pkt(request, b"pathname=caf\xe9.bin\n")
+    request.write(FLUSH)
+    write_pkt(request, f"{V1}oid sha256:{OID}\nsize 12345\n".encode())
+    request.write(FLUSH)
+    lfs = shutil.which("git-lfs")
+    assert lfs is not None
+    answer = io.BytesIO()
+    proxy = FilterProxy(
+        _BrokenGate(False),
+        child_argv=[lfs, "filter-process"],
+        stdin=io.BytesIO(request.getvalue()),
+        stdout=answer,
+    )
+    assert proxy.serve() == 0
+    assert b"status=success\n" in _packets(answer.getvalue())
+
+
 def test_pkt_line_roundtrip_and_splitting() -> None:
     buf = io.BytesIO()
     write_list(buf, ["git-filter-client", "version=2"])
